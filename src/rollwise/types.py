@@ -1,0 +1,36 @@
+"""Named containers passed between the layers. Plain Python (no torch), so every layer can share them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One verifiable prompt of a pool: text to complete, reference answer, stable id, metadata."""
+
+    uid: str
+    text: str
+    reference: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Rollout:
+    """One generated completion with what the loss needs: tokens, behaviour logprobs, reward, version."""
+
+    prompt_index: int  # index of the prompt in the training pool
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    behaviour_logprobs: list[float]  # log mu(y_t | s_t) of the engine that sampled it, one per completion token
+    text: str
+    finish_reason: str  # "stop" | "length"
+    policy_version: int = 0  # trainer step whose weights generated it
+    reward: float = 0.0
+    parsed: bool = False
+    verify_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.completion_ids)
