@@ -38,3 +38,16 @@ __all__ = [
     "Component", "Downsampler", "Gate", "GroupObs", "Replayed", "Request", "SampleContext", "SamplingPipeline",
     "Selector", "PromptStats", "TrainGroup",
 ]
+
+ALLOCATORS.register("reinforce_ada", "rollwise.sampling.reinforce_ada:ReinforceAdaAllocator")
+DOWNSAMPLERS.register("balanced", "rollwise.sampling.reinforce_ada:BalancedDownsampler")
+ALLOCATORS.register("xrpo", "rollwise.sampling.xrpo:XrpoAllocator")
+ALLOCATORS.register("v05", "rollwise.sampling.v05:V05Allocator")
+BASELINES.register("v05", "rollwise.sampling.v05:V05Baseline")
+DOWNSAMPLERS.register("d3s", "rollwise.sampling.d3s:D3sDownsampler")
+SELECTORS.register("vade", "rollwise.sampling.vade:VadeSelector")
+SELECTORS.register("gdro", "rollwise.sampling.gdro:GdroSelector")
+ALLOCATORS.register("gdro_sqrt", "rollwise.sampling.gdro:GdroSqrtAllocator")
+ALLOCATORS.register("dars", "rollwise.sampling.dars:DarsAllocator")
+GATES.register("dars_filter", "rollwise.sampling.dars:DarsFilterGate")
+SELECTORS.register("dots", "rollwise.sampling.dots:DotsSelector")

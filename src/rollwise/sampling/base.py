@@ -149,13 +149,17 @@ class Selector(Component):
 class Allocator(Component):
     kind = "allocator"
     max_rounds: int = 1  # how many generation rounds this allocator may ask for
+    #: False: a prompt given 0 extra rollouts in a round is done and leaves the active set (successive
+    #: elimination). True: every prompt of the step stays eligible in later rounds (XRPO phases).
+    revisit: bool = False
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         """First-round rollout count per prompt ([P] int >= 1)."""
         return np.full(len(prompts), ctx.group_size, dtype=np.int64)
 
     def extend(self, round_index: int, pools: list[GroupObs], ctx: SampleContext) -> np.ndarray:
-        """Extra rollouts per pool for the next round ([P] int, 0 = done). ``round_index`` starts at 1."""
+        """Extra rollouts per pool for the next round ([P] int, 0 = done unless ``revisit``). ``round_index``
+        starts at 1."""
         return np.zeros(len(pools), dtype=np.int64)
 
 

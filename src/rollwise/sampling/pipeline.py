@@ -108,7 +108,8 @@ class SamplingPipeline:
             self._round += 1
             req = fit_to_budget(self._active[extra > 0], extra[extra > 0], ctx.budget.left())
             if len(req):
-                self._active = req.prompts
+                if not self.allocator.revisit:
+                    self._active = req.prompts
                 return req
         return self._refill(pools, ctx)
 

@@ -1,0 +1,120 @@
+"""Throughput of HFEngine vs ``model.generate`` on the default tiny model (CPU).
+
+Each setting decodes ``batch`` sequences (``batch // 8`` prompts of ~8 chars, 8 samples each) at temperature 1,
+top-p 1, in one engine chunk of ``batch`` rows. Tokens/s counts completion tokens (stop token included); the best
+of ``--repeats`` timed runs after one warm-up (the best, because the CPU may be shared). In "ragged" settings
+rows also stop on the eight digits 0-7 (~8%/step on the random-init model), so rows finish at very different
+lengths: the case that batch compaction targets.
+
+    PYTHONPATH=src python bench/bench_generation.py --out bench/results/generation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rollwise.generation.base import SamplingParams
+from rollwise.generation.hf import HFEngine
+from rollwise.train.model import build_char_tokenizer, build_tiny_model
+
+WORDS = ["12+34=", "abc def", "7*8 is ", "hello w", "x = 3; ", "sum 1 2", "Q: 9-4?", "reverse"]
+SAMPLES = 8
+
+
+def make_prompts(tokenizer: Any, n: int) -> list[list[int]]:
+    return [tokenizer.encode(f"{WORDS[i % len(WORDS)]}{i % 10}") for i in range(n)]
+
+
+def time_engine(engine: HFEngine, prompts: list[list[int]], max_new: int, stops: tuple[int, ...],
+                repeats: int) -> tuple[float, int]:
+    """Best seconds and completion tokens of ``repeats`` seeded calls."""
+    counts = [SAMPLES] * len(prompts)
+    engine.generate(prompts, counts, SamplingParams(1.0, 1.0, max_new, stops, seed=0))  # warm-up
+    best, toks = float("inf"), 0
+    for k in range(repeats):
+        engine.generate(prompts, counts, SamplingParams(1.0, 1.0, max_new, stops, seed=k))
+        if engine.last_stats.seconds < best:
+            best, toks = engine.last_stats.seconds, engine.last_stats.completion_tokens
+    return best, toks
+
+
+def time_hf_generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new: int,
+                     stops: tuple[int, ...], repeats: int) -> tuple[float, int]:
+    """Best seconds and completion tokens (up to the first stop token) of ``model.generate``."""
+    rows = [p for p in prompts for _ in range(SAMPLES)]
+    P = max(len(p) for p in rows)
+    ids = torch.full((len(rows), P), tokenizer.pad_token_id, dtype=torch.long)  # [B, P]
+    attn = torch.zeros_like(ids)
+    for b, p in enumerate(rows):
+        ids[b, P - len(p) :], attn[b, P - len(p) :] = torch.tensor(p), 1
+    stop_ids = [tokenizer.eos_token_id, *stops]
+    kw = dict(attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new,
+              pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+    model.eval()
+    best, toks = float("inf"), 0
+    with torch.inference_mode():
+        model.generate(ids, **kw)  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = model.generate(ids, **kw)[:, P:]  # [B, <= max_new]
+            secs = time.perf_counter() - t0
+            is_stop = torch.isin(out, torch.tensor(stop_ids)).long()  # [B, C]
+            n = int(((is_stop.cumsum(-1) - is_stop) == 0).sum())  # tokens up to and including the first stop
+            if secs < best:
+                best, toks = secs, n
+    return best, toks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench/results/generation.json")
+    ap.add_argument("--batches", default="64,128,256")
+    ap.add_argument("--max-new", default="8,32")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--no-ragged", action="store_true", help="skip the ragged-length (compaction) settings")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok)
+    digits = tuple(tok.convert_tokens_to_ids(list("01234567")))
+    settings = [(b, m, ()) for m in map(int, args.max_new.split(",")) for b in map(int, args.batches.split(","))]
+    if not args.no_ragged:
+        settings += [(b, 32, digits) for b in map(int, args.batches.split(","))]
+    rows = []
+    for batch, max_new, stops in settings:
+        prompts = make_prompts(tok, batch // SAMPLES)
+        row: dict[str, Any] = {"batch": batch, "max_new_tokens": max_new, "ragged": bool(stops)}
+        for name, compact in (("engine", True), ("engine_nocompact", False)):
+            eng = HFEngine(model, tok, batch_size=batch, compact=compact)
+            secs, n = time_engine(eng, prompts, max_new, stops, args.repeats)
+            row[f"{name}_tok_s"], row[f"{name}_tokens"] = round(n / secs), n
+        secs, n = time_hf_generate(model, tok, prompts, max_new, stops, args.repeats)
+        row["hf_generate_tok_s"], row["hf_generate_tokens"] = round(n / secs), n
+        rows.append(row)
+        print(row, flush=True)
+    print(f"\ntorch threads = {args.threads}\n")
+    print("| batch | max_new | ragged | engine tok/s | engine, no compaction | HF generate tok/s | engine / HF |")
+    print("|---:|---:|:---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['max_new_tokens']} | {'yes' if r['ragged'] else 'no'} | "
+              f"{r['engine_tok_s']:,} | {r['engine_nocompact_tok_s']:,} | {r['hf_generate_tok_s']:,} | "
+              f"{r['engine_tok_s'] / r['hf_generate_tok_s']:.2f}x |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
+            "model": "build_tiny_model defaults (4 layers, hidden 128)", "repeats": args.repeats,
+            "samples_per_prompt": SAMPLES}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Command line: ``rollwise train | eval | report | samplers | config show | bench``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rollwise.config import ConfigError, describe, dump_toml, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _load(config: str | None, ctx: typer.Context) -> Any:
+    try:
+        return load_config(config, list(ctx.args))
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command(context_settings=OVERRIDES)
+def train(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Argument(help="TOML config (default: the embedded tiny run)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the run's latest checkpoint")] = False,
+) -> None:
+    """Train with RL. No arguments: the embedded default (warm start + RL on the arithmetic suite).
+    Overrides: --section.key=value, e.g. --trainer.steps=50 --sampler.type=vade."""
+    cfg = _load(config, ctx)
+    from rollwise.progress import ProgressConsole
+    from rollwise.train.trainer import Trainer, TrainingError
+
+    with ProgressConsole(cfg.trainer.steps, enabled=cfg.trainer.progress, console=console) as progress:
+        trainer = Trainer(cfg, console=progress.update)
+        try:
+            trainer.train(resume=resume)
+        except TrainingError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            trainer.close()
+    _report(trainer.run_dir, plots=cfg.trainer.plots)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+           plots: bool = typer.Option(True, help="redraw the PNG plots")) -> None:
+    """Redraw a run's plots and print its summary table."""
+    if not (run_dir / "metrics.jsonl").is_file():
+        console.print(f"[red]{run_dir} has no metrics.jsonl[/red]")
+        raise typer.Exit(2)
+    _report(run_dir, plots)
+
+
+def _report(run_dir: Path, plots: bool) -> None:
+    from rollwise.logging import read_metrics
+    from rollwise.plots import plot_run, summary_table
+
+    rows = read_metrics(run_dir)
+    head, body = summary_table(rows)
+    table = Table(title=f"held-out pass@1 — {run_dir}")
+    for h in head:
+        table.add_column(h)
+    for row in body:
+        table.add_row(*row)
+    last = rows[-1] if rows else {}
+    Console().print(table)
+    Console().print(f"steps {last.get('step', 0)}  rollouts {last.get('ledger/rollouts', 0)}  "
+                    f"tokens {last.get('ledger/tokens', 0)}  train seconds {last.get('ledger/seconds', 0):.0f}")
+    if plots:
+        for p in plot_run(run_dir):
+            Console().print(f"plot: {p}")
+
+
+@app.command()
+def samplers() -> None:
+    """List the registered sampler presets and components with one-line docs."""
+    from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS
+    from rollwise.sampling.presets import PRESETS
+
+    table = Table(title="sampler presets (--sampler.type=NAME)")
+    table.add_column("preset")
+    table.add_column("composition")
+    table.add_column("what it does")
+    for name in PRESETS.names():
+        p = PRESETS.get(name)
+        parts = [f"select={p.selector}", f"alloc={p.allocator}"] + [f"gate={g}" for g in p.gates]
+        parts += [f"down={p.downsampler}"] if p.downsampler != "all" else []
+        parts += [f"baseline={p.baseline}"] if p.baseline != "none" else []
+        parts += ["replay"] if p.replay else []
+        parts += [f"adv={p.advantage}"] if p.advantage else []
+        table.add_row(name, " ".join(parts), p.doc)
+    Console().print(table)
+    comp = Table(title="components (--sampler.selector=..., --sampler.allocator=..., ...)")
+    comp.add_column("kind")
+    comp.add_column("name")
+    comp.add_column("what it does")
+    for kind, reg in [("selector", SELECTORS), ("allocator", ALLOCATORS), ("gate", GATES),
+                      ("downsampler", DOWNSAMPLERS), ("baseline", BASELINES)]:
+        for name in reg.names():
+            comp.add_row(kind, name, reg.doc(name))
+    Console().print(comp)
+
+
+@config_app.command("show", context_settings=OVERRIDES)
+def config_show(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Argument(help="TOML config (default: built-in defaults)")] = None,
+    docs: bool = typer.Option(False, "--docs", help="list every option with its default and doc"),
+) -> None:
+    """Print the resolved config as TOML (after overrides), or every option's doc."""
+    if docs:
+        for key, default, doc in describe():
+            typer.echo(f"{key:38s} {default:24s} {doc}")
+        return
+    typer.echo(dump_toml(_load(config, ctx)))
+
+
+@app.command(context_settings=OVERRIDES)
+def eval(  # noqa: A001 - the command is called eval
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
+    data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test) or 'arith'")] = "arith",
+    n: Annotated[int, typer.Option("--n", help="samples per prompt")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="TOML config for template/verifier")] = None,
+) -> None:
+    """Evaluate a checkpoint: pass@1, unbiased pass@k, maj@k, per level/subject; JSON with --out."""
+    from rollwise.evaluation import run_eval
+
+    cfg = _load(config, ctx)
+    result = run_eval(cfg, model, data, n)
+    table = Table(title=f"eval {model} on {data} (n={n})")
+    table.add_column("metric")
+    table.add_column("value")
+    for k, v in result.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

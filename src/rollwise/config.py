@@ -1,0 +1,262 @@
+"""Typed run configuration: pydantic models (one doc line per field), TOML files, dotted CLI overrides.
+
+One source of truth: every option lives in exactly one model below; runtime values (step, cursors, RNG) live
+in the run state and checkpoints, never here. Unknown keys and bad values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    name: str = Field("tiny", description="run name; the run directory is out_dir/name")
+    out_dir: str = Field("runs", description="parent directory of run directories")
+    seed: int = Field(0, description="global seed: tasks, init, sampling, dropout")
+    device: str = Field("auto", description="torch device: auto | cpu | cuda | cuda:N")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0 = all available cores)")
+
+
+class ModelConfig(_Section):
+    path: str | None = Field(None, description="local HF checkpoint dir; None builds the embedded tiny Qwen2")
+    layers: int = Field(4, ge=1, description="embedded model: transformer layers")
+    hidden: int = Field(128, ge=8, description="embedded model: hidden size")
+    heads: int = Field(4, ge=1, description="embedded model: attention heads")
+    kv_heads: int = Field(2, ge=1, description="embedded model: key/value heads (GQA)")
+    intermediate: int = Field(384, ge=8, description="embedded model: MLP width")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="parameter dtype")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    lora_rank: int = Field(0, ge=0, description="LoRA rank via peft (0 = full fine-tuning)")
+    lora_alpha: float = Field(16.0, description="LoRA alpha")
+    lora_targets: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], description="LoRA target modules")
+
+
+class TaskConfig(_Section):
+    suite: str = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
+    levels: list[str] = Field(
+        ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
+        description="task levels in the train pool and eval (suite 'arith')",
+    )
+    train_size: int = Field(20000, ge=1, description="prompts in the train pool (spread evenly over levels)")
+    eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
+    dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
+    eval_dataset: str | None = Field(None, description="held-out dataset for suite='dataset' (e.g. gsm8k:test)")
+    template: str = Field("plain", description="prompt template preset (suite='dataset')")
+    system_prompt: str | None = Field(None, description="system prompt when a chat template is used")
+    verifier: str = Field("synthetic_int", description="verifier name or package.module:function")
+
+
+class WarmStartConfig(_Section):
+    enabled: bool = Field(True, description="supervised warm start before RL (embedded model only)")
+    steps: int = Field(1500, ge=0, description="SFT optimiser steps")
+    batch_size: int = Field(128, ge=1, description="SFT sequences per step")
+    lr: float = Field(3e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
+    level_weights: dict[str, float] = Field(
+        {"add1": 1.0, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 0.5, "mul2": 0.5},
+        description="relative SFT sampling weight per level (levels absent get none)",
+    )
+    cache_dir: str = Field(".cache/warmstart", description="where warm starts are cached by config hash")
+    checkpoint: str | None = Field(None, description="use this saved warm start instead of training one")
+
+
+class SamplerConfig(_Section):
+    type: str = Field("uniform", description="sampler preset (see `rollwise samplers`)")
+    selector: str | None = Field(None, description="override the preset's prompt selector")
+    allocator: str | None = Field(None, description="override the preset's rollout allocator")
+    gates: list[str] | None = Field(None, description="override the preset's group gates")
+    downsampler: str | None = Field(None, description="override the preset's rollout/token down-sampler")
+    baseline: str | None = Field(None, description="override the preset's external baseline")
+    replay: bool | None = Field(None, description="override whether rollout replay is used")
+    params: dict[str, dict[str, Any]] = Field({}, description="per-component keyword arguments, by name")
+    batch_prompts: int = Field(32, ge=1, description="prompts per step (nominal; samplers may change it)")
+    group_size: int = Field(8, ge=1, description="nominal rollouts per prompt G")
+    rollout_budget: int | None = Field(None, ge=1, description="max rollouts per step (None = batch_prompts*G)")
+    token_budget: int | None = Field(None, ge=1, description="max generated tokens per step (None = no cap)")
+    positive_threshold: float = Field(0.5, description="a reward above this counts as a success in sampler stats")
+
+
+class GenerationConfig(_Section):
+    engine: str = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(8, ge=1, description="max completion tokens")
+    batch_size: int = Field(256, ge=1, description="sequences decoded together")
+    eval_temperature: float = Field(0.0, ge=0, description="eval sampling temperature (0 = greedy)")
+
+
+class AlgoConfig(_Section):
+    advantage: str | None = Field(None, description="advantage estimator (None = the sampler's, else grpo)")
+    advantage_params: dict[str, Any] = Field({}, description="estimator-specific keyword arguments")
+    loss: str = Field("ppo", description="policy loss: ppo | gspo | package.module:function")
+    clip_low: float = Field(0.2, ge=0, description="lower clip epsilon")
+    clip_high: float = Field(0.28, ge=0, description="upper clip epsilon (clip-higher)")
+    dual_clip: float | None = Field(None, description="dual-clip constant c for negative advantages (None = off)")
+    behaviour_is_cap: float | None = Field(5.0, description="cap of the decoupled pi_old/mu weight (replay)")
+    aggregation: str = Field("token-mean", description="loss aggregation mode")
+    kl_coef: float = Field(0.0, ge=0, description="k3 KL penalty to the frozen reference (0 = no reference)")
+    kl_estimator: str = Field("k3", description="KL estimator: k1 | k2 | k3")
+    epochs: int = Field(1, ge=1, description="optimisation passes over each batch (old logprobs kept)")
+    mini_batches: int = Field(1, ge=1, description="optimiser steps per pass (batch split in this many)")
+    micro_batch: int = Field(64, ge=1, description="sequences per forward/backward (gradient accumulation)")
+    lr: float = Field(2e-4, gt=0, description="learning rate (constant after warm-up)")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
+
+
+class TrainerConfig(_Section):
+    steps: int = Field(150, ge=0, description="RL steps")
+    eval_every: int = Field(25, ge=0, description="held-out eval every K steps (0 = only at start and end)")
+    checkpoint_every: int = Field(50, ge=0, description="checkpoint every K steps (0 = only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")
+    plots: bool = Field(True, description="write PNG plots at the end")
+    progress: bool = Field(True, description="show a rich progress bar")
+    loggers: list[str] = Field(["jsonl"], description="metric sinks: jsonl | tensorboard | wandb")
+    max_nan_skips: int = Field(3, ge=0, description="consecutive non-finite losses skipped before stopping")
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    warmstart: WarmStartConfig = WarmStartConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    generation: GenerationConfig = GenerationConfig()
+    algo: AlgoConfig = AlgoConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.model.heads % self.model.kv_heads:
+            raise ValueError("model.heads must be a multiple of model.kv_heads")
+        if self.model.hidden % self.model.heads:
+            raise ValueError("model.hidden must be a multiple of model.heads")
+        return self
+
+    def rollout_budget(self) -> int:
+        s = self.sampler
+        return s.rollout_budget or s.batch_prompts * s.group_size
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as a TOML literal (numbers, booleans, arrays, tables), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``dotted == 'a.b.c'``, creating tables as needed."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{dotted}: {k!r} is not a table")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """``["--a.b=1", "c.d=x", "--e.f", "2"]`` -> [("a.b", 1), ("c.d", "x"), ("e.f", 2)]."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i].removeprefix("--")
+        if "=" in arg:
+            key, _, val = arg.partition("=")
+        elif i + 1 < len(args):
+            key, val = arg, args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"override {args[i]!r} has no value (use --key=value)")
+        out.append((key.replace("-", "_") if "." not in key else key, parse_value(val)))
+        i += 1
+    return out
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg} (got {err.get('input')!r})" if err["type"] != "extra_forbidden"
+                     else f"  {loc}: {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | list[tuple[str, Any]] | None = None) -> Config:
+    """Load a TOML config (None = the built-in defaults), apply dotted overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    pairs = overrides or []
+    if pairs and isinstance(pairs[0], str):
+        pairs = parse_overrides(pairs)  # type: ignore[arg-type]
+    for key, value in pairs:  # type: ignore[misc]
+        apply_override(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def dump_toml(cfg: Config) -> str:
+    """Render a config as TOML (sections in declaration order, None values omitted)."""
+    lines: list[str] = []
+    for section, model in cfg:
+        lines.append(f"[{section}]")
+        for key, value in model.model_dump().items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot render {v!r} as TOML")
+
+
+def describe(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every option: what `rollwise config show --docs` prints."""
+    rows = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows += describe(ann, f"{prefix}{name}.")
+        else:
+            rows.append((f"{prefix}{name}", repr(field.default), field.description or ""))
+    return rows

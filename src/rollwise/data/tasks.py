@@ -1,0 +1,128 @@
+"""Procedural verifiable arithmetic tasks: deterministic by seed, stable ids, graded difficulty.
+
+The levels are chosen so a warm-started ~1M-parameter model spans from near-perfect (one-digit addition) to
+near-zero (two-digit multiplication): heterogeneous difficulty is what adaptive sampling exploits, and real
+math sets have it. Every prompt is ``"<expression>="`` and the reference is the integer result.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from rollwise.types import Prompt
+
+
+def _rand(rng: random.Random, digits: int) -> int:
+    lo = 0 if digits == 1 else 10 ** (digits - 1)
+    return rng.randint(lo, 10**digits - 1)
+
+
+def _binary(op: str, da: int, db: int) -> Callable[[random.Random], tuple[str, int]]:
+    fns = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+    def gen(rng: random.Random) -> tuple[str, int]:
+        a, b = _rand(rng, da), _rand(rng, db)
+        return f"{a}{op}{b}=", fns[op](a, b)
+
+    return gen
+
+
+def _sum3(rng: random.Random) -> tuple[str, int]:
+    a, b, c = (_rand(rng, 2) for _ in range(3))
+    return f"{a}+{b}+{c}=", a + b + c
+
+
+@dataclass(frozen=True)
+class Level:
+    """One difficulty level: a generator of (prompt text, integer answer) and the size of its space."""
+
+    name: str
+    doc: str
+    make: Callable[[random.Random], tuple[str, int]]
+    space: int  # number of distinct problems
+
+
+LEVELS: dict[str, Level] = {
+    lv.name: lv
+    for lv in [
+        Level("add1", "one-digit addition", _binary("+", 1, 1), 100),
+        Level("add2", "two-digit addition", _binary("+", 2, 2), 90 * 90),
+        Level("sub2", "two-digit subtraction (may be negative)", _binary("-", 2, 2), 90 * 90),
+        Level("mul1", "two-digit times one-digit", _binary("*", 2, 1), 90 * 10),
+        Level("add3", "three-digit addition", _binary("+", 3, 3), 900 * 900),
+        Level("add4", "four-digit addition", _binary("+", 4, 4), 9000 * 9000),
+        Level("sum3", "sum of three two-digit numbers", _sum3, 90**3),
+        Level("mul2", "two-digit times two-digit", _binary("*", 2, 2), 90 * 90),
+        Level("add5", "five-digit addition", _binary("+", 5, 5), 90000 * 90000),
+    ]
+}
+
+
+def _unique(level: Level, rng: random.Random, k: int, exclude: set[str]) -> list[tuple[str, int]]:
+    """Up to ``k`` distinct problems of ``level`` not in ``exclude`` (fewer if the space is exhausted)."""
+    out: dict[str, int] = {}
+    tries = 0
+    limit = max(k, 1) * 50 + 10 * level.space if level.space < 10 * k else max(k, 1) * 50
+    while len(out) < k and tries < limit:
+        text, ans = level.make(rng)
+        tries += 1
+        if text not in exclude and text not in out:
+            out[text] = ans
+    return list(out.items())
+
+
+@dataclass
+class TaskSuite:
+    """Train pool, held-out eval sets per level, and the level index of every pool prompt."""
+
+    pool: list[Prompt]
+    levels: np.ndarray  # [N] int level index per pool prompt
+    level_names: list[str]
+    eval_sets: dict[str, list[Prompt]]
+    heldout: set[str]  # eval texts kept out of the pool and the warm start (levels with a large space)
+
+
+def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: int) -> TaskSuite:
+    """Build the suite deterministically. Eval prompts are excluded from the pool, except for levels whose
+    whole space is smaller than eval + train share (``add1`` has 100 problems): those share prompts."""
+    unknown = [n for n in level_names if n not in LEVELS]
+    if unknown:
+        raise ValueError(f"unknown task level(s) {unknown}; choose from {sorted(LEVELS)}")
+    per_level = max(train_size // max(len(level_names), 1), 1)
+    pool: list[Prompt] = []
+    levels: list[int] = []
+    eval_sets: dict[str, list[Prompt]] = {}
+    heldout: set[str] = set()
+    for li, name in enumerate(level_names):
+        lv = LEVELS[name]
+        ev = _unique(lv, random.Random(f"eval-{seed}-{name}"), eval_size, set())
+        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, str(a), {"level": name}) for i, (t, a) in enumerate(ev)]
+        shared = lv.space < 2 * (eval_size + per_level)
+        exclude = set() if shared else {t for t, _ in ev}
+        heldout |= exclude
+        tr = _unique(lv, random.Random(f"train-{seed}-{name}"), per_level, exclude)
+        pool += [Prompt(f"{name}-{i:05d}", t, str(a), {"level": name}) for i, (t, a) in enumerate(tr)]
+        levels += [li] * len(tr)
+    return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
+
+
+def sft_stream(weights: dict[str, float], seed: int, exclude: set[str]) -> Iterator[tuple[str, str]]:
+    """Endless (prompt, answer) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded."""
+    names = [n for n, w in weights.items() if w > 0]
+    if not names:
+        raise ValueError("warmstart.level_weights has no positive weight")
+    unknown = [n for n in names if n not in LEVELS]
+    if unknown:
+        raise ValueError(f"warmstart.level_weights: unknown level(s) {unknown}")
+    w = np.array([weights[n] for n in names], dtype=np.float64)
+    rng = random.Random(f"sft-{seed}")
+    cum = np.cumsum(w / w.sum())
+    while True:
+        name = names[min(int(np.searchsorted(cum, rng.random())), len(names) - 1)]
+        text, ans = LEVELS[name].make(rng)
+        if text not in exclude:
+            yield text, str(ans)

@@ -1,0 +1,66 @@
+"""The generation-engine protocol: every backend (HF transformers, vLLM, scripted fake) implements it.
+
+Behaviour logprobs are log-softmax(logits / temperature) of the token actually sampled, before top-p
+truncation, so they equal a teacher-forced forward of the same tokens at the same temperature (the trainer's
+convention, as in verl). Greedy decoding (temperature 0) reports logprobs at temperature 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from rollwise.registry import Registry
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode."""
+
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    stop_token_ids: tuple[int, ...] = ()  # finish (and keep the token) when one is sampled; eos is always one
+    seed: int | None = None  # per-call seed; engines derive per-request streams from it for determinism
+
+
+@dataclass
+class Completion:
+    """One sampled continuation."""
+
+    token_ids: list[int]  # completion tokens, including the final eos/stop token when finish_reason == "stop"
+    logprobs: list[float]  # behaviour logprob per completion token
+    finish_reason: str  # "stop" | "length" | "abort"
+    text: str = ""  # decoded completion without special tokens
+
+
+@dataclass
+class GenerateStats:
+    """Counters of one generate call (the trainer's ledger reads them)."""
+
+    sequences: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Generates ``counts[i]`` completions for each tokenised prompt ``prompts[i]``."""
+
+    def generate(
+        self, prompts: list[list[int]], counts: list[int], params: SamplingParams
+    ) -> list[list[Completion]]:
+        """Return, for each prompt, its ``counts[i]`` completions (order matches the input)."""
+        ...
+
+    def sync_weights(self, model: Any, version: int) -> None:
+        """Load the learner's current weights (a no-op when the engine shares the learner's module)."""
+        ...
+
+    @property
+    def last_stats(self) -> GenerateStats: ...
+
+
+ENGINES: Registry[Any] = Registry("generation engine")

@@ -1,0 +1,114 @@
+"""Metric sinks with namespaced keys (``rollout/``, ``sampler/``, ``loss/``, ``perf/``, ``eval/``, ``ledger/``).
+
+``jsonl`` is always cheap and always on; tensorboard and wandb are optional and imported lazily. Keys under
+``trace/`` (lists for plots) go to the jsonl file only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rollwise.registry import Registry
+
+
+class NullLogger:
+    """Discards everything (tests, benchmarks)."""
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlLogger:
+    """Appends one JSON object per row to ``run_dir/metrics.jsonl``; non-finite floats become null."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a")
+
+    def log(self, row: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        self._f.write(json.dumps(clean) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class TensorboardLogger:
+    """Scalars to TensorBoard (needs the ``tensorboard`` package)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._w = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        step = int(row.get("step", 0))
+        for k, v in row.items():
+            if isinstance(v, int | float) and not k.startswith("trace/"):
+                self._w.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class WandbLogger:
+    """Scalars to Weights & Biases (needs ``wandb``; offline unless configured)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import wandb
+
+        self._run = wandb.init(dir=str(run_dir), name=Path(run_dir).name, mode="offline")
+
+    def log(self, row: dict[str, Any]) -> None:
+        self._run.log({k: v for k, v in row.items() if not k.startswith("trace/")}, step=int(row.get("step", 0)))
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MultiLogger:
+    def __init__(self, sinks: list[Any]) -> None:
+        self.sinks = sinks
+
+    def log(self, row: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.log(row)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+LOGGERS: Registry[Any] = Registry("logger")
+LOGGERS.register("jsonl", JsonlLogger)
+LOGGERS.register("tensorboard", TensorboardLogger)
+LOGGERS.register("wandb", WandbLogger)
+
+
+def build_logger(names: list[str], run_dir: Path) -> MultiLogger:
+    return MultiLogger([LOGGERS.get(n)(run_dir) for n in names])
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All rows of ``metrics.jsonl`` (a missing file is an error naming it)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, after_step: int) -> None:
+    """Drop rows logged after ``after_step`` (a resumed run rewrites them)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", -1) <= after_step]
+    path.write_text("".join(ln + "\n" for ln in keep))

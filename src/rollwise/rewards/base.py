@@ -1,0 +1,107 @@
+"""Verifier protocol, result type and the ``VERIFIERS`` registry.
+
+A verifier is a plain callable ``(completion, reference) -> VerifyResult``. Verifiers never eval/exec model
+text; the ones that call a parser that can hang (sympy) must run behind :class:`rollwise.rewards.pool.
+VerifierPool`, which bounds every call in time and input size. A verifier marked ``safe_inline = True``
+(pure python, linear in its input) may be called in-process by the pool to skip the IPC round trip.
+
+User code plugs in by name: ``get_verifier("my_pkg.rewards:check")`` imports ``check`` and wraps it, so it
+may return a ``VerifyResult``, a ``float`` or a ``bool``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rollwise.registry import Registry
+
+__all__ = [
+    "VERIFIERS",
+    "FunctionVerifier",
+    "Verifier",
+    "VerifyResult",
+    "as_verifier",
+    "get_verifier",
+    "inline_safe",
+    "is_inline_safe",
+]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of one check: ``score`` in [0, 1] (usually 0/1), whether an answer could be parsed at all
+    (a format signal, separate from correctness), and free-form ``info`` (reason, extracted answer...)."""
+
+    score: float
+    parsed: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Verifier(Protocol):
+    def __call__(self, completion: str, reference: str) -> VerifyResult: ...
+
+
+def inline_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a verifier as cheap pure python, linear in its input: the pool may run it in-process."""
+    fn.safe_inline = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_inline_safe(fn: Any) -> bool:
+    return bool(getattr(fn, "safe_inline", False))
+
+
+def _coerce(value: Any) -> VerifyResult:
+    """Turn a user verifier's return value (VerifyResult, bool, int or float) into a VerifyResult."""
+    if isinstance(value, VerifyResult):
+        return value
+    if isinstance(value, bool):
+        return VerifyResult(float(value), True)
+    if isinstance(value, int | float):
+        score = float(value)
+        if not math.isfinite(score):
+            raise ValueError(f"verifier returned a non-finite score {value!r}")
+        return VerifyResult(score, True)
+    raise TypeError(f"verifier must return VerifyResult, float or bool, got {type(value).__name__}")
+
+
+class FunctionVerifier:
+    """Picklable wrapper that turns a plain function into a Verifier (results coerced to VerifyResult)."""
+
+    def __init__(self, fn: Callable[[str, str], Any]) -> None:
+        self.fn = fn
+        self.safe_inline = is_inline_safe(fn)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, completion: str, reference: str) -> VerifyResult:
+        return _coerce(self.fn(completion, reference))
+
+    def __repr__(self) -> str:
+        return f"FunctionVerifier({self.__name__})"
+
+
+def as_verifier(fn: Callable[[str, str], Any]) -> Verifier:
+    """Wrap ``fn`` so that its result is always a VerifyResult (idempotent)."""
+    if isinstance(fn, FunctionVerifier):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"a verifier must be callable, got {type(fn).__name__}")
+    return FunctionVerifier(fn)
+
+
+VERIFIERS: Registry[Callable[..., Any]] = Registry("verifier")
+# One line per verifier; lazy strings so `import rollwise.rewards` pulls in neither sympy nor math-verify.
+VERIFIERS.register("math", "rollwise.rewards.math:verify_math", doc="LaTeX answer, symbolic equivalence")
+VERIFIERS.register("gsm8k", "rollwise.rewards.gsm8k:verify_gsm8k", doc="numeric final answer (#### / last)")
+VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalised string match")
+VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
+VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="integer answer of the tasks")
+
+
+def get_verifier(name: str) -> Verifier:
+    """Look up a verifier by registered name or ``package.module:function`` and wrap it."""
+    return as_verifier(VERIFIERS.get(name))

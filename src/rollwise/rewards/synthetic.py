@@ -1,0 +1,20 @@
+"""Verifier for the procedural integer tasks: the completion's first token run must be the integer answer."""
+
+from __future__ import annotations
+
+import re
+
+from rollwise.rewards.base import VerifyResult
+
+_INT = re.compile(r"-?\d{1,40}")
+
+
+def verify_int(completion: str, reference: str) -> VerifyResult:
+    """Score 1 iff the completion (up to the first whitespace) is exactly the reference integer."""
+    head = completion.strip().split(maxsplit=1)[0] if completion.strip() else ""
+    if not _INT.fullmatch(head):
+        return VerifyResult(0.0, False, {"reason": "no integer"})
+    return VerifyResult(float(int(head) == int(reference)), True, {})
+
+
+verify_int.safe_inline = True  # type: ignore[attr-defined]

@@ -1,0 +1,295 @@
+"""GDRO over online pass@k bins (spec §5): Prompt-GDRO advantage weights and a square-root rollout allocator.
+
+* ``PassKClassifier``: per prompt, c_t = 1 iff any rollout of the step's pool is correct; pass@k = mean of
+  the last ``history`` flags (ring buffer rows allocated only for prompts seen) or of all flags
+  (``history=0``); bins from ``edges`` with hysteresis; unseen prompts have accuracy 0. With
+  ``exclude_extremes`` pass@k exactly 0 or 1 goes to a separate excluded bin (weight 1, not in the game).
+* ``GdroSelector`` (Prompt-GDRO): selection stays uniform (the paper acts through weights, not resampling);
+  ``weights`` gives each prompt min(q_b, w_max) renormalised to batch mean 1, clamped at w_max, with
+  q = (1-gamma) softmax(eta clip(S)) + gamma/B and S an EMA of the bin step score.
+* ``GdroSqrtAllocator``: the Neyman plug-in n_b = n_mean sqrt(v_b) / sum_j qbar_j sqrt(v_j), v_b = p_b(1-p_b)
+  from the stats store's EMA pass rates, made integer in [n_min, n_max] with the batch total n_mean * P exact.
+
+Choices (the spec marks k, C and the Table-1 edges [unverified]):
+* k = the step's pool size (the authors' code), not the paper's k = 8.
+* Score signal ``difficulty`` (1 - pool pass rate) by default: with GRPO's zero-mean advantages the mean
+  clipped-surrogate loss is ~0. ``loss`` reads ``TrainGroup.loss`` (falls back to difficulty when absent).
+* ``weights`` is called before ``observe`` in this pipeline, so it uses the bins as of the previous step
+  (the authors reclassify after generation). A bin never observed scores the mean of the observed bins.
+* ``norm_by_share`` (the code's ``loss_norm_by_class``) is off by default: it would favour rare bins twice
+  with the difficulty signal. The discrete-arm EXP3 + DP Rollout-GDRO is not implemented; the sqrt law is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rollwise.sampling.base import Allocator, GroupObs, SampleContext, Selector, TrainGroup
+from rollwise.sampling.uniform import UniformSelector
+
+
+def parse_edges(edges: str | Sequence[float]) -> np.ndarray:
+    """'0.4,0.75' or [0.4, 0.75] -> sorted float array; B = len(edges) + 1 bins."""
+    vals = [float(x) for x in edges.split(",") if x.strip()] if isinstance(edges, str) else list(edges)
+    arr = np.asarray(vals, dtype=np.float64)
+    if arr.size and np.any(np.diff(arr) <= 0):
+        raise ValueError(f"bin edges must be strictly increasing, got {vals}")
+    return arr
+
+
+def compute_gdro_q(scores: np.ndarray, eta: float, gamma: float, clip: float | None = None) -> np.ndarray:
+    """Bin probabilities q [B] = (1-gamma) softmax(eta * clip(S, -C, C)) + gamma / B."""
+    s = scores if clip is None else np.clip(scores, -clip, clip)
+    z = eta * s
+    w = np.exp(z - z.max())
+    return (1 - gamma) * w / w.sum() + gamma / len(scores)
+
+
+def compute_gdro_weights(q: np.ndarray, bins: np.ndarray, w_max: float) -> np.ndarray:
+    """Advantage multipliers [P]: min(q_bin, w_max) renormalised to mean 1 over the in-game prompts, then
+    clamped at w_max. Prompts with ``bins >= len(q)`` (the excluded bin) get weight 1."""
+    w = np.ones(len(bins), dtype=np.float64)
+    m = bins < len(q)
+    if m.any():
+        raw = np.minimum(q[bins[m]], w_max)
+        w[m] = np.minimum(raw / raw.mean(), w_max)
+    return w
+
+
+def compute_sqrt_allocation(scale: np.ndarray, total: int, n_min: int, n_max: int) -> np.ndarray:
+    """Integer rollouts [P] proportional to ``scale`` [P] (sqrt of the variance), clipped to [n_min, n_max]
+    by water-filling, summing exactly to ``total`` (largest-remainder rounding, ties to the lower index).
+    An infeasible total gives the nearest feasible one (all n_min or all n_max)."""
+    p = len(scale)
+    if p == 0:
+        return np.zeros(0, dtype=np.int64)
+    if total <= p * n_min or total >= p * n_max:
+        return np.full(p, n_min if total <= p * n_min else n_max, dtype=np.int64)
+    lo, hi = 0.0, n_max / float(scale.min())
+    for _ in range(100):  # sum(clip(lam * scale)) is monotone in lam: bisect for the total
+        lam = 0.5 * (lo + hi)
+        lo, hi = (lam, hi) if np.clip(lam * scale, n_min, n_max).sum() < total else (lo, lam)
+    x = np.clip(hi * scale, n_min, n_max)
+    base = np.floor(x + 1e-9).astype(np.int64).clip(n_min, n_max)
+    left = int(total - base.sum())
+    frac = np.where(base < n_max, x - base, -np.inf)
+    order = np.lexsort((np.arange(p), -frac))
+    base[order[: max(left, 0)]] += 1
+    return base
+
+
+class PassKClassifier:
+    """Online pass@k per prompt with windowed (ring buffer) or cumulative memory, and hysteretic bins."""
+
+    def __init__(self, edges: np.ndarray, history: int, hysteresis: float, exclude_extremes: bool) -> None:
+        self.edges, self.history, self.hysteresis = edges, history, hysteresis
+        self.exclude_extremes = exclude_extremes
+        self.n_bins = len(edges) + 1  # in-game bins; index n_bins is the excluded bin
+        self._bounds = np.concatenate([[-np.inf], edges, [np.inf]])
+        self._row = np.zeros(0, dtype=np.int64)  # [N] row of each prompt, -1 unseen (allocated on first use)
+        self.ids = np.zeros(0, dtype=np.int64)  # [R] prompt of each row
+        self.win = np.zeros((0, max(history, 1)), dtype=np.int8)  # [R, H] ring buffer of any-correct flags
+        self.count = np.zeros(0, dtype=np.int64)  # [R] flags observed, all time
+        self.hits = np.zeros(0, dtype=np.int64)  # [R] correct flags inside the window (all time if H = 0)
+        self.bin = np.zeros(0, dtype=np.int64)  # [R] current bin
+        self.rows = 0  # rows in use (the tables above have spare capacity)
+
+    def raw_bin(self, acc: np.ndarray) -> np.ndarray:
+        b = np.searchsorted(self.edges, acc, side="right")
+        if self.exclude_extremes:
+            b = np.where((acc <= 0) | (acc >= 1), self.n_bins, b)
+        return b
+
+    def bins(self, prompts: np.ndarray) -> np.ndarray:
+        """Current bin per prompt [P]; unseen prompts take the bin of accuracy 0."""
+        unseen = int(self.raw_bin(np.zeros(1))[0])
+        if self._row.size == 0:
+            return np.full(len(prompts), unseen, dtype=np.int64)
+        rows = self._row[prompts]
+        return np.where(rows >= 0, self.bin[np.maximum(rows, 0)], unseen)
+
+    def accuracy(self, rows: np.ndarray) -> np.ndarray:
+        seen = self.count[rows] if self.history <= 0 else np.minimum(self.count[rows], self.history)
+        return self.hits[rows] / np.maximum(seen, 1)
+
+    def _rows(self, prompts: np.ndarray, size: int) -> np.ndarray:
+        if self._row.size == 0:
+            self._row = np.full(size, -1, dtype=np.int64)
+        new = prompts[self._row[prompts] < 0]
+        if new.size:
+            r0 = self.rows
+            if r0 + new.size > self.ids.size:  # grow the row tables geometrically (amortised O(1) per prompt)
+                cap = max(2 * self.ids.size, r0 + new.size, 1024)
+                for name in ("ids", "win", "count", "hits", "bin"):
+                    old = getattr(self, name)
+                    grown = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+                    grown[:r0] = old[:r0]
+                    setattr(self, name, grown)
+            self._row[new] = np.arange(r0, r0 + new.size)
+            self.ids[r0 : r0 + new.size] = new
+            self.bin[r0 : r0 + new.size] = -1
+            self.rows = r0 + new.size
+        return self._row[prompts]
+
+    def update(self, prompts: np.ndarray, flags: np.ndarray, size: int) -> None:
+        """Fold one any-correct flag per (distinct) prompt, then re-bin those prompts with hysteresis."""
+        rows = self._rows(np.asarray(prompts, dtype=np.int64), size)
+        f = np.asarray(flags, dtype=np.int64)
+        if self.history > 0:
+            slot = self.count[rows] % self.history
+            full = self.count[rows] >= self.history
+            self.hits[rows] -= np.where(full, self.win[rows, slot], 0)
+            self.win[rows, slot] = f
+        self.hits[rows] += f
+        self.count[rows] += 1
+        acc = self.accuracy(rows)
+        raw, cur = self.raw_bin(acc), self.bin[rows]
+        in_game = (cur >= 0) & (cur < self.n_bins)
+        c = np.clip(cur, 0, self.n_bins - 1)
+        d = self.hysteresis
+        stay = in_game & (raw < self.n_bins) & (acc >= self._bounds[c] - d) & (acc < self._bounds[c + 1] + d)
+        self.bin[rows] = np.where(stay, cur, raw)
+
+    def state_dict(self) -> dict[str, Any]:
+        r = self.rows
+        return {"size": self._row.size, "ids": self.ids[:r].copy(), "win": self.win[:r].copy(),
+                "count": self.count[:r].copy(), "hits": self.hits[:r].copy(), "bin": self.bin[:r].copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ids, self.win = np.array(state["ids"], dtype=np.int64), np.array(state["win"], dtype=np.int8)
+        self.count = np.array(state["count"], dtype=np.int64)
+        self.hits = np.array(state["hits"], dtype=np.int64)
+        self.bin, self.rows = np.array(state["bin"], dtype=np.int64), len(state["ids"])
+        self._row = np.full(int(state["size"]), -1, dtype=np.int64)
+        self._row[self.ids] = np.arange(self.rows)
+
+
+class GdroSelector(Selector):
+    """Prompt-GDRO: uniform prompts, advantage weights from an EXP3-style game over online pass@k bins."""
+
+    def __init__(self, edges: str | Sequence[float] = "0.4,0.75", history: int = 50, hysteresis: float = 0.03,
+                 exclude_extremes: bool = False, signal: str = "difficulty", eta: float = 0.65,
+                 gamma: float = 0.01, ema: float = 0.12, w_max: float = 15.0, score_clip: float | None = None,
+                 norm_by_share: bool = False, positive_threshold: float | None = None) -> None:
+        if signal not in ("difficulty", "loss"):
+            raise ValueError(f"gdro signal must be 'difficulty' or 'loss', got {signal!r}")
+        self.classifier = PassKClassifier(parse_edges(edges), history, hysteresis, exclude_extremes)
+        self.signal, self.eta, self.gamma, self.ema, self.w_max = signal, eta, gamma, ema, w_max
+        self.score_clip, self.norm_by_share = score_clip, norm_by_share
+        self.positive_threshold = positive_threshold
+        self.scores = np.full(self.classifier.n_bins, np.nan)  # [B] EMA bin score S; NaN until observed
+        self._uniform = UniformSelector()
+        self._metrics: dict[str, float] = {}
+
+    def select(self, k: int, ctx: SampleContext) -> np.ndarray:
+        return self._uniform.select(k, ctx)
+
+    def q(self) -> np.ndarray:
+        """Current bin probabilities [B]; never-observed bins score the mean of the observed ones."""
+        seen = ~np.isnan(self.scores)
+        s = np.where(seen, self.scores, self.scores[seen].mean() if seen.any() else 0.0)
+        return compute_gdro_q(s, self.eta, self.gamma, self.score_clip)
+
+    def weights(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
+        bins = self.classifier.bins(np.asarray(prompts, dtype=np.int64))
+        w = compute_gdro_weights(self.q(), bins, self.w_max)
+        if w.size:
+            self._metrics |= {"weight_min": float(w.min()), "weight_max": float(w.max())}
+        return w
+
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
+        if not pools:
+            return
+        thr = ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
+        prompts = np.array([p.prompt for p in pools], dtype=np.int64)  # [P]
+        rates = np.array([float((p.rewards > thr).mean()) if p.n else 0.0 for p in pools])  # [P]
+        self.classifier.update(prompts, rates > 0, ctx.stats.size)
+        signal = 1.0 - rates
+        if self.signal == "loss":
+            losses = {g.prompt: g.loss for g in trained if g.loss is not None}
+            if losses:
+                prompts = np.array(list(losses), dtype=np.int64)
+                signal = np.array(list(losses.values()), dtype=np.float64)
+        bins = self.classifier.bins(prompts)
+        nb = self.classifier.n_bins
+        m = bins < nb
+        cnt = np.bincount(bins[m], minlength=nb)[:nb]
+        step = np.bincount(bins[m], weights=signal[m], minlength=nb)[:nb] / np.maximum(cnt, 1)  # [B]
+        if self.norm_by_share and m.any():
+            step = step / np.maximum(cnt / m.sum(), 1e-12)
+        obs = cnt > 0
+        old = self.scores[obs]
+        self.scores[obs] = np.where(np.isnan(old), step[obs], (1 - self.ema) * old + self.ema * step[obs])
+        q = self.q()
+        for b in range(nb):
+            self._metrics |= {f"bin{b}_share": float(cnt[b] / max(len(bins), 1)), f"bin{b}_q": float(q[b]),
+                              f"bin{b}_score": float(np.nan_to_num(self.scores[b]))}
+        self._metrics["excluded_share"] = float((~m).mean())
+
+    def metrics(self) -> dict[str, float]:
+        return {**self._metrics, "epoch": self._uniform.epoch}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"uniform": self._uniform.state_dict(), "classifier": self.classifier.state_dict(),
+                "scores": self.scores.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._uniform.load_state_dict(state["uniform"])
+        self.classifier.load_state_dict(state["classifier"])
+        self.scores = np.asarray(state["scores"], dtype=np.float64).copy()
+
+
+class GdroSqrtAllocator(Allocator):
+    """Square-root (Neyman) rollout allocation over pass-rate bins: more rollouts where outcomes vary more,
+    the batch total fixed at n_mean * P (compute-neutral). The shadow price mu is tracked as a metric."""
+
+    def __init__(self, n_mean: float | None = None, n_min: int = 2, n_max: int | None = None,
+                 edges: str | Sequence[float] = "0.4,0.75", var_floor: float = 0.01,
+                 unseen_prior: float = 0.5, dual_lr: float = 0.05) -> None:
+        self.n_mean, self.n_min, self.n_max = n_mean, n_min, n_max
+        self.edges, self.var_floor, self.unseen_prior = parse_edges(edges), var_floor, unseen_prior
+        self.dual_lr, self.mu = dual_lr, 0.0
+        self._metrics: dict[str, float] = {}
+
+    def _bounds(self, ctx: SampleContext) -> tuple[float, int, int]:
+        n_mean = float(self.n_mean or ctx.group_size)
+        n_max = self.n_max if self.n_max is not None else int(round(3 * n_mean))
+        return n_mean, self.n_min, n_max
+
+    def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
+        n_mean, n_min, n_max = self._bounds(ctx)
+        if len(prompts) == 0:
+            return np.zeros(0, dtype=np.int64)
+        p = ctx.stats.pass_rate(np.asarray(prompts, dtype=np.int64), prior=self.unseen_prior)  # [P]
+        nb = len(self.edges) + 1
+        bins = np.searchsorted(self.edges, p, side="right")  # [P]
+        cnt = np.bincount(bins, minlength=nb)
+        pb = np.bincount(bins, weights=p, minlength=nb) / np.maximum(cnt, 1)  # [B] bin pass rate
+        var = np.maximum(pb * (1 - pb), self.var_floor)  # [B]
+        counts = compute_sqrt_allocation(np.sqrt(var)[bins], int(round(n_mean * len(prompts))), n_min, n_max)
+        share = cnt / len(prompts)
+        self._metrics = {"mu_implied": float((share @ np.sqrt(var) / n_mean) ** 2), "mu": self.mu}
+        for b in range(nb):
+            sel = bins == b
+            self._metrics |= {f"bin{b}_share": float(share[b]), f"bin{b}_var": float(var[b]),
+                              f"bin{b}_n": float(counts[sel].mean()) if sel.any() else 0.0}
+        return counts
+
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
+        if pools:
+            n_mean, _, _ = self._bounds(ctx)
+            realised = float(np.mean([p.n for p in pools]))
+            self.mu += self.dual_lr * (realised - n_mean)  # dual ascent on the mean-budget constraint
+            self._metrics |= {"mu": self.mu, "n_realised": realised}
+
+    def metrics(self) -> dict[str, float]:
+        return dict(self._metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mu": self.mu}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mu = float(state["mu"])

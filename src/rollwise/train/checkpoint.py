@@ -1,0 +1,69 @@
+"""Checkpoints that make a resumed run identical to an uninterrupted one: model weights (safetensors through
+``save_pretrained``), optimiser, sampler state (with its data cursor), every RNG, step and ledger.
+
+A checkpoint is written to a temporary directory and renamed into place, then marked complete, so a run
+killed mid-write never resumes from a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+MARKER = "COMPLETE"
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(run_dir: Path, step: int, *, model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``run_dir/checkpoints/step_XXXXXX`` atomically and prune all but the newest ``keep``."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = root / f".tmp_step_{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    with open(tmp / "trainer_state.pkl", "wb") as f:
+        pickle.dump(trainer_state | {"step": step, "rng": rng_state()}, f)
+    (tmp / MARKER).write_text(str(step))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step_*") if (p / MARKER).is_file())
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def load_trainer_state(ckpt: Path) -> dict[str, Any]:
+    with open(ckpt / "trainer_state.pkl", "rb") as f:
+        return pickle.load(f)

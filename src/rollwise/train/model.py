@@ -1,0 +1,77 @@
+"""Model and tokenizer: the embedded tiny Qwen2 with a character-level fast tokenizer, or any local HF
+causal LM. Both save with ``save_pretrained`` and load back through the Auto classes, so the embedded
+default and a real checkpoint travel the same code path."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+PAD, EOS, BOS = "<pad>", "<eos>", "<bos>"
+CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
+
+
+def build_char_tokenizer(chars: str = CHARS) -> PreTrainedTokenizerFast:
+    """A character-level transformers fast tokenizer: one token per character, plus pad/eos/bos."""
+    vocab = {PAD: 0, EOS: 1, BOS: 2}
+    for ch in chars:
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=BOS)
+    fast.padding_side = "left"
+    return fast
+
+
+def build_tiny_model(tokenizer: PreTrainedTokenizerFast, *, layers: int = 4, hidden: int = 128, heads: int = 4,
+                     kv_heads: int = 2, intermediate: int = 384, seed: int = 0,
+                     max_positions: int = 256) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2-architecture causal LM sized for a 2-core CPU (~1M parameters)."""
+    cfg = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id, use_cache=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(cfg)
+    return model
+
+
+def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
+               device: str | torch.device = "cpu") -> tuple[PreTrainedModel, Any]:
+    """Load any local HF causal LM and its tokenizer (left padding, a pad token guaranteed)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"model path not found: {p}")
+    tok = AutoTokenizer.from_pretrained(p)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype).to(device)
+    return model, tok
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,117 @@
+"""Builds every part of a run from its config. This module and ``trainer.py`` are the only places that
+know all layers (data, model, generation, rewards, sampling, algos)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rollwise.config import Config
+from rollwise.data.tasks import build_suite
+from rollwise.generation import ENGINES, SamplingParams
+from rollwise.sampling.presets import build_pipeline
+from rollwise.train.model import build_char_tokenizer, load_model, resolve_device
+from rollwise.train.warmstart import find_warmstart, train_warmstart
+from rollwise.types import Prompt
+
+
+@dataclass
+class TaskData:
+    """The training pool (with a difficulty level per prompt, if known) and held-out eval sets."""
+
+    pool: list[Prompt]
+    levels: np.ndarray | None
+    level_names: list[str]
+    eval_sets: dict[str, list[Prompt]]
+    heldout: set[str]  # prompt texts the warm start must not see
+
+
+def set_threads(cfg: Config) -> None:
+    n = cfg.run.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+
+
+def build_task(cfg: Config) -> TaskData:
+    """The procedural suite (embedded default) or a dataset pool with its eval split."""
+    t = cfg.task
+    if t.suite == "arith":
+        s = build_suite(t.levels, t.train_size, t.eval_size, cfg.run.seed)
+        return TaskData(s.pool, s.levels, s.level_names, s.eval_sets, s.heldout)
+    if t.suite == "dataset":
+        from rollwise.data.sources import build_dataset_task
+
+        return build_dataset_task(cfg)
+    raise ValueError(f"task.suite: unknown suite {t.suite!r}; choose 'arith' or 'dataset'")
+
+
+def build_policy(cfg: Config, task: TaskData, log: Any = None) -> tuple[torch.nn.Module, Any, torch.device]:
+    """Load ``model.path``, or the embedded model from its (cached, else freshly trained) warm start."""
+    device = resolve_device(cfg.run.device)
+    dtype = getattr(torch, cfg.model.dtype)
+    if cfg.model.path is not None:
+        model, tok = load_model(cfg.model.path, dtype=dtype, device=device)
+    elif cfg.warmstart.enabled:
+        path = find_warmstart(cfg)
+        if path is None:
+            path = train_warmstart(cfg, task.heldout, device, log=log)
+        model, tok = load_model(path, dtype=dtype, device=device)
+    else:
+        from rollwise.train.model import build_tiny_model
+
+        tok = build_char_tokenizer()
+        m = cfg.model
+        model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
+                                 intermediate=m.intermediate, seed=cfg.run.seed).to(device=device, dtype=dtype)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.model.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
+                                                 target_modules=cfg.model.lora_targets, task_type="CAUSAL_LM"))
+    return model, tok, device
+
+
+def build_engine(cfg: Config, model: torch.nn.Module, tok: Any) -> Any:
+    cls = ENGINES.get(cfg.generation.engine)
+    return cls(model, tok, batch_size=cfg.generation.batch_size)
+
+
+def sampling_params(cfg: Config, tok: Any, eval_mode: bool = False) -> SamplingParams:
+    g = cfg.generation
+    temp = g.eval_temperature if eval_mode else g.temperature
+    return SamplingParams(temperature=temp, top_p=1.0 if eval_mode else g.top_p, max_new_tokens=g.max_new_tokens,
+                          stop_token_ids=(tok.eos_token_id,), seed=cfg.run.seed)
+
+
+def build_verifier(cfg: Config) -> Any:
+    from rollwise.rewards.pool import VerifierPool
+
+    return VerifierPool(cfg.task.verifier)
+
+
+def build_sampler(cfg: Config, task: TaskData) -> tuple[Any, str]:
+    """The sampler pipeline and the advantage estimator the run will use."""
+    s = cfg.sampler
+    pipe, need = build_pipeline(
+        preset=s.type, selector=s.selector, allocator=s.allocator, gates=s.gates, downsampler=s.downsampler,
+        baseline=s.baseline, replay=s.replay, params=s.params, advantage=cfg.algo.advantage,
+        pool_size=len(task.pool), group_size=s.group_size, batch_prompts=s.batch_prompts,
+        total_steps=cfg.trainer.steps, seed=cfg.run.seed + 1, levels=task.levels,
+        positive_threshold=s.positive_threshold,
+    )
+    return pipe, (need or "grpo")
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    a = cfg.algo
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99))
+    warm = max(a.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 1.0))
+    return opt, sched

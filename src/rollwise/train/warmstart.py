@@ -1,0 +1,84 @@
+"""Supervised warm start of the embedded model on the procedural tasks (loss on the answer only), cached by
+a hash of everything that determines it, so the next run with the same settings reuses it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rollwise.config import Config
+from rollwise.data.tasks import sft_stream
+from rollwise.train.model import build_char_tokenizer, build_tiny_model
+from rollwise.train.policy import build_seq_batch, compute_logprobs
+
+PACKAGED = Path(__file__).resolve().parent.parent / "assets" / "warmstart"
+
+
+def warmstart_key(cfg: Config) -> str:
+    """Hash of the model shape, SFT settings, task levels and seed: equal keys give identical warm starts."""
+    m, w = cfg.model, cfg.warmstart
+    blob = {
+        "model": [m.layers, m.hidden, m.heads, m.kv_heads, m.intermediate],
+        "sft": [w.steps, w.batch_size, w.lr, sorted(w.level_weights.items())],
+        "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "seed": cfg.run.seed, "v": 1,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_warmstart(cfg: Config) -> Path | None:
+    """An existing warm start for this config: the explicit path, the cache, or the one shipped in the package."""
+    if cfg.warmstart.checkpoint:
+        p = Path(cfg.warmstart.checkpoint)
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"warmstart.checkpoint {p} has no config.json")
+        return p
+    key = warmstart_key(cfg)
+    for p in (Path(cfg.warmstart.cache_dir) / key, PACKAGED / key):
+        if (p / "config.json").is_file():
+            return p
+    return None
+
+
+def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
+                    log: Callable[[dict], None] | None = None) -> Path:
+    """Train the embedded model by SFT, save it to the cache and return its directory."""
+    w = cfg.warmstart
+    torch.manual_seed(cfg.run.seed)
+    tok = build_char_tokenizer()
+    m = cfg.model
+    model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
+                             intermediate=m.intermediate, seed=cfg.run.seed).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = max(w.steps // 20, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / max(w.steps, 1), 1.0)))))
+    stream = sft_stream(w.level_weights, cfg.run.seed, exclude)
+    eos = tok.eos_token_id
+    model.train()
+    t0 = time.time()
+    for step in range(w.steps):
+        pairs = [next(stream) for _ in range(w.batch_size)]
+        prompts = [tok(p, add_special_tokens=False)["input_ids"] for p, _ in pairs]
+        answers = [tok(a, add_special_tokens=False)["input_ids"] + [eos] for _, a in pairs]
+        batch = build_seq_batch(prompts, answers, tok.pad_token_id).to(device)
+        logp, _ = compute_logprobs(model, batch)
+        loss = -(logp.sum() / batch.completion_mask.sum())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if log is not None and (step % 100 == 0 or step == w.steps - 1):
+            log({"warmstart/step": step, "warmstart/loss": loss.item(), "perf/seconds": time.time() - t0})
+    out = Path(w.cache_dir) / warmstart_key(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "warmstart.json").write_text(json.dumps({"key": warmstart_key(cfg), "seconds": time.time() - t0}))
+    return out

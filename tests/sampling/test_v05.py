@@ -1,0 +1,140 @@
+"""V0.5-style fusion: hand-computed baselines, predicted MSE, OSLA decisions, budget, metrics, resume."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from rollwise.sampling import Budget, GroupObs, PromptStats, SampleContext
+from rollwise.sampling.presets import build_pipeline
+from rollwise.sampling.v05 import V05Allocator, compute_v05_fusion, v05_predicted_mse
+
+Reward = Callable[[int, int, int], float]
+
+
+def drive(pipe, step: int, budget: Budget, reward: Reward):
+    """Scripted trainer: run one step through the pipeline; return (plans, pools, trained groups)."""
+    req = pipe.begin_step(step, budget)
+    pools: dict[int, GroupObs] = {}
+    plans: list[dict[int, int]] = []
+    while req is not None:
+        plans.append(dict(zip(req.prompts.tolist(), req.counts.tolist())))
+        for p, c in plans[-1].items():
+            have = pools[p].rewards if p in pools else np.zeros(0)
+            new = np.array([reward(p, step, len(have) + j) for j in range(c)], dtype=np.float64)
+            r = np.concatenate([have, new])
+            pools[p] = GroupObs(p, r, np.full(len(r), 10, dtype=np.int64))
+        budget.charge(req.total, 10 * req.total)
+        req = pipe.next_request(pools)
+    groups = pipe.finalize(pools)
+    pipe.observe(pools, groups)
+    return plans, pools, groups
+
+
+def alternating(p: int, step: int, j: int) -> float:
+    return float(j % 2 == 0)
+
+
+def build(pool: int = 3, batch: int = 3, **params):
+    return build_pipeline(preset="v05", params=params, pool_size=pool, group_size=4, batch_prompts=batch,
+                          total_steps=10, seed=0)
+
+
+def test_fusion_by_hand():
+    # v=0.5, 1 of 4: r=0.25, SE2 = .25*.75/4 = .046875, gap2 = .0625 -> lam = .25, b = .5 + .25*(-.25)
+    b, lam = compute_v05_fusion(1, 4, 0.5)
+    assert lam == pytest.approx(0.25) and b == pytest.approx(0.4375)
+    # prior rejected: v=0.9, 0 of 4: r~ = .5/5 = .1, SE2 = .1*.9/4 = .0225, gap2 = .81 -> lam = 1 - .0225/.81
+    b, lam = compute_v05_fusion(0, 4, 0.9)
+    assert lam == pytest.approx(1 - 0.0225 / 0.81) and b == pytest.approx(0.9 * 0.0225 / 0.81)  # = 0.025
+    assert b == pytest.approx(0.025)
+    assert compute_v05_fusion(2, 4, 0.5) == (0.5, 0.0)  # r == v: trust the prior
+    assert compute_v05_fusion(1, 4, None) == (0.25, 1.0)  # no prior: empirical mean
+    assert compute_v05_fusion(2, 4, 0.45) == pytest.approx((0.45, 0.0))  # small gap: lam clipped at 0
+    assert compute_v05_fusion(1, 4, 0.5, c=0.5)[1] == pytest.approx(0.625)
+
+
+def test_predicted_mse_by_hand():
+    # v=0.9, 0 of 4: sigma2 = .09, d2 = .81 - .0225 = .7875; MSE(m) = d2*SE2/(d2+SE2) for c = 1
+    assert v05_predicted_mse(0, 4, 0.9, 4) == pytest.approx(0.7875 * 0.0225 / 0.81)  # 0.021875
+    assert v05_predicted_mse(0, 4, 0.9, 6) == pytest.approx(0.7875 * 0.015 / 0.8025)  # 0.0147196
+    assert v05_predicted_mse(2, 4, None, 4) == pytest.approx(0.0625)  # SE2 = .25/4
+    assert v05_predicted_mse(2, 4, None, 6) == pytest.approx(0.25 / 6)
+    assert v05_predicted_mse(2, 4, 0.5, 6) == 0.0  # consistent prior: nothing left to learn
+
+
+def _ctx(prior: list[float], budget: int = 100) -> SampleContext:
+    stats = PromptStats(len(prior))
+    stats.ema_pass[:] = prior
+    return SampleContext(0, 10, 4, len(prior), stats, np.random.default_rng(0), Budget(budget))
+
+
+def _pool(p: int, r: list[float]) -> GroupObs:
+    return GroupObs(p, np.array(r, dtype=np.float64), np.full(len(r), 10))
+
+
+def test_osla_decisions():
+    ctx = _ctx([0.5, 0.9, np.nan])
+    pools = [_pool(0, [1, 1, 0, 0]), _pool(1, [0, 0, 0, 0]), _pool(2, [1, 1, 0, 0])]
+    # 0: r == v, gain 0 -> stop; 1: gain (.021875-.014720)/2 = .0036 > .002; 2: (.0625-.04167)/2 = .0104
+    assert V05Allocator().extend(1, pools, ctx).tolist() == [0, 2, 2]
+    assert V05Allocator(cost=0.005).extend(1, pools, ctx).tolist() == [0, 0, 2]
+    assert V05Allocator(max_rollouts=4).extend(1, pools, ctx).tolist() == [0, 0, 0]
+    assert V05Allocator(max_rollouts=5).extend(1, pools, ctx).tolist() == [0, 1, 1]
+    # budget 2: only the largest gain per rollout is served
+    assert V05Allocator().extend(1, pools, _ctx([0.5, 0.9, np.nan], budget=2)).tolist() == [0, 0, 2]
+
+
+def test_osla_stops_at_twelve_without_prior():
+    # p = 0.5, no prior: per-rollout gain .25/(m(m+2)) > .002 until m = 12 (.25/168 = .0015)
+    pipe, adv = build(pool=1, batch=1)
+    assert adv == "pool_baseline"
+    plans, pools, groups = drive(pipe, 0, Budget(100), alternating)
+    assert [list(p.values()) for p in plans] == [[4], [2], [2], [2], [2]]
+    assert pools[0].n == 12 and groups[0].baseline == pytest.approx(0.5)
+
+
+def test_budget_served_by_gain():
+    pipe, _ = build()
+    b = Budget(20)  # round 1: 12; round 2: 3 x 2; round 3: 2 left -> the first prompt only
+    plans, _, _ = drive(pipe, 0, b, alternating)
+    assert b.spent_rollouts == 20
+    assert [sum(p.values()) for p in plans] == [12, 6, 2]
+    assert list(plans[2]) == list(plans[0])[:1]
+
+
+def test_prior_from_stats_and_metrics():
+    pipe, _ = build(pool=2, batch=2)
+    drive(pipe, 0, Budget(100), lambda p, s, j: float(p == 0))  # prompt 0 always passes, 1 always fails
+    assert pipe.stats.ema_pass.tolist() == [1.0, 0.0]
+    flipped = lambda p, s, j: float(p == 1 and j < 2)  # noqa: E731  0 now fails; 1 passes 2 of 4
+    plans, pools, groups = drive(pipe, 1, Budget(100), flipped)
+    by = {g.prompt: g for g in groups}
+    for p in (0, 1):
+        k = float((pools[p].rewards > 0.5).sum())
+        expect, lam = compute_v05_fusion(k, pools[p].n, float([1.0, 0.0][p]))
+        assert lam > 0.5 and by[p].baseline == pytest.approx(expect)
+    m = pipe.metrics()
+    assert m["sampler/baseline/prior_rejection_rate"] == 1.0
+    assert m["sampler/baseline/no_prior"] == 0
+    assert 0.5 < m["sampler/baseline/lambda_mean"] <= 1.0
+
+
+def test_resume_makes_same_plans():
+    rate = np.linspace(0.05, 0.95, 10)
+
+    def reward(p: int, step: int, j: int) -> float:
+        return float(np.random.default_rng([p, step, j]).random() < rate[p])
+
+    full = build(pool=10, batch=4)[0]
+    ref = [drive(full, s, Budget(200), reward)[0] for s in range(5)]
+    first = build(pool=10, batch=4)[0]
+    for s in range(3):
+        drive(first, s, Budget(200), reward)
+    resumed = build(pool=10, batch=4)[0]
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert [drive(resumed, s, Budget(200), reward)[0] for s in (3, 4)] == ref[3:]
+    assert any(len(plan) > 1 for plan in ref[3:])  # the resumed steps did use extra rounds
