@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -71,8 +72,8 @@ def run_preset(name: str, args: argparse.Namespace) -> dict:
             req = pipe.next_request(pools)
         groups = pipe.finalize(pools)
         pipe.replay_draw()
-        pipe.replay_push([Replayed(g.prompt, [SimpleNamespace(reward=float(x))
-                                              for x in pools[g.prompt].rewards[g.keep]], step) for g in groups])
+        pipe.replay_push([Replayed(g.prompt, [SimpleNamespace(reward=float(x)) for x in
+                                              pools[g.prompt].rewards[g.keep]], step) for g in groups])
         t2 = time.perf_counter()
         pipe.observe(pools, groups)
         t3 = time.perf_counter()
@@ -80,9 +81,10 @@ def run_preset(name: str, args: argparse.Namespace) -> dict:
             plan_ms.append(1e3 * (t1 - t0))
             obs_ms.append(1e3 * (t3 - t2))
     comps = PRESETS.get(name)
+    med = float(np.median(plan_ms))
     return {"preset": name, "selector": comps.selector, "allocator": comps.allocator,
-            "begin_step_ms_median": float(np.median(plan_ms)), "begin_step_ms_max": float(np.max(plan_ms)),
-            "observe_ms_median": float(np.median(obs_ms)), "meets_target": bool(np.median(plan_ms) < TARGET_MS)}
+            "begin_step_ms_median": med, "begin_step_ms_max": float(np.max(plan_ms)),
+            "observe_ms_median": float(np.median(obs_ms)), "meets_target": med < TARGET_MS}
 
 
 def main() -> None:
@@ -103,17 +105,20 @@ def main() -> None:
         except (ImportError, KeyError) as exc:
             print(f"skip {name}: {exc}")
     print(f"\npool {args.pool:,}, seen {args.seen:.0%}, batch {args.batch} x G={args.group_size}, "
-          f"median of {args.repeats} after {args.warmup} warm-up\n")
+          f"median of {args.repeats} after {args.warmup} warm-up, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print("| preset | selector | allocator | begin_step median ms | max ms | observe median ms | < 50 ms |")
     print("|---|---|---|---:|---:|---:|:---:|")
     for r in rows:
+        ok = "yes" if r["meets_target"] else "NO"
         print(f"| {r['preset']} | {r['selector']} | {r['allocator']} | {r['begin_step_ms_median']:.1f} | "
-              f"{r['begin_step_ms_max']:.1f} | {r['observe_ms_median']:.1f} | {'yes' if r['meets_target'] else 'NO'} |")
+              f"{r['begin_step_ms_max']:.1f} | {r['observe_ms_median']:.1f} | {ok} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pool": args.pool, "seen": args.seen, "batch": args.batch, "group_size": args.group_size,
             "repeats": args.repeats, "warmup": args.warmup, "numpy": np.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "target_ms": TARGET_MS}
+            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(), "target_ms": TARGET_MS}
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"\nwrote {out}")
 

@@ -50,8 +50,13 @@ class TaskConfig(_Section):
     eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
     dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
     eval_dataset: str | None = Field(None, description="held-out dataset for suite='dataset' (e.g. gsm8k:test)")
-    template: str = Field("plain", description="prompt template preset (suite='dataset')")
+    template: str = Field("plain", description="prompt template preset or a string with {prompt}")
     system_prompt: str | None = Field(None, description="system prompt when a chat template is used")
+    chat: bool | None = Field(None, description="wrap prompts in the tokenizer's chat template (None = if it has one)")
+    train_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for training")
+    eval_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for eval")
+    group_by: str = Field("level", description="dataset meta field that defines eval groups / sampler levels")
+    on_error: Literal["raise", "skip"] = Field("raise", description="malformed dataset rows: error or counted skip")
     verifier: str = Field("synthetic_int", description="verifier name or package.module:function")
 
 

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from rollwise.sampling.vade import VadeSelector, compute_vade_score, top_k
+from rollwise.sampling.vade import VadeSelector, compute_vade_score, draw_beta, top_k
 
 
 def _with_counts(sel: VadeSelector, alpha: list[float], beta: list[float]) -> VadeSelector:
@@ -133,3 +133,11 @@ def test_thompson_draws_have_the_posterior_moments(harness):
     a, b = alpha.reshape(4, m)[:, 0] + 1, beta.reshape(4, m)[:, 0] + 1
     np.testing.assert_allclose(p.mean(axis=1), a / (a + b), atol=0.005)
     np.testing.assert_allclose(p.var(axis=1), a * b / ((a + b) ** 2 * (a + b + 1)), atol=0.002)
+
+
+def test_threads_change_speed_not_values():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(1, 5, 300_000), rng.uniform(1, 5, 300_000)  # above one chunk: child generators
+    one = draw_beta(a, b, np.random.default_rng(1), threads=1)
+    np.testing.assert_array_equal(one, draw_beta(a, b, np.random.default_rng(1), threads=3))
+    assert abs(one.mean() - np.mean(a / (a + b))) < 0.002

@@ -31,7 +31,7 @@ def predict_level(ctx: SampleContext, window: int, bandwidth: float = 1.0, prior
                   prior_rollouts: float = 8.0) -> np.ndarray:
     """Predicted pass rate of every pool prompt [N] float32 (see the module docstring)."""
     st = ctx.stats
-    ref = np.flatnonzero(st.last_step >= max(ctx.step - window, 0))  # the reference set (last_step -1 = never)
+    ref = np.flatnonzero(st.last_step >= max(ctx.step - window, 0))  # reference set (never seen: -1)
     y = st.pass_rate(ref, prior=prior)  # [R]
     if ctx.levels is None:
         level_mean = np.full(st.size, (y.sum() + prior) / (y.size + 1), dtype=np.float32)  # + 1 prior count

@@ -63,9 +63,9 @@ def compute_vade_score(p: np.ndarray, kind: str = "info_gain") -> np.ndarray:
 
 
 def draw_beta(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, threads: int = 1) -> np.ndarray:
-    """Beta(a, b) draws [n] float32 as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b). Above ``_CHUNK`` draws the work
-    is split into fixed chunks, each with a child generator seeded from ``rng`` (numpy releases the GIL in
-    the gamma loop), so ``threads`` changes the speed but never the values."""
+    """Beta(a, b) draws [n] float32 as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b). Above ``_CHUNK`` draws the
+    work is split into fixed chunks, each with a child generator seeded from ``rng`` (numpy releases the GIL
+    in the gamma loop), so ``threads`` changes the speed but never the values."""
     a, b = a.astype(np.float32), b.astype(np.float32)
     if a.size <= _CHUNK:
         x = rng.standard_gamma(a, dtype=np.float32)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from rollwise.config import Config, dump_toml
+from rollwise.data.templates import render_prompt
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
 from rollwise.sampling import Budget, Replayed
 from rollwise.train import checkpoint as ckpt
@@ -61,7 +62,8 @@ class Trainer:
         self.nan_streak = 0
 
     def encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        """Prompt text -> token ids, through the configured template (and chat template, if any)."""
+        return self.tok(render_prompt(text, self.cfg.task, self.tok), add_special_tokens=False)["input_ids"]
 
     def _print(self, row: dict) -> None:
         if self.console is not None:
