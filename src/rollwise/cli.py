@@ -153,6 +153,22 @@ def eval(  # noqa: A001 - the command is called eval
         out.write_text(json.dumps(result, indent=2))
 
 
+@app.command(context_settings=OVERRIDES)
+def bench(
+    ctx: typer.Context,
+    grid: Annotated[str, typer.Argument(help="bench grid TOML (e.g. bench/samplers.toml)")],
+    report_only: bool = typer.Option(False, "--report-only", help="summarise finished runs, train nothing"),
+) -> None:
+    """Run a grid of sampler arms x seeds at equal token budget (restartable) and write the results table."""
+    from rollwise.bench import load_grid, run_grid, summarise, write_report
+
+    g = load_grid(grid)
+    if not report_only:
+        run_grid(g, list(ctx.args), log=console.log)
+    md = write_report(g, summarise(g))
+    Console().print(md.read_text())
+
+
 def main() -> None:  # pragma: no cover
     app()
 

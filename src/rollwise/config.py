@@ -42,6 +42,7 @@ class ModelConfig(_Section):
 
 class TaskConfig(_Section):
     suite: str = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
+    seed: int = Field(0, description="seed of the procedural pool and eval sets (fixed across RL seeds)")
     levels: list[str] = Field(
         ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
         description="task levels in the train pool and eval (suite 'arith')",
@@ -62,6 +63,7 @@ class TaskConfig(_Section):
 
 class WarmStartConfig(_Section):
     enabled: bool = Field(True, description="supervised warm start before RL (embedded model only)")
+    seed: int = Field(0, description="seed of the warm start (fixed across RL seeds, so arms share it)")
     steps: int = Field(1500, ge=0, description="SFT optimiser steps")
     batch_size: int = Field(128, ge=1, description="SFT sequences per step")
     lr: float = Field(3e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
@@ -120,6 +122,7 @@ class AlgoConfig(_Section):
 
 class TrainerConfig(_Section):
     steps: int = Field(150, ge=0, description="RL steps")
+    max_tokens: int | None = Field(None, ge=1, description="stop once this many rollout tokens are generated")
     eval_every: int = Field(25, ge=0, description="held-out eval every K steps (0 = only at start and end)")
     checkpoint_every: int = Field(50, ge=0, description="checkpoint every K steps (0 = only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")

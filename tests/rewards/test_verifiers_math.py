@@ -59,7 +59,11 @@ TABLE = [
     ("2(k+1)", "2k+2", True),
     ("q-p", "p - q", False),
     ("\\{2,1\\}", "\\{1,2\\}", True),
-    ("\\begin{pmatrix} -\\frac13 \\\\ \\frac23 \\end{pmatrix}", "\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}", True),
+    (
+        "\\begin{pmatrix} -\\frac13 \\\\ \\frac23 \\end{pmatrix}",
+        "\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}",
+        True,
+    ),
     ("5", "x=5", True),
     ("\\frac{\\pi}{6}", "-\\frac{\\pi}{6}", False),
     ("\\tan x", "\\cot x", False),

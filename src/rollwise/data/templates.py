@@ -1,4 +1,4 @@
-"""Prompt templates: a ``{prompt}`` string (or a named preset), optionally inside the tokenizer's chat template.
+"""Prompt templates: a ``{prompt}`` string or a named preset, optionally inside the tokenizer's chat template.
 
 The template is filled by literal replacement of ``{prompt}``, not ``str.format``: math templates contain
 LaTeX braces (``\\boxed{}``) and prompts may contain braces of their own, neither of which must be read as
@@ -15,7 +15,7 @@ __all__ = ["TEMPLATES", "render_prompt", "resolve_template"]
 TEMPLATES: dict[str, str] = {
     "plain": "{prompt}",
     "boxed": "{prompt}\n\nPlease reason step by step, and put your final answer within \\boxed{}.",
-    "gsm8k": "{prompt}\n\nSolve step by step. Write the final numeric answer on the last line as '#### <answer>'.",
+    "gsm8k": "{prompt}\n\nSolve step by step, then give the final number on a last line as '#### <answer>'.",
     "qa": "Question: {prompt}\nAnswer:",
 }
 
@@ -47,7 +47,9 @@ def render_prompt(
     template exactly when ``tokenizer`` has one.
     """
     if not isinstance(template, str):
-        system_prompt = system_prompt if system_prompt is not None else getattr(template, "system_prompt", None)
+        system_prompt = (
+            system_prompt if system_prompt is not None else getattr(template, "system_prompt", None)
+        )
         chat = chat if chat is not None else getattr(template, "chat", None)
         template = getattr(template, "template", "plain")
     text = resolve_template(template).replace("{prompt}", example_prompt)

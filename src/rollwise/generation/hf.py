@@ -148,9 +148,9 @@ class HFEngine:
                 active, done, attn, next_pos = active[keep], done[keep], attn[keep], next_pos[keep]
                 tok = tok[keep]
             attn = torch.cat([attn, (~done).long()[:, None]], dim=-1)  # [b, T + 1]; finished rows fed pad
-            out = self.model(tok[:, None], attention_mask=attn, past_key_values=cache,
+            out = self.model(tok[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
                              use_cache=True)
-            next_pos = next_pos + 1
+            next_pos = next_pos + 1 if t else next_pos
         tokens_l, logps_l, lengths_l, stopped_l = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(tokens_l[b][: lengths_l[b]], logps_l[b][: lengths_l[b]], "stop" if stopped_l[b] else "length")
                 for b in range(B)]

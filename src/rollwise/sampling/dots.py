@@ -11,6 +11,8 @@ predictor is pluggable (``predictor`` = a name below or ``package.module:functio
 (their observed EMA pass rates in the stats store). The default ``level`` predictor kernel-regresses those
 rates on the difficulty level (``ctx.levels``; one global mean without levels), and shrinks a seen prompt's
 own EMA toward its level mean by its rollout count: p = (n * ema + m * level) / (n + m), m = prior_rollouts.
+Before anything was rolled out every prediction is the prior, so the first plan is uniformly random (the
+authors' first round is random too).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ class DotsSelector(Selector):
         self._metrics: dict[str, float] = {}
 
     def predict(self, ctx: SampleContext) -> np.ndarray:
-        return np.asarray(self._predict(ctx, self.window, **self.kwargs), dtype=np.float64)
+        """Predicted pass rate of every pool prompt [N] float32."""
+        return np.asarray(self._predict(ctx, self.window, **self.kwargs), dtype=np.float32)
 
     def _sample(self, k: int, ctx: SampleContext) -> tuple[np.ndarray, np.ndarray]:
         pred = self.predict(ctx)  # [N]
@@ -116,12 +119,10 @@ class DotsSelector(Selector):
         if ctx.step - self._plan_step >= self.mu or self._queue.size < k:
             self._queue, pred = self._sample(self.mu * k, ctx)
             self._plan_step, self.replans = ctx.step, self.replans + 1
-            st = ctx.stats
-            planned = pred[self._queue]
-            self._metrics = {"reference": float(((st.last_step >= ctx.step - self.window)
-                                                 & (st.last_step >= 0)).sum()),
-                             "pred_mean": float(planned.mean()) if planned.size else 0.0,
-                             "pred_gap": float(np.abs(planned - self.alpha).mean()) if planned.size else 0.0}
+            planned = pred[self._queue] if self._queue.size else np.full(1, np.nan)
+            ref = np.count_nonzero(ctx.stats.last_step >= max(ctx.step - self.window, 0))
+            self._metrics = {"reference": float(ref), "pred_mean": float(planned.mean()),
+                             "pred_gap": float(np.abs(planned - self.alpha).mean())}
         chosen, self._queue = self._queue[:k], self._queue[k:]
         return chosen
 

@@ -73,11 +73,11 @@ def compute_sqrt_allocation(scale: np.ndarray, total: int, n_min: int, n_max: in
         lam = 0.5 * (lo + hi)
         lo, hi = (lam, hi) if np.clip(lam * scale, n_min, n_max).sum() < total else (lo, lam)
     x = np.clip(hi * scale, n_min, n_max)
-    base = np.floor(x + 1e-9).astype(np.int64).clip(n_min, n_max)
+    base = np.floor(x).astype(np.int64)  # sum(x) >= total after bisection, so 0 <= left <= #fractional
     left = int(total - base.sum())
     frac = np.where(base < n_max, x - base, -np.inf)
     order = np.lexsort((np.arange(p), -frac))
-    base[order[: max(left, 0)]] += 1
+    base[order[:left]] += 1
     return base
 
 

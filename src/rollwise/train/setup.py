@@ -39,7 +39,7 @@ def build_task(cfg: Config) -> TaskData:
     """The procedural suite (embedded default) or a dataset pool with its eval split."""
     t = cfg.task
     if t.suite == "arith":
-        s = build_suite(t.levels, t.train_size, t.eval_size, cfg.run.seed)
+        s = build_suite(t.levels, t.train_size, t.eval_size, t.seed)
         return TaskData(s.pool, s.levels, s.level_names, s.eval_sets, s.heldout)
     if t.suite == "dataset":
         from rollwise.data.sources import build_dataset_task

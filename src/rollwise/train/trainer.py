@@ -77,15 +77,15 @@ class Trainer:
         else:
             truncate_metrics(self.run_dir, -1)
             self.logger.log({"step": 0, **self.ledger, **self.evaluate()})
-        steps, t = self.cfg.trainer, None
-        final = {}
-        while self.step_index < steps.steps:
+        steps = self.cfg.trainer
+        final: dict[str, Any] = {}
+        while not self._done():
             t = time.perf_counter()
             row = self.train_step(self.step_index)
             self.step_index += 1
             self.ledger["ledger/seconds"] += time.perf_counter() - t
             row |= {"step": self.step_index, **self.ledger}
-            last = self.step_index == steps.steps
+            last = self._done()
             if last or (steps.eval_every and self.step_index % steps.eval_every == 0):
                 final = self.evaluate()
                 row |= final
@@ -96,6 +96,11 @@ class Trainer:
                 if os.environ.get("ROLLWISE_KILL_AFTER_STEP") == str(self.step_index):
                     os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the resume test
         return final
+
+    def _done(self) -> bool:
+        """Stop at ``trainer.steps`` or once the rollout-token budget ``trainer.max_tokens`` is spent."""
+        cap = self.cfg.trainer.max_tokens
+        return self.step_index >= self.cfg.trainer.steps or (cap is not None and self.ledger["ledger/tokens"] >= cap)
 
     def train_step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg

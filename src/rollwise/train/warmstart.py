@@ -26,7 +26,8 @@ def warmstart_key(cfg: Config) -> str:
     blob = {
         "model": [m.layers, m.hidden, m.heads, m.kv_heads, m.intermediate],
         "sft": [w.steps, w.batch_size, w.lr, sorted(w.level_weights.items())],
-        "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "seed": cfg.run.seed, "v": 1,
+        "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "task_seed": cfg.task.seed,
+        "seed": w.seed, "v": 1,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -49,16 +50,16 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
                     log: Callable[[dict], None] | None = None) -> Path:
     """Train the embedded model by SFT, save it to the cache and return its directory."""
     w = cfg.warmstart
-    torch.manual_seed(cfg.run.seed)
+    torch.manual_seed(w.seed)
     tok = build_char_tokenizer()
     m = cfg.model
     model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
-                             intermediate=m.intermediate, seed=cfg.run.seed).to(device)
+                             intermediate=m.intermediate, seed=w.seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / max(w.steps, 1), 1.0)))))
-    stream = sft_stream(w.level_weights, cfg.run.seed, exclude)
+    stream = sft_stream(w.level_weights, w.seed, exclude)
     eos = tok.eos_token_id
     model.train()
     t0 = time.time()

@@ -1,0 +1,167 @@
+"""``rollwise bench``: a grid of sampler arms x seeds on one base config, at the same rollout-token budget,
+summarised as a table (markdown + JSON + CSV) and plots with a spread band per arm.
+
+The grid is restartable: a finished run leaves a ``DONE`` marker and is skipped; an interrupted run resumes
+from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rollwise.config import load_config
+from rollwise.logging import read_metrics
+
+
+@dataclass
+class Arm:
+    name: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    base: str
+    seeds: list[int]
+    arms: list[Arm]
+    overrides: list[str]
+    out: Path
+    reference: str = "uniform"  # the arm whose final accuracy defines "tokens to reach"
+
+
+def load_grid(path: str | Path) -> Grid:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"bench grid not found: {p}")
+    d = tomllib.loads(p.read_text())
+    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference"}
+    if unknown:
+        raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
+    arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
+    return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
+                Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name))
+
+
+def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
+    """Train every (arm, seed) that has not finished yet, in order."""
+    from rollwise.train.trainer import Trainer
+
+    todo = [(a, s) for a in grid.arms for s in grid.seeds]
+    for i, (arm, seed) in enumerate(todo):
+        run_dir = grid.out / arm.name / f"seed{seed}"
+        if (run_dir / "DONE").is_file():
+            log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: done, skipped")
+            continue
+        cfg = load_config(grid.base, [*grid.overrides, *arm.overrides, *(extra or []), f"--run.seed={seed}",
+                                      f"--run.out_dir={grid.out / arm.name}", f"--run.name=seed{seed}",
+                                      "--trainer.progress=false", "--trainer.plots=false"])
+        log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: training")
+        trainer = Trainer(cfg)
+        try:
+            trainer.train(resume=True)
+        finally:
+            trainer.close()
+        (run_dir / "DONE").write_text("ok")
+
+
+def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1") -> tuple[np.ndarray, np.ndarray]:
+    ev = [r for r in rows if key in r]
+    return np.array([r.get("ledger/tokens", 0) for r in ev], float), np.array([r[key] for r in ev], float)
+
+
+def _tokens_to_reach(tokens: np.ndarray, acc: np.ndarray, target: float) -> float:
+    hit = np.nonzero(acc >= target - 1e-12)[0]
+    return float(tokens[hit[0]]) if hit.size else float("nan")
+
+
+def summarise(grid: Grid) -> list[dict[str, Any]]:
+    """Per arm: final accuracy, tokens to reach the reference's final accuracy (and ratio), mixed share,
+    seconds per step; mean and spread over seeds."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    for arm in grid.arms:
+        for seed in grid.seeds:
+            d = grid.out / arm.name / f"seed{seed}"
+            if (d / "metrics.jsonl").is_file():
+                runs.setdefault(arm.name, []).append(read_metrics(d))
+    if grid.reference not in runs:
+        raise ValueError(f"no runs of the reference arm {grid.reference!r} in {grid.out}")
+    ref_final = float(np.mean([_curve(r)[1][-1] for r in runs[grid.reference]]))
+    ref_tokens = float(np.mean([_curve(r)[0][-1] for r in runs[grid.reference]]))
+    out = []
+    for name, rs in runs.items():
+        finals = np.array([_curve(r)[1][-1] for r in rs])
+        starts = np.array([_curve(r)[1][0] for r in rs])
+        reach = np.array([_tokens_to_reach(*_curve(r), ref_final) for r in rs])
+        steps = [r for run in rs for r in run if "sampler/mixed_share" in r]
+        sps = [r["ledger/seconds"] / max(r["step"], 1) for run in rs for r in run[-1:] if "ledger/seconds" in r]
+        out.append({
+            "arm": name, "seeds": len(rs),
+            "start_acc": float(starts.mean()),
+            "final_acc": float(finals.mean()), "final_acc_std": float(finals.std(ddof=1)) if len(rs) > 1 else 0.0,
+            "tokens_final": float(np.mean([_curve(r)[0][-1] for r in rs])),
+            "tokens_to_ref": float(np.nanmean(reach)) if np.isfinite(reach).any() else float("nan"),
+            "reached": int(np.isfinite(reach).sum()),
+            "ratio_to_ref": float(np.nanmean(reach) / ref_tokens) if np.isfinite(reach).any() else float("nan"),
+            "mixed_share": float(np.mean([r["sampler/mixed_share"] for r in steps])) if steps else float("nan"),
+            "seconds_per_step": float(np.mean(sps)) if sps else float("nan"),
+            "steps": float(np.mean([run[-1]["step"] for run in rs])),
+        })
+    return out
+
+
+def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
+    """results.md / results.json / results.csv and accuracy.png in the grid's out dir."""
+    grid.out.mkdir(parents=True, exist_ok=True)
+    (grid.out / "results.json").write_text(json.dumps(rows, indent=2))
+    with open(grid.out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    head = ("| arm | seeds | start acc | final acc (± sd) | tokens to reach ref final | ratio to ref | "
+            "reached | mixed share | s/step | steps |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['seeds']} | {r['start_acc']:.3f} | {r['final_acc']:.3f} ± "
+                     f"{r['final_acc_std']:.3f} | {r['tokens_to_ref']:.0f} | {r['ratio_to_ref']:.2f} | "
+                     f"{r['reached']}/{r['seeds']} | {r['mixed_share']:.2f} | {r['seconds_per_step']:.2f} | "
+                     f"{r['steps']:.0f} |")
+    md = grid.out / "results.md"
+    md.write_text("\n".join(lines) + "\n")
+    plot_grid(grid)
+    return md
+
+
+def plot_grid(grid: Grid) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for arm in grid.arms:
+        curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}")) for s in grid.seeds
+                  if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
+        if not curves:
+            continue
+        grid_x = np.linspace(0, min(c[0][-1] for c in curves), 50)
+        ys = np.array([np.interp(grid_x, x, y) for x, y in curves])
+        m = ys.mean(0)
+        line, = ax.plot(grid_x, m, label=arm.name)
+        if len(curves) > 1:
+            ax.fill_between(grid_x, ys.min(0), ys.max(0), alpha=0.15, color=line.get_color())
+    ax.set(xlabel="rollout tokens generated", ylabel="held-out pass@1 (mean over levels)",
+           title="Samplers at equal rollout-token budget (band: min-max over seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = grid.out / "accuracy.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
