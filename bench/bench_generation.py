@@ -1,10 +1,10 @@
 """Throughput of HFEngine vs ``model.generate`` on the default tiny model (CPU).
 
-Each setting decodes ``batch`` sequences (``batch // 8`` prompts of ~8 chars, 8 samples each) at temperature 1,
-top-p 1, in one engine chunk of ``batch`` rows. Tokens/s counts completion tokens (stop token included); the best
-of ``--repeats`` timed runs after one warm-up (the best, because the CPU may be shared). In "ragged" settings
-rows also stop on the eight digits 0-7 (~8%/step on the random-init model), so rows finish at very different
-lengths: the case that batch compaction targets.
+Each setting decodes ``batch`` sequences (``batch // 8`` prompts of ~8 chars, 8 samples each) at
+temperature 1, top-p 1, in one engine chunk of ``batch`` rows. Tokens/s counts completion tokens (stop token
+included); the best of ``--repeats`` timed runs after one warm-up (the best, because the CPU may be shared).
+In "ragged" settings rows also stop on the eight digits 0-7 (~8%/step on the random-init model), so rows
+finish at very different lengths: the case that batch compaction targets.
 
     PYTHONPATH=src python bench/bench_generation.py --out bench/results/generation.json
 """
@@ -55,8 +55,8 @@ def time_hf_generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_n
     for b, p in enumerate(rows):
         ids[b, P - len(p) :], attn[b, P - len(p) :] = torch.tensor(p), 1
     stop_ids = [tokenizer.eos_token_id, *stops]
-    kw = dict(attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new,
-              pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+    kw = dict(attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+              max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
     model.eval()
     best, toks = float("inf"), 0
     with torch.inference_mode():
@@ -85,9 +85,10 @@ def main() -> None:
     tok = build_char_tokenizer()
     model = build_tiny_model(tok)
     digits = tuple(tok.convert_tokens_to_ids(list("01234567")))
-    settings = [(b, m, ()) for m in map(int, args.max_new.split(",")) for b in map(int, args.batches.split(","))]
+    batches = [int(x) for x in args.batches.split(",")]
+    settings = [(b, m, ()) for m in map(int, args.max_new.split(",")) for b in batches]
     if not args.no_ragged:
-        settings += [(b, 32, digits) for b in map(int, args.batches.split(","))]
+        settings += [(b, 32, digits) for b in batches]
     rows = []
     for batch, max_new, stops in settings:
         prompts = make_prompts(tok, batch // SAMPLES)
@@ -101,7 +102,7 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     print(f"\ntorch threads = {args.threads}\n")
-    print("| batch | max_new | ragged | engine tok/s | engine, no compaction | HF generate tok/s | engine / HF |")
+    print("| batch | max_new | ragged | engine tok/s | no compaction | HF generate tok/s | engine/HF |")
     print("|---:|---:|:---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['batch']} | {r['max_new_tokens']} | {'yes' if r['ragged'] else 'no'} | "

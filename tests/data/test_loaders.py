@@ -175,3 +175,14 @@ def test_presets_on_shared_data(name, count, first_uid, first_reference):
 
 def test_every_preset_is_tested():
     assert set(PRESETS) == {"gsm8k:train", "gsm8k:test", "math500:test", "aime24:test", "amc23:test"}
+
+
+def test_unreachable_hub_is_a_clear_error(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConnectionError, match="HF hub"):
+        load_examples("some-org/some-dataset", fmt="hf")

@@ -36,7 +36,8 @@ def flat(res: list[list[Completion]]) -> list[tuple[list[int], list[float], str]
     return [(c.token_ids, c.logprobs, c.finish_reason) for cs in res for c in cs]
 
 
-def teacher_forced(model, prompts: list[list[int]], completions: list[list[int]], T: float) -> list[list[float]]:
+def teacher_forced(model, prompts: list[list[int]], completions: list[list[int]],
+                   T: float) -> list[list[float]]:
     """Reference: one full forward of [pad.. prompt | completion pad..], position ids from the mask."""
     P, C = max(map(len, prompts)), max(map(len, completions))
     ids = torch.zeros((len(prompts), P + C), dtype=torch.long)  # [B, P + C]
@@ -66,8 +67,12 @@ def test_behaviour_logprobs_equal_teacher_forced(model, tok, prompts, T):
     engine = HFEngine(model, tok, batch_size=8)
     res = engine.generate(prompts, counts, SamplingParams(temperature=T, max_new_tokens=12, seed=3))
     assert_logprobs_match(model, prompts, counts, res, T)
-    # top-p changes which tokens are drawn, never how their logprob is reported
-    res = engine.generate(prompts, counts, SamplingParams(temperature=T, top_p=0.8, max_new_tokens=12, seed=3))
+    # top-p changes which tokens are drawn, never how their logprob is reported; stop tokens make rows finish
+    # at different steps, so the batch is compacted mid-decode
+    stops = tuple(tok.convert_tokens_to_ids(list("01234")))
+    params = SamplingParams(temperature=T, top_p=0.8, max_new_tokens=12, stop_token_ids=stops, seed=3)
+    res = engine.generate(prompts, counts, params)
+    assert len({len(c.token_ids) for g in res for c in g}) > 1
     assert_logprobs_match(model, prompts, counts, res, T)
 
 
@@ -147,7 +152,8 @@ def test_seeded_output_independent_of_chunking_and_compaction(model, tok, prompt
 def test_tiny_top_p_is_greedy(model, tok, prompts):
     engine = HFEngine(model, tok)
     greedy = flat(engine.generate(prompts, [2] * 4, SamplingParams(0.0, max_new_tokens=10)))
-    nucleus = flat(engine.generate(prompts, [2] * 4, SamplingParams(1.0, top_p=1e-6, max_new_tokens=10, seed=5)))
+    params = SamplingParams(1.0, top_p=1e-6, max_new_tokens=10, seed=5)
+    nucleus = flat(engine.generate(prompts, [2] * 4, params))
     assert [t for t, _, _ in nucleus] == [t for t, _, _ in greedy]
     for (_, a, _), (_, b, _) in zip(nucleus, greedy):  # both report logprobs at T = 1
         assert a == pytest.approx(b, abs=1e-5)
@@ -185,20 +191,24 @@ def test_engine_protocol_stats_and_train_mode(model, tok, prompts):
     assert engine.version == 7
     assert engine.generate([], [], SamplingParams(seed=0)) == []
     assert engine.generate(prompts[:1], [2], SamplingParams(max_new_tokens=0))[0][0].token_ids == []
-    with pytest.raises(ValueError):
-        engine.generate(prompts, [1], SamplingParams())
+    for bad_counts, bad_params in [([1], SamplingParams()), ([1] * 4, SamplingParams(top_p=0.0)),
+                                   ([1] * 4, SamplingParams(temperature=-1.0))]:
+        with pytest.raises(ValueError):
+            engine.generate(prompts, bad_counts, bad_params)
     model.eval()
 
 
 def test_llama_from_pretrained_generates_exact_logprobs(tok, prompts, tmp_path):
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                      bos_token_id=tok.bos_token_id)
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     llama = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert isinstance(llama, LlamaForCausalLM)
     counts = [2, 1, 2, 1]
-    res = HFEngine(llama, tok, batch_size=4).generate(prompts, counts, SamplingParams(0.7, max_new_tokens=10, seed=2))
+    params = SamplingParams(0.7, max_new_tokens=10, seed=2)
+    res = HFEngine(llama, tok, batch_size=4).generate(prompts, counts, params)
     assert [len(g) for g in res] == counts
     assert_logprobs_match(llama, prompts, counts, res, 0.7)

@@ -115,11 +115,14 @@ PRESETS: dict[str, Preset] = {
 
 
 def data_dir() -> Path:
-    """``$ROLLWISE_DATA_DIR``, else ``shared/data`` beside the repository root (``../shared/data``)."""
+    """``$ROLLWISE_DATA_DIR``, else ``shared/data`` beside the repository root (``../shared/data``), else
+    beside the working directory (for an installed package run from a checkout)."""
     env = os.environ.get("ROLLWISE_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    beside_repo = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    beside_cwd = Path.cwd().parent / "shared" / "data"
+    return beside_repo if beside_repo.exists() or not beside_cwd.exists() else beside_cwd
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
@@ -142,14 +145,19 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception]
     yield from enumerate(pq.read_table(path).to_pylist(), start=1)
 
 
-def _hf_rows(source: str, split: str) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
+def _hf_rows(source: str, split: str, config: str | None) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
     import datasets  # lazy: optional dependency (rollwise[data])
 
     path = Path(source)
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         ds = datasets.load_from_disk(source)  # a folder written by save_to_disk
-    else:  # a folder of data files, or a hub id (needs the network; datasets raises when unreachable)
-        ds = datasets.load_dataset(source, split=split)
+    elif path.exists():  # a local folder of data files
+        ds = datasets.load_dataset(source, config, split=split)
+    else:  # a hub id: only works when the hub is reachable
+        try:
+            ds = datasets.load_dataset(source, config, split=split)
+        except Exception as exc:
+            raise ConnectionError(f"cannot load {source!r} from the HF hub (offline? typo?): {exc}") from exc
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise ValueError(f"{source}: no split {split!r}; has {sorted(ds)}")
@@ -157,7 +165,9 @@ def _hf_rows(source: str, split: str) -> Iterator[tuple[int, dict[str, Any] | Ex
     yield from enumerate(ds, start=1)
 
 
-def _rows(source: str, fmt: str | None, split: str) -> tuple[str, Iterable[tuple[int, Any]]]:
+def _rows(
+    source: str, fmt: str | None, split: str, config: str | None
+) -> tuple[str, Iterable[tuple[int, Any]]]:
     path = Path(source)
     if fmt is None:
         if path.suffix in (".jsonl", ".json"):
@@ -171,7 +181,7 @@ def _rows(source: str, fmt: str | None, split: str) -> tuple[str, Iterable[tuple
     if fmt == "parquet":
         return "row", _parquet_rows(path)
     if fmt == "hf":
-        return "row", _hf_rows(source, split)
+        return "row", _hf_rows(source, split, config)
     raise ValueError(f"unknown format {fmt!r}; choose jsonl, parquet or hf")
 
 
@@ -205,6 +215,7 @@ def load_examples(
     answer_extractor: str | Callable[[Any], str] = "plain",
     fmt: str | None = None,
     split: str = "train",
+    hf_config: str | None = None,
     limit: int | None = None,
     on_error: OnError = "raise",
 ) -> ExampleList:
@@ -213,6 +224,7 @@ def load_examples(
     Without ``id_field`` ids are ``{id_prefix}-{row:05d}`` (prefix defaults to the file stem); with it,
     the row's id, prefixed when ``id_prefix`` is given. ``answer_extractor`` is a name in
     ``ANSWER_EXTRACTORS`` (``plain``, ``gsm8k``, ``boxed``), ``package.module:function`` or a callable.
+    ``fmt`` (jsonl / parquet / hf) defaults from the suffix; ``split`` and ``hf_config`` apply to ``hf``.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -222,7 +234,7 @@ def load_examples(
     )
     prefix = id_prefix if id_prefix is not None else ("" if id_field else Path(source).stem)
     spec = Preset(source, prompt_field, answer_field, id_field, prefix, tuple(meta_fields))
-    unit, rows = _rows(source, fmt, split)
+    unit, rows = _rows(source, fmt, split, hf_config)
     out, seen = ExampleList(), set()
     for index, (n, row) in enumerate(rows):  # index counts malformed rows too, so ids stay stable
         if limit is not None and len(out) >= limit:

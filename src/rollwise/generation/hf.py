@@ -54,11 +54,16 @@ class HFEngine:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size, self.compact = model, tokenizer, batch_size, compact
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self._device = torch.device(device) if device is not None else None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
         self.version = 0
         self._stats = GenerateStats()
+
+    @property
+    def device(self) -> torch.device:
+        """The given device, else wherever the model's weights are now."""
+        return self._device if self._device is not None else next(self.model.parameters()).device
 
     @property
     def last_stats(self) -> GenerateStats:
@@ -75,12 +80,14 @@ class HFEngine:
             raise ValueError(f"{len(prompts)} prompts but {len(counts)} counts")
         if any(c < 0 for c in counts) or any(c > 0 and not p for p, c in zip(prompts, counts)):
             raise ValueError("counts must be >= 0 and sampled prompts non-empty")
+        if params.temperature < 0 or not 0 < params.top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
         t0 = time.perf_counter()
         rows = [i for i, c in enumerate(counts) for _ in range(c)]  # global row -> prompt index
         M = params.max_new_tokens
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(seed)
-        noise = torch.rand((len(rows), max(M, 0)), generator=gen)  # [N, M]: u[row, step], fixed before chunking
+        noise = torch.rand((len(rows), max(M, 0)), generator=gen)  # [N, M]: u[row, step], chunk-independent
         stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
         order = sorted(range(len(rows)), key=lambda r: len(prompts[rows[r]]))
         results: list[tuple[list[int], list[float], str]] = [([], [], "length")] * len(rows)
@@ -150,7 +157,6 @@ class HFEngine:
             attn = torch.cat([attn, (~done).long()[:, None]], dim=-1)  # [b, T + 1]; finished rows fed pad
             out = self.model(tok[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
                              use_cache=True)
-            next_pos = next_pos + 1 if t else next_pos
-        tokens_l, logps_l, lengths_l, stopped_l = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
-        return [(tokens_l[b][: lengths_l[b]], logps_l[b][: lengths_l[b]], "stop" if stopped_l[b] else "length")
-                for b in range(B)]
+            next_pos = next_pos + 1
+        toks, lps, lens, stp = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
+        return [(toks[b][: lens[b]], lps[b][: lens[b]], "stop" if stp[b] else "length") for b in range(B)]

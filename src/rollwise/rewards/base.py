@@ -99,7 +99,7 @@ VERIFIERS.register("math", "rollwise.rewards.math:verify_math", doc="LaTeX answe
 VERIFIERS.register("gsm8k", "rollwise.rewards.gsm8k:verify_gsm8k", doc="numeric final answer (#### / last)")
 VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalised string match")
 VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
-VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="integer answer of the tasks")
+VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")
 
 
 def get_verifier(name: str) -> Verifier:

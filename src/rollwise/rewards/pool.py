@@ -105,13 +105,16 @@ class _Worker:
         self.started = time.monotonic()
         self.task: tuple[int, float] | None = None
 
-    def stop(self, kill: bool) -> None:
-        if not kill:
-            try:
-                self.conn.send(None)
-                self.process.join(0.5)
-            except (OSError, ValueError):
-                pass
+    def ask_to_exit(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+
+    def stop(self, grace_s: float = 0.0) -> None:
+        """Join within ``grace_s`` (after ``ask_to_exit``), else SIGKILL; then release the pipe."""
+        if grace_s > 0:
+            self.process.join(grace_s)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(2.0)
@@ -199,7 +202,9 @@ class VerifierPool:
     def close(self) -> None:
         """Stop every worker (politely, then SIGKILL)."""
         for w in self._workers:
-            w.stop(kill=False)
+            w.ask_to_exit()
+        for w in self._workers:
+            w.stop(grace_s=0.5)
         self._workers = []
 
     def __enter__(self) -> VerifierPool:
@@ -226,7 +231,7 @@ class VerifierPool:
             return self._fail("errors", "error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _replace(self, w: _Worker) -> None:
-        w.stop(kill=True)
+        w.stop()
         self._workers[self._workers.index(w)] = _Worker(self._ctx, self.spec, self._memory_mb)
 
     def _run(self, todo: deque[int], comps: Sequence[str], refs: Sequence[str], results: list[Any]) -> None:

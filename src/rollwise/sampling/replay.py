@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
-
 from rollwise.sampling.base import Component, Replayed, SampleContext
 
 

@@ -122,7 +122,8 @@ class Optimiser:
         ents = []
         for mb in micro:
             if multi or token_fraction is not None:
-                lp, ent = compute_logprobs(self.model, mb.seq, self.temperature, with_entropy=token_fraction is not None)
+                want_ent = token_fraction is not None
+                lp, ent = compute_logprobs(self.model, mb.seq, self.temperature, with_entropy=want_ent)
                 mb.old = lp if multi else None
                 ents.append(ent)
             if self.ref is not None:
