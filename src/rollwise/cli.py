@@ -22,8 +22,11 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _load(config: str | None, ctx: typer.Context) -> Any:
+    args = list(ctx.args)
+    if config is not None and config.startswith("-"):  # no config file: the first token is an override
+        config, args = None, [config, *args]
     try:
-        return load_config(config, list(ctx.args))
+        return load_config(config, args)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

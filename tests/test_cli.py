@@ -1,0 +1,36 @@
+from typer.testing import CliRunner
+
+from rollwise.cli import app
+
+runner = CliRunner()
+
+
+def test_config_show_resolves_overrides():
+    res = runner.invoke(app, ["config", "show", "--sampler.type=vade", "--trainer.steps=7"])
+    assert res.exit_code == 0, res.output
+    assert 'type = "vade"' in res.output and "steps = 7" in res.output
+
+
+def test_config_show_docs_lists_every_option():
+    res = runner.invoke(app, ["config", "show", "--docs"])
+    assert res.exit_code == 0
+    assert "sampler.type" in res.output and "algo.clip_high" in res.output
+
+
+def test_bad_override_is_an_error_naming_the_key():
+    res = runner.invoke(app, ["config", "show", "--algo.clip_hgh=0.3"])
+    assert res.exit_code == 2
+    assert "algo.clip_hgh" in res.output
+
+
+def test_samplers_lists_presets_and_components():
+    res = runner.invoke(app, ["samplers"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    for name in ["uniform", "dapo", "vade", "reinforce_ada", "gdro", "dars", "dots", "xrpo", "mc_grpo", "d3s",
+                 "v05", "brorl", "balanced", "gdro_sqrt", "dars_filter"]:
+        assert name in res.output, name
+
+
+def test_report_on_missing_run(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2
