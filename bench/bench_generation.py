@@ -2,7 +2,7 @@
 
 Each setting decodes ``batch`` sequences (``batch // 8`` prompts of ~8 chars, 8 samples each) at
 temperature 1, top-p 1, in one engine chunk of ``batch`` rows. Tokens/s counts completion tokens (stop token
-included); the best of ``--repeats`` timed runs after one warm-up (the best, because the CPU may be shared).
+included); the best of ``--repeats`` runs after a warm-up, the methods interleaved (the CPU may be shared).
 In "ragged" settings rows also stop on the eight digits 0-7 (~8%/step on the random-init model), so rows
 finish at very different lengths: the case that batch compaction targets.
 
@@ -32,22 +32,16 @@ def make_prompts(tokenizer: Any, n: int) -> list[list[int]]:
     return [tokenizer.encode(f"{WORDS[i % len(WORDS)]}{i % 10}") for i in range(n)]
 
 
-def time_engine(engine: HFEngine, prompts: list[list[int]], max_new: int, stops: tuple[int, ...],
-                repeats: int) -> tuple[float, int]:
-    """Best seconds and completion tokens of ``repeats`` seeded calls."""
-    counts = [SAMPLES] * len(prompts)
-    engine.generate(prompts, counts, SamplingParams(1.0, 1.0, max_new, stops, seed=0))  # warm-up
-    best, toks = float("inf"), 0
-    for k in range(repeats):
-        engine.generate(prompts, counts, SamplingParams(1.0, 1.0, max_new, stops, seed=k))
-        if engine.last_stats.seconds < best:
-            best, toks = engine.last_stats.seconds, engine.last_stats.completion_tokens
-    return best, toks
+def run_engine(engine: HFEngine, prompts: list[list[int]], max_new: int, stops: tuple[int, ...],
+               seed: int) -> tuple[float, int]:
+    """Seconds and completion tokens of one seeded engine call."""
+    engine.generate(prompts, [SAMPLES] * len(prompts), SamplingParams(1.0, 1.0, max_new, stops, seed=seed))
+    return engine.last_stats.seconds, engine.last_stats.completion_tokens
 
 
-def time_hf_generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new: int,
-                     stops: tuple[int, ...], repeats: int) -> tuple[float, int]:
-    """Best seconds and completion tokens (up to the first stop token) of ``model.generate``."""
+def run_hf_generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new: int,
+                    stops: tuple[int, ...], seed: int) -> tuple[float, int]:
+    """Seconds and completion tokens (up to and including the first stop token) of one ``model.generate``."""
     rows = [p for p in prompts for _ in range(SAMPLES)]
     P = max(len(p) for p in rows)
     ids = torch.full((len(rows), P), tokenizer.pad_token_id, dtype=torch.long)  # [B, P]
@@ -55,21 +49,38 @@ def time_hf_generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_n
     for b, p in enumerate(rows):
         ids[b, P - len(p) :], attn[b, P - len(p) :] = torch.tensor(p), 1
     stop_ids = [tokenizer.eos_token_id, *stops]
-    kw = dict(attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-              max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+    torch.manual_seed(seed)
     model.eval()
-    best, toks = float("inf"), 0
     with torch.inference_mode():
-        model.generate(ids, **kw)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = model.generate(ids, **kw)[:, P:]  # [B, <= max_new]
-            secs = time.perf_counter() - t0
-            is_stop = torch.isin(out, torch.tensor(stop_ids)).long()  # [B, C]
-            n = int(((is_stop.cumsum(-1) - is_stop) == 0).sum())  # tokens up to and including the first stop
-            if secs < best:
-                best, toks = secs, n
-    return best, toks
+        t0 = time.perf_counter()
+        out = model.generate(ids, attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                             max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=stop_ids)[:, P:]  # [B, <= max_new]
+        secs = time.perf_counter() - t0
+    is_stop = torch.isin(out, torch.tensor(stop_ids)).long()  # [B, C]
+    return secs, int(((is_stop.cumsum(-1) - is_stop) == 0).sum())
+
+
+def bench_setting(model: Any, tok: Any, batch: int, max_new: int, stops: tuple[int, ...],
+                  repeats: int) -> dict[str, Any]:
+    """Best-of-``repeats`` tokens/s of each method, runs interleaved so they share the machine's load."""
+    prompts = make_prompts(tok, batch // SAMPLES)
+    runners = {
+        "engine": lambda k: run_engine(HFEngine(model, tok, batch_size=batch), prompts, max_new, stops, k),
+        "engine_nocompact": lambda k: run_engine(HFEngine(model, tok, batch_size=batch, compact=False),
+                                                 prompts, max_new, stops, k),
+        "hf_generate": lambda k: run_hf_generate(model, tok, prompts, max_new, stops, k),
+    }
+    best = {name: (float("inf"), 0) for name in runners}
+    for k in range(-1, repeats):  # k = -1 is the warm-up
+        for name, run in runners.items():
+            secs, n = run(k)
+            if k >= 0 and secs < best[name][0]:
+                best[name] = (secs, n)
+    row: dict[str, Any] = {"batch": batch, "max_new_tokens": max_new, "ragged": bool(stops)}
+    for name, (secs, n) in best.items():
+        row[f"{name}_tok_s"], row[f"{name}_tokens"] = round(n / secs), n
+    return row
 
 
 def main() -> None:
@@ -91,16 +102,8 @@ def main() -> None:
         settings += [(b, 32, digits) for b in batches]
     rows = []
     for batch, max_new, stops in settings:
-        prompts = make_prompts(tok, batch // SAMPLES)
-        row: dict[str, Any] = {"batch": batch, "max_new_tokens": max_new, "ragged": bool(stops)}
-        for name, compact in (("engine", True), ("engine_nocompact", False)):
-            eng = HFEngine(model, tok, batch_size=batch, compact=compact)
-            secs, n = time_engine(eng, prompts, max_new, stops, args.repeats)
-            row[f"{name}_tok_s"], row[f"{name}_tokens"] = round(n / secs), n
-        secs, n = time_hf_generate(model, tok, prompts, max_new, stops, args.repeats)
-        row["hf_generate_tok_s"], row["hf_generate_tokens"] = round(n / secs), n
-        rows.append(row)
-        print(row, flush=True)
+        rows.append(bench_setting(model, tok, batch, max_new, stops, args.repeats))
+        print(rows[-1], flush=True)
     print(f"\ntorch threads = {args.threads}\n")
     print("| batch | max_new | ragged | engine tok/s | no compaction | HF generate tok/s | engine/HF |")
     print("|---:|---:|:---:|---:|---:|---:|---:|")

@@ -80,12 +80,15 @@ def test_hostile_corpus_is_bounded_and_scores_zero(pools, marker_path, verifier)
     assert pool.stats["skipped"] == 2  # the two megabyte strings never reach a verifier
 
 
-def test_power_towers_time_out_in_math(pools):
+def test_power_tower_is_stopped_and_counted(pools):
     pool = pools["math"]
     pool.wait_ready()
-    before = pool.stats["timeouts"]
+    counted = ("timeouts", "crashes", "errors")
+    before = sum(pool.stats[k] for k in counted)
     result = pool.score("\\boxed{10^{10^{10^{10}}}}", "10")
-    assert result.info["reason"] == "timeout" and pool.stats["timeouts"] == before + 1
+    # sympy evaluates the power: today it runs into the deadline; a memory-cap failure is as good
+    assert result.score == 0.0 and result.info["reason"] in ("timeout", "crash", "error")
+    assert sum(pool.stats[k] for k in counted) == before + 1
 
 
 def test_catastrophic_regex_times_out(pools):

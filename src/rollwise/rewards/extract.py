@@ -62,9 +62,7 @@ def strip_math_delimiters(s: str) -> str:
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
             s = s[len(left) : len(s) - len(right)].strip()
     s = s.rstrip(" .")
-    if (
-        len(UNESCAPED_DOLLAR.findall(s)) == 1
-    ):  # a lone "$" left from "$x$ dollars" etc.
+    if len(UNESCAPED_DOLLAR.findall(s)) == 1:  # a lone "$" left from "$x$ dollars" etc.
         s = UNESCAPED_DOLLAR.sub("", s)
     return s.strip()
 

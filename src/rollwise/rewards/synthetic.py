@@ -6,7 +6,7 @@ import re
 
 from rollwise.rewards.base import VerifyResult
 
-_INT = re.compile(r"-?\d{1,40}")
+_INT = re.compile(r"-?[0-9]{1,40}")
 
 
 def verify_int(completion: str, reference: str) -> VerifyResult:
