@@ -29,6 +29,8 @@ Settings that could not be matched exactly:
 - s/step is wall time of one training step (generate, score, loss, backward, optimiser step): rollwise's
   ``train_step`` and, for TRL, ``on_step_begin`` to ``on_step_end`` (which includes TRL's metric
   bookkeeping, ``logging_steps=1``). Evaluations are outside it. The median skips the first step.
+- Rollout tokens/s is completion tokens (EOS included) over generation seconds: rollwise's engine calls, and
+  TRL's ``_generate_single_turn`` (padding the prompts, ``model.generate``, cutting at EOS).
 - The two runs execute one after the other in one process on the same (possibly shared) CPU threads.
 
     PYTHONPATH=src python bench/bench_trl.py --steps 30 --out bench/results/trl.json
@@ -99,6 +101,8 @@ def run_rollwise(cfg: Config, warm: torch.nn.Module, run_dir: Path,
     gen_s = sum(r["perf/generate_seconds"] for r in steps)
     result = summarise("rollwise", secs, sum(toks) / gen_s if gen_s else None, final, levels,
                        [r["rollout/reward_mean"] for r in steps])
+    result["weight_change_norm"] = weight_distance(trainer.model, warm)
+    result["generate_calls"] = int(sum(r["perf/generate_calls"] for r in steps))
     return result, start
 
 
@@ -129,6 +133,9 @@ def build_trl_trainer(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, 
             self.gen_tokens.append(sum(len(c) for c in completion_ids))
             return completion_ids, logprobs
 
+    sample = trl_prompt_renderer(cfg, tok)(task.pool[0].text)
+    if tok(sample)["input_ids"] != tok(sample, add_special_tokens=False)["input_ids"]:
+        raise RuntimeError("TRL tokenizes prompts with special tokens, rollwise without: the prompts would differ")
     args = GRPOConfig(**grpo_config_kwargs(cfg), output_dir=str(out_dir), max_steps=cfg.trainer.steps,
                       logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
                       dataloader_num_workers=0, shuffle_dataset=True)
@@ -142,8 +149,9 @@ def build_trl_trainer(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, 
     return trainer
 
 
-def run_trl(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, out_dir: Path,
+def run_trl(cfg: Config, warm: torch.nn.Module, tok: Any, task: Any, out_dir: Path,
             levels: list[str]) -> dict[str, Any]:
+    model = copy.deepcopy(warm)  # TRL patches the module's forward (fused LM head); keep the warm start intact
     torch.manual_seed(cfg.run.seed)
     trainer = build_trl_trainer(cfg, model, tok, task, out_dir)
     try:
@@ -155,8 +163,11 @@ def run_trl(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, out_dir: P
     final = evaluate_model(cfg, model, tok, task)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     gen_s = sum(trainer.gen_seconds)
-    return summarise("trl", trainer.step_timer.seconds, sum(trainer.gen_tokens) / gen_s if gen_s else None, final,
-                     levels, rewards)
+    result = summarise("trl", trainer.step_timer.seconds, sum(trainer.gen_tokens) / gen_s if gen_s else None,
+                       final, levels, rewards)
+    result["weight_change_norm"] = weight_distance(model, warm)
+    result["generate_calls"] = len(trainer.gen_seconds)
+    return result
 
 
 def evaluate_model(cfg: Config, model: torch.nn.Module, tok: Any, task: Any) -> dict[str, Any]:
@@ -186,6 +197,12 @@ def summarise(name: str, secs: list[float], tok_per_s: float | None, ev: dict[st
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def weight_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    """L2 norm of the parameter change from ``b`` to ``a`` (how far training moved the model)."""
+    pb = dict(b.named_parameters())
+    return float(sum(((p.detach() - pb[n].detach()) ** 2).sum() for n, p in a.named_parameters()) ** 0.5)
 
 
 def markdown(rows: list[dict[str, Any]], levels: list[str]) -> str:
@@ -232,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         warm, tok, _ = setup.build_policy(cfg, task, log=lambda row: print(row, file=sys.stderr))
         print(f"warm start ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        trl_model = copy.deepcopy(warm)
         levels = list(task.level_names)
         meta = machine_info() | {"quick": a.quick, "steps": a.steps, "config": "smoke" if a.quick else "tiny",
                                  "settings": grpo_config_kwargs(cfg),
@@ -240,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "the CPU may be shared with other work; see load_average"}
         rw, start = run_rollwise(cfg, warm, Path(tmp) / "rollwise", levels)
         print(f"rollwise done: {rw['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
-        tr = run_trl(cfg, trl_model, tok, task, Path(tmp) / "trl", levels)
+        tr = run_trl(cfg, warm, tok, task, Path(tmp) / "trl", levels)
         print(f"trl done: {tr['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
     warm_row = summarise("warm start (step 0)", [], None, start, levels, [])
     meta["load_average_end"] = list(os.getloadavg())

@@ -65,10 +65,10 @@ class WarmStartConfig(_Section):
     enabled: bool = Field(True, description="supervised warm start before RL (embedded model only)")
     seed: int = Field(0, description="seed of the warm start (fixed across RL seeds, so arms share it)")
     steps: int = Field(1500, ge=0, description="SFT optimiser steps")
-    batch_size: int = Field(128, ge=1, description="SFT sequences per step")
-    lr: float = Field(3e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
+    batch_size: int = Field(256, ge=1, description="SFT sequences per step")
+    lr: float = Field(5e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
     level_weights: dict[str, float] = Field(
-        {"add1": 1.0, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 0.5, "mul2": 0.5},
+        {"add1": 0.2, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 1.0, "mul2": 0.5},
         description="relative SFT sampling weight per level (levels absent get none)",
     )
     cache_dir: str = Field(".cache/warmstart", description="where warm starts are cached by config hash")

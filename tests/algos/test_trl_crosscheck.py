@@ -16,6 +16,7 @@ Conventions found in TRL (checked here, relied on by ``bench/bench_trl.py`` and 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,10 +26,19 @@ from datasets import Dataset  # noqa: E402  (datasets is a TRL dependency)
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from rollwise.algos import ADVANTAGES, POLICY_LOSSES, AdvantageContext, LossParams, compute_aggregate  # noqa: E402
-from rollwise.compat.trl import TRL_LOSS_TYPES, TRL_SCALE_REWARDS  # noqa: E402
+from rollwise.compat.trl import (  # noqa: E402
+    TRL_LOSS_TYPES,
+    TRL_SCALE_REWARDS,
+    build_trl_dataset,
+    build_trl_reward,
+    grpo_config_kwargs,
+)
+from rollwise.config import load_config  # noqa: E402
+from rollwise.data.tasks import build_suite  # noqa: E402
 from rollwise.train.model import build_char_tokenizer, build_tiny_model  # noqa: E402
 from rollwise.train.policy import build_seq_batch, compute_logprobs  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 G = 4
 MAX_LEN = 6
 PROMPTS = ["1+2=", "12+34=", "7*8=", "99-5="]
@@ -181,3 +191,31 @@ def test_dapo_grad_accumulation_equals_global_token_mean(tok, tmp_path):
     assert abs(ours - (l1 + l2)) < 1e-6
     for a, b, c in zip(grads, g1, g2):
         torch.testing.assert_close(a, b + c, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- compat helpers
+def test_trl_reward_scores_with_the_rollwise_verifier():
+    reward = build_trl_reward("synthetic_int")
+    try:
+        got = reward(prompts=["1+2="] * 4, completions=["3", " 4 x", "no", [{"role": "assistant", "content": "7"}]],
+                     completion_ids=[[]] * 4, reference=["3", "4", "5", "7"], trainer_state=None)
+    finally:
+        reward.close()
+    assert got == [1.0, 1.0, 0.0, 1.0]
+    assert reward.__name__ == "rollwise_synthetic_int"
+
+
+def test_trl_dataset_and_config_from_a_rollwise_config(tmp_path):
+    cfg = load_config(ROOT / "configs" / "smoke.toml")
+    suite = build_suite(cfg.task.levels, 12, 2, cfg.task.seed)
+    ds = build_trl_dataset(suite.pool, lambda s: f"Q {s}")
+    assert ds.column_names[:3] == ["prompt", "reference", "uid"] and "level" in ds.column_names
+    assert ds[0]["prompt"] == f"Q {suite.pool[0].text}" and ds[0]["reference"] == suite.pool[0].reference
+    # every mapped field exists in the installed GRPOConfig, and one generation batch is one optimiser step
+    args = GRPOConfig(**grpo_config_kwargs(cfg), output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    s = cfg.sampler
+    assert args.generation_batch_size == s.batch_prompts * s.group_size
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == args.generation_batch_size
+    assert (args.loss_type, args.scale_rewards, args.beta) == ("dapo", "group", 0.0)
+    with pytest.raises(ValueError, match="sampler"):
+        grpo_config_kwargs(load_config(ROOT / "configs" / "smoke.toml", ["--sampler.type=dapo"]))

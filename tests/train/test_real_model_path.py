@@ -61,3 +61,16 @@ def test_lora_option(tmp_path, smoke_cfg):
     assert trainable and all("lora" in n for n in trainable)
     t.train()
     t.close()
+
+
+def test_lora_resume(tmp_path, smoke_cfg):
+    pytest.importorskip("peft")
+    path = _save("qwen2", tmp_path / "base")
+    common = [f"--model.path={path}", "--warmstart.enabled=false", "--model.lora_rank=4", "--run.name=lr"]
+    t = Trainer(smoke_cfg(*common, "--trainer.steps=2", "--trainer.checkpoint_every=1"))
+    t.train()
+    t.close()
+    r = Trainer(smoke_cfg(*common, "--trainer.steps=3"))
+    r.train(resume=True)
+    r.close()
+    assert r.step_index == 3

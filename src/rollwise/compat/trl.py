@@ -103,7 +103,7 @@ def grpo_config_kwargs(cfg: Config, *, micro_batch: int | None = None) -> dict[s
     hyper-parameters and lengths; fp32, no gradient checkpointing. Output/logging fields are left to the caller.
 
     Raises ``ValueError`` for what TRL's GRPOTrainer has no equivalent of (adaptive samplers, other estimators,
-    dual clip, mini-batches).
+    dual clip, mini-batches, losses other than ppo).
     """
     s, a, g = cfg.sampler, cfg.algo, cfg.generation
     problems = []
@@ -117,8 +117,10 @@ def grpo_config_kwargs(cfg: Config, *, micro_batch: int | None = None) -> dict[s
         problems.append(f"algo.advantage={adv!r}: TRL offers grpo (Bessel std) and dr_grpo (scale_rewards='none')")
     if a.aggregation not in TRL_LOSS_TYPES:
         problems.append(f"algo.aggregation={a.aggregation!r}: TRL matches {sorted(TRL_LOSS_TYPES)}")
-    if a.loss not in ("ppo", "gspo"):
-        problems.append(f"algo.loss={a.loss!r}: TRL matches ppo and gspo")
+    if a.loss != "ppo":
+        problems.append(f"algo.loss={a.loss!r}: only the ppo token-ratio loss is cross-checked against TRL")
+    if a.kl_coef > 0 and a.kl_estimator != "k3":
+        problems.append(f"algo.kl_estimator={a.kl_estimator!r}: TRL's KL penalty is k3")
     if a.dual_clip is not None or a.mini_batches != 1:
         problems.append("algo.dual_clip and algo.mini_batches > 1 have no TRL equivalent")
     if problems:
@@ -150,7 +152,7 @@ def grpo_config_kwargs(cfg: Config, *, micro_batch: int | None = None) -> dict[s
         "beta": a.kl_coef,
         "loss_type": TRL_LOSS_TYPES[a.aggregation],
         "scale_rewards": TRL_SCALE_REWARDS[adv],
-        "importance_sampling_level": "sequence" if a.loss == "gspo" else "token",
+        "importance_sampling_level": "token",
         "seed": cfg.run.seed,
         "bf16": False,
         "fp16": False,

@@ -186,11 +186,16 @@ class Trainer:
             return False
         from safetensors.torch import load_file
 
-        weights = load_file(str(path / "model.safetensors"))
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if "lm_head" not in k]:
-            raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, "
-                               f"unexpected {unexpected}")
+        if (path / "adapter_model.safetensors").is_file():  # LoRA: the checkpoint holds the adapter only
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
+        else:
+            weights = load_file(str(path / "model.safetensors"))
+            missing, unexpected = self.model.load_state_dict(weights, strict=False)
+            if unexpected or [k for k in missing if "lm_head" not in k]:
+                raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, "
+                                   f"unexpected {unexpected}")
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         state = ckpt.load_trainer_state(path)
         self.scheduler.load_state_dict(state["scheduler"])
