@@ -37,15 +37,26 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                                "torch": torch.__version__}, "date": str(date.today()), "runs": []}
+                                "torch": torch.__version__, "load_avg_start": os.getloadavg()},
+              "date": str(date.today()), "runs": []}
     if not args.skip_warmstart_timing:
         cache = out / "warmstart_cache"
         shutil.rmtree(cache, ignore_errors=True)
         cfg = load_config(None, [f"--warmstart.cache_dir={cache}", "--trainer.steps=0",
                                  f"--run.out_dir={out}", "--run.name=warmstart", *args.overrides])
+        from rollwise.train import setup, warmstart
+
+        task = setup.build_task(cfg)
+        setup.set_threads(cfg)
         t0 = time.perf_counter()
-        Trainer(cfg).close()  # builds (trains) the warm start, then evaluates nothing more
+        path = warmstart.train_warmstart(cfg, task.heldout, torch.device("cpu"))  # never the packaged copy
         result["warmstart_seconds"] = time.perf_counter() - t0
+        packaged = warmstart.PACKAGED / path.name / "model.safetensors"
+        if packaged.is_file():  # is the shipped checkpoint what this command makes?
+            from safetensors.torch import load_file
+
+            a, b = load_file(str(path / "model.safetensors")), load_file(str(packaged))
+            result["warmstart_max_abs_diff_vs_packaged"] = max(float((a[k] - b[k]).abs().max()) for k in a)
         print(f"warm start from scratch: {result['warmstart_seconds']:.0f} s")
     for seed in args.seeds:
         cfg = load_config(None, [f"--run.seed={seed}", f"--run.out_dir={out}", f"--run.name=seed{seed}",

@@ -143,6 +143,9 @@ def eval(  # noqa: A001 - the command is called eval
     from rollwise.evaluation import run_eval
 
     cfg = _load(config, ctx)
+    if not Path(model).exists():
+        Console(stderr=True).print(f"[red]--model {model}: no such file or directory[/red]")
+        raise typer.Exit(2)
     result = run_eval(cfg, model, data, n)
     table = Table(title=f"eval {model} on {data} (n={n})")
     table.add_column("metric")

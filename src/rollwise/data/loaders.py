@@ -259,12 +259,15 @@ def load_examples(
     return out
 
 
+DEFAULT_META = ("level", "subject", "type")  # metadata columns kept from a plain path when present
+
+
 def load_preset(name: str, *, limit: int | None = None, on_error: OnError = "raise") -> ExampleList:
     """Examples of a named preset (``gsm8k:test``...) or a path / hub id with default field names."""
     if name not in PRESETS:
         if ":" in name and not Path(name).exists():
             raise KeyError(f"unknown dataset preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
-        return load_examples(name, limit=limit, on_error=on_error)
+        return load_examples(name, limit=limit, on_error=on_error, meta_fields=DEFAULT_META)
     p = PRESETS[name]
     path = data_dir() / p.path
     if not path.exists():

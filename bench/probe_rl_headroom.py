@@ -1,0 +1,89 @@
+"""Diagnostic for issue 2: can the embedded warm start be improved, and by what?
+
+Starts from the default warm start, restricts training to some levels, and runs either supervised
+fine-tuning on the reference answers (``mode=sft``: the ceiling of what the model can still learn) or plain
+group-normalised REINFORCE (``mode=rl``: the trainer's on-policy GRPO step without the framework around
+it), or REINFORCE with random zero-mean group advantages (``mode=noise``: what the update noise alone does).
+Prints greedy held-out pass@1 of the chosen levels at the start and three times during training.
+
+    python bench/probe_rl_headroom.py levels=add2 mode=sft lr=1e-3 P=256 steps=300
+    python bench/probe_rl_headroom.py levels=add2 mode=rl lr=1e-4 steps=300
+    python bench/probe_rl_headroom.py mode=rl lr=1e-4 warmup=30 P=64 steps=300      # all levels
+    python bench/probe_rl_headroom.py mode=rl lr=1e-4 warmup=30 P=64 steps=300 pos=1
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+
+import torch
+
+from rollwise.config import load_config
+from rollwise.generation import SamplingParams
+from rollwise.train import setup
+from rollwise.train.evaluate import evaluate
+from rollwise.train.policy import build_seq_batch, compute_logprobs
+from rollwise.train.trainer import Trainer
+
+
+def main() -> None:
+    args = dict(a.split("=", 1) for a in sys.argv[1:])
+    levels = args.get("levels", "add1,add2,sub2,add3,mul1,add4,sum3,mul2").split(",")
+    mode, lr, steps = args.get("mode", "rl"), float(args.get("lr", 1e-4)), int(args.get("steps", 300))
+    P, G, warmup = int(args.get("P", 32)), int(args.get("G", 8)), int(args.get("warmup", 0))
+    cfg = load_config(None, ["--run.out_dir=/tmp/rollwise_probe", "--run.name=probe", "--trainer.plots=false"])
+    tr = Trainer(cfg)
+    pool = [p for p in tr.task.pool if p.meta["level"] in levels]
+    evs = {k: v for k, v in tr.task.eval_sets.items() if k in levels}
+    opt = torch.optim.AdamW(tr.model.parameters(), lr=lr, betas=(0.9, 0.99))
+    cosine = args.get("decay") == "cosine"  # anneal to 0 over the run (else constant after warm-up)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min((i + 1) / max(warmup, 1), 1.0) * (
+        0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0))) if cosine else 1.0))
+    rng, gen = random.Random(0), torch.Generator().manual_seed(0)
+    eos = tr.tok.eos_token_id
+
+    def ev() -> dict[str, float]:
+        tr.model.eval()
+        g = evaluate(tr.engine, tr.verifier, evs, tr.encode, setup.sampling_params(cfg, tr.tok, eval_mode=True))
+        return {k.split("/")[1]: round(v, 3) for k, v in g.items() if "pass@1" in k}
+
+    print(mode, levels, lr, "start", ev(), flush=True)
+    rewards: list[float] = []
+    for s in range(steps):
+        ps = rng.sample(pool, P)
+        if mode == "sft":
+            b = build_seq_batch([tr.encode(p.text) for p in ps],
+                                [tr.tok(p.reference, add_special_tokens=False)["input_ids"] + [eos] for p in ps],
+                                tr.tok.pad_token_id)
+            w = torch.ones(P)  # [P]
+        else:
+            tr.model.eval()
+            comps = tr.engine.generate([tr.encode(p.text) for p in ps], [G] * P,
+                                       SamplingParams(1.0, 1.0, 8, (eos,), seed=s))
+            R = torch.tensor([[float(c.text.strip() == p.reference) for c in cs] for p, cs in zip(ps, comps)])  # [P, G]
+            A = torch.randn(P, G, generator=gen) if mode == "noise" else R
+            A = (A - A.mean(1, keepdim=True)) / (A.std(1, keepdim=True) + 1e-6)  # [P, G]
+            if args.get("pos") == "1":  # positive advantages only: fine-tune on own correct rollouts
+                A = A.clamp(min=0)
+            b = build_seq_batch([tr.encode(p.text) for p in ps for _ in range(G)],
+                                [c.token_ids for cs in comps for c in cs], tr.tok.pad_token_id)
+            w = A.flatten()  # [P*G]
+            rewards.append(R.mean().item())
+        tr.model.train()
+        lp, _ = compute_logprobs(tr.model, b)  # [B, C]
+        loss = -(w[:, None] * lp).sum() / b.completion_mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tr.model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (s + 1) % max(steps // 3, 1) == 0:
+            tail = rewards[-20:]
+            print(s + 1, ev(), "sampled_reward(last 20 steps)", round(sum(tail) / max(len(tail), 1), 3), flush=True)
+    tr.close()
+
+
+if __name__ == "__main__":
+    main()

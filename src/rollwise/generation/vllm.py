@@ -1,0 +1,129 @@
+"""vLLM engine: the same protocol as the HF engine, served by an in-process ``vllm.LLM``.
+
+Behaviour logprobs: the engine runs with ``logprobs_mode="processed_logprobs"``, i.e. log-softmax of the logits
+after temperature (and after top-k / top-p). With ``top_p == 1`` that is exactly base.py's convention
+(log-softmax(logits / T) of the sampled token, untruncated); for greedy requests vLLM skips temperature, so
+they report logprobs at T = 1, as the HF engine does. ``raw_logprobs`` (vLLM's default) would be the T = 1
+distribution, wrong for T != 1. With ``top_p < 1`` processed logprobs are of the truncated, renormalised
+distribution and no mode gives the untruncated one, so such calls are refused (temperature > 0).
+
+Sampling is reproducible per call: prompt ``i`` is one request with ``n = counts[i]`` and a seed derived from
+``(params.seed, i)``; vLLM gives its ``j``-th sample the seed ``seed_i + j``. Streams differ from the HF
+engine's, so only greedy outputs are comparable across engines.
+
+Weights: ``sync_weights`` streams the learner's ``state_dict`` (HF names) into the running model with the
+worker's in-place ``reload_weights`` (vLLM maps names, fuses qkv / gate_up, skips a tied ``lm_head`` and redoes
+any post-load repacking; older vLLM: ``apply_model(lambda m: m.load_weights(...))``), then resets the prefix
+cache, whose KV blocks were computed with the old weights. The engine core runs in-process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless already set), so tensors are passed by reference, not pickled.
+vLLM is imported only when an engine is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rollwise.generation.base import Completion, GenerateStats, SamplingParams
+
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """A 31-bit request seed from the call seed and the prompt index (stable across processes)."""
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**31 - 2**20)  # room for vLLM's child seeds seed + j
+
+
+class VLLMEngine:
+    """Generates with ``vllm.LLM`` from a local checkpoint directory or an HF module (saved to a temp dir)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 256,
+                 gpu_memory_utilization: float = 0.5, dtype: str | None = None, enforce_eager: bool = False,
+                 max_model_len: int | None = None, seed: int = 0, **llm_kwargs: Any) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weight sync by reference
+        import vllm  # lazy: optional dependency (rollwise[vllm])
+
+        self.tokenizer, self.batch_size = tokenizer, batch_size
+        self.eos_id = tokenizer.eos_token_id
+        self.version = 0
+        self._stats = GenerateStats()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if isinstance(model, (str, Path)):
+            path = str(model)
+        else:  # an HF module: vLLM loads from disk, so save model + tokenizer to a temp dir
+            self._tmp = tempfile.TemporaryDirectory(prefix="rollwise-vllm-")
+            path = self._tmp.name
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            if dtype is None:
+                dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.llm = vllm.LLM(model=path, dtype=dtype or "auto", seed=seed, max_num_seqs=batch_size,
+                            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                            max_model_len=max_model_len, logprobs_mode="processed_logprobs", **llm_kwargs)
+
+    @property
+    def last_stats(self) -> GenerateStats:
+        return self._stats
+
+    def sync_weights(self, model: Any, version: int) -> None:
+        """Copy ``model``'s weights (HF parameter names) into the running vLLM model; drop cached prefixes."""
+        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+        try:  # vLLM's in-place reload: re-runs the loaders' repacking (needed on CPU, where load_weights fails)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        except AttributeError:  # older vLLM without Worker.reload_weights
+            self.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+        self.llm.reset_prefix_cache()
+        self.version = version
+
+    def generate(self, prompts: list[list[int]], counts: list[int],
+                 params: SamplingParams) -> list[list[Completion]]:
+        """Return ``counts[i]`` completions per prompt, in input order."""
+        if len(prompts) != len(counts):
+            raise ValueError(f"{len(prompts)} prompts but {len(counts)} counts")
+        if any(c < 0 for c in counts) or any(c > 0 and not p for p, c in zip(prompts, counts)):
+            raise ValueError("counts must be >= 0 and sampled prompts non-empty")
+        if params.temperature < 0 or not 0 < params.top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
+        if params.temperature > 0 and params.top_p < 1:
+            raise ValueError("VLLMEngine reports truncated logprobs under top_p < 1; use top_p = 1 "
+                             "(behaviour logprobs must be of the untruncated distribution)")
+        t0 = time.perf_counter()
+        out: list[list[Completion]] = [[] for _ in prompts]
+        todo = [i for i, c in enumerate(counts) if c > 0]
+        if params.max_new_tokens <= 0:
+            for i in todo:
+                out[i] = [Completion([], [], "length", "") for _ in range(counts[i])]
+            todo = []
+        if todo:
+            from vllm import SamplingParams as VSamplingParams
+            from vllm.inputs import TokensPrompt
+
+            stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
+            reqs = [VSamplingParams(
+                n=counts[i], temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
+                stop_token_ids=stop, logprobs=0, detokenize=False,  # logprobs=0: only the sampled token's
+                seed=None if params.seed is None else derive_seed(params.seed, i),
+            ) for i in todo]
+            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i]) for i in todo], reqs,
+                                        use_tqdm=False)
+            for i, res in zip(todo, results):
+                for o in sorted(res.outputs, key=lambda o: o.index):
+                    toks = list(o.token_ids)
+                    lps = [float(step[t].logprob) for t, step in zip(toks, o.logprobs or [])]  # [C]
+                    reason = FINISH_REASONS.get(str(o.finish_reason), "length")
+                    text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                    out[i].append(Completion(toks, lps, reason, text))
+        n_seq = sum(counts)
+        self._stats = GenerateStats(
+            sequences=n_seq, prompt_tokens=sum(len(p) * c for p, c in zip(prompts, counts)),
+            completion_tokens=sum(len(c.token_ids) for g in out for c in g), seconds=time.perf_counter() - t0,
+            extra={"policy_version": self.version},
+        )
+        return out
