@@ -63,4 +63,14 @@ class Engine(Protocol):
     def last_stats(self) -> GenerateStats: ...
 
 
+def check_request(prompts: list[list[int]], counts: list[int], params: SamplingParams) -> None:
+    """Reject a malformed generate call the same way in every engine."""
+    if len(prompts) != len(counts):
+        raise ValueError(f"{len(prompts)} prompts but {len(counts)} counts")
+    if any(c < 0 for c in counts) or any(c > 0 and not p for p, c in zip(prompts, counts)):
+        raise ValueError("counts must be >= 0 and sampled prompts non-empty")
+    if params.temperature < 0 or not 0 < params.top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
+
+
 ENGINES: Registry[Any] = Registry("generation engine")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from rollwise.generation.base import Completion, GenerateStats, SamplingParams
+from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request
 
 
 def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float,
@@ -76,12 +76,7 @@ class HFEngine:
     def generate(self, prompts: list[list[int]], counts: list[int],
                  params: SamplingParams) -> list[list[Completion]]:
         """Return ``counts[i]`` completions per prompt, in input order."""
-        if len(prompts) != len(counts):
-            raise ValueError(f"{len(prompts)} prompts but {len(counts)} counts")
-        if any(c < 0 for c in counts) or any(c > 0 and not p for p, c in zip(prompts, counts)):
-            raise ValueError("counts must be >= 0 and sampled prompts non-empty")
-        if params.temperature < 0 or not 0 < params.top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
+        check_request(prompts, counts, params)
         t0 = time.perf_counter()
         rows = [i for i, c in enumerate(counts) for _ in range(c)]  # global row -> prompt index
         M = params.max_new_tokens

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollwise.generation.base import Completion, GenerateStats, SamplingParams
+from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
 
@@ -85,12 +85,7 @@ class VLLMEngine:
     def generate(self, prompts: list[list[int]], counts: list[int],
                  params: SamplingParams) -> list[list[Completion]]:
         """Return ``counts[i]`` completions per prompt, in input order."""
-        if len(prompts) != len(counts):
-            raise ValueError(f"{len(prompts)} prompts but {len(counts)} counts")
-        if any(c < 0 for c in counts) or any(c > 0 and not p for p, c in zip(prompts, counts)):
-            raise ValueError("counts must be >= 0 and sampled prompts non-empty")
-        if params.temperature < 0 or not 0 < params.top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
+        check_request(prompts, counts, params)
         if params.temperature > 0 and params.top_p < 1:
             raise ValueError("VLLMEngine reports truncated logprobs under top_p < 1; use top_p = 1 "
                              "(behaviour logprobs must be of the untruncated distribution)")
