@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from harness import Reward, drive  # tests/sampling/harness.py
 
-from rollwise.sampling import Budget, GroupObs
+from rollwise.sampling import Budget
 from rollwise.sampling.presets import build_pipeline
 from rollwise.sampling.xrpo import allocate_by_priority, compute_xrpo_priority, t_quantile
-
-Reward = Callable[[int, int, int], float]
-
-
-def drive(pipe, step: int, budget: Budget, reward: Reward):
-    """Scripted trainer: run one step through the pipeline; return (plans, pools, trained groups)."""
-    req = pipe.begin_step(step, budget)
-    pools: dict[int, GroupObs] = {}
-    plans: list[dict[int, int]] = []
-    while req is not None:
-        plans.append(dict(zip(req.prompts.tolist(), req.counts.tolist())))
-        for p, c in plans[-1].items():
-            have = pools[p].rewards if p in pools else np.zeros(0)
-            new = np.array([reward(p, step, len(have) + j) for j in range(c)], dtype=np.float64)
-            r = np.concatenate([have, new])
-            pools[p] = GroupObs(p, r, np.full(len(r), 10, dtype=np.int64))
-        budget.charge(req.total, 10 * req.total)
-        req = pipe.next_request(pools)
-    groups = pipe.finalize(pools)
-    pipe.observe(pools, groups)
-    return plans, pools, groups
 
 
 def bernoulli(rate: np.ndarray) -> Reward:
