@@ -139,10 +139,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
 
 
 def plot_grid(grid: Grid) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rollwise.plots import plt, save_figure  # Agg backend set there
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for arm in grid.arms:
@@ -160,8 +157,4 @@ def plot_grid(grid: Grid) -> Path:
            title="Samplers at equal rollout-token budget (band: min-max over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = grid.out / "accuracy.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, grid.out / "accuracy.png")

@@ -15,6 +15,14 @@ import numpy as np  # noqa: E402
 from rollwise.logging import read_metrics  # noqa: E402
 
 
+def save_figure(fig: Any, out: Path) -> Path:
+    """Lay out, write as PNG and release a figure (every rollwise plot ends here)."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _eval_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if "eval/mean/pass@1" in r]
 
@@ -30,10 +38,7 @@ def plot_accuracy(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set(xlabel="rollout tokens generated", ylabel="held-out pass@1", title="Accuracy per level", ylim=(0, 1))
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_groups(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -47,10 +52,7 @@ def plot_groups(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set(xlabel="step", ylabel="share", ylim=(0, 1), title="Advantage collapse")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_sampler(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -70,10 +72,7 @@ def plot_sampler(rows: list[dict[str, Any]], out: Path) -> Path:
             a2.set(xlabel="step", ylabel="share of seen prompts", ylim=(0, 1),
                    title="Pool pass-rate distribution (EMA)")
             a2.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_run(run_dir: Path) -> list[Path]:
