@@ -173,6 +173,27 @@ class Gate(Component):
         return np.ones(len(pools), dtype=bool)
 
 
+class FilterGate(Gate):
+    """A stateless gate given by a per-group rule (``passes``); counts the groups it drops each step."""
+
+    _dropped = 0
+
+    def passes(self, pools: list[GroupObs], kept: list[np.ndarray]) -> np.ndarray:
+        """Boolean mask [P] of the groups that pass the rule."""
+        raise NotImplementedError
+
+    def keep(self, pools: list[GroupObs], kept: list[np.ndarray], ctx: SampleContext) -> np.ndarray:
+        mask = self.passes(pools, kept)
+        self._dropped = int((~mask).sum())
+        return mask
+
+    def metrics(self) -> dict[str, float]:
+        return {"dropped": self._dropped}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
 class Downsampler(Component):
     kind = "downsampler"
 

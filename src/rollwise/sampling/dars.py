@@ -12,11 +12,9 @@ kept as published; cap it with ``n_max``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from rollwise.sampling.base import Allocator, Gate, GroupObs, SampleContext
+from rollwise.sampling.base import Allocator, FilterGate, GroupObs, SampleContext
 
 _SCHEDULES = ("et", "hw")
 
@@ -75,23 +73,14 @@ class DarsAllocator(Allocator):
         return dict(self._metrics)
 
 
-class DarsFilterGate(Gate):
+class DarsFilterGate(FilterGate):
     """Keep a group iff lower_threshold (0) < mean(kept rewards) < upper_threshold (1); no refill."""
 
     refill = False
 
     def __init__(self, upper_threshold: float = 1.0, lower_threshold: float = 0.0) -> None:
         self.upper_threshold, self.lower_threshold = upper_threshold, lower_threshold
-        self._dropped = 0
 
-    def keep(self, pools: list[GroupObs], kept: list[np.ndarray], ctx: SampleContext) -> np.ndarray:
+    def passes(self, pools: list[GroupObs], kept: list[np.ndarray]) -> np.ndarray:
         means = np.array([p.rewards[k].mean() if len(k) else np.nan for p, k in zip(pools, kept)])  # [P]
-        mask = (means > self.lower_threshold) & (means < self.upper_threshold)  # NaN (empty) -> dropped
-        self._dropped = int((~mask).sum())
-        return mask
-
-    def metrics(self) -> dict[str, float]:
-        return {"dropped": self._dropped}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+        return (means > self.lower_threshold) & (means < self.upper_threshold)  # NaN (empty) -> dropped
