@@ -26,6 +26,8 @@ def test_overrides_parse_types():
     ("--algo.lr=-1", "algo.lr"),
     ("--bogus.x=1", "bogus: unknown key"),
     ("--generation.top_p=2", "generation.top_p"),
+    ("--task.answer_order=backwards", "task.answer_order"),
+    ("--task.answer_order=lsb", "task.verifier"),
 ])
 def test_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):

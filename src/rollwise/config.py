@@ -33,6 +33,7 @@ class ModelConfig(_Section):
     heads: int = Field(4, ge=1, description="embedded model: attention heads")
     kv_heads: int = Field(2, ge=1, description="embedded model: key/value heads (GQA)")
     intermediate: int = Field(384, ge=8, description="embedded model: MLP width")
+    tie_embeddings: bool = Field(True, description="embedded model: share input and output embeddings")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="parameter dtype")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     lora_rank: int = Field(0, ge=0, description="LoRA rank via peft (0 = full fine-tuning)")
@@ -47,6 +48,8 @@ class TaskConfig(_Section):
         ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
         description="task levels in the train pool and eval (suite 'arith')",
     )
+    answer_order: Literal["msb", "lsb"] = Field(
+        "msb", description="arith answers written most- or least-significant digit first (lsb: use verifier exact)")
     train_size: int = Field(20000, ge=1, description="prompts in the train pool (spread evenly over levels)")
     eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
     dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
@@ -67,6 +70,8 @@ class WarmStartConfig(_Section):
     steps: int = Field(1500, ge=0, description="SFT optimiser steps")
     batch_size: int = Field(256, ge=1, description="SFT sequences per step")
     lr: float = Field(5e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
+    final_lr_ratio: float = Field(0.0, ge=0, le=1, description="SFT cosine decays to lr x this (1 = constant)")
+    weight_decay: float = Field(0.01, ge=0, description="SFT AdamW weight decay")
     level_weights: dict[str, float] = Field(
         {"add1": 0.2, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 1.0, "mul2": 0.5},
         description="relative SFT sampling weight per level (levels absent get none)",
@@ -148,6 +153,9 @@ class Config(_Section):
             raise ValueError("model.heads must be a multiple of model.kv_heads")
         if self.model.hidden % self.model.heads:
             raise ValueError("model.hidden must be a multiple of model.heads")
+        if self.task.answer_order == "lsb" and self.task.verifier == "synthetic_int":
+            raise ValueError("task.verifier: synthetic_int compares integers and would accept lsb answers without "
+                             "their leading zeros; use task.verifier = 'exact' with task.answer_order = 'lsb'")
         return self
 
     def rollout_budget(self) -> int:

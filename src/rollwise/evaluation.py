@@ -25,7 +25,8 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, A
     if data == "arith":
         from rollwise.data.tasks import build_suite
 
-        sets = build_suite(cfg.task.levels, cfg.task.train_size, cfg.task.eval_size, cfg.task.seed).eval_sets
+        t = cfg.task
+        sets = build_suite(t.levels, t.train_size, t.eval_size, t.seed, t.answer_order).eval_sets
         verifier_name = cfg.task.verifier
     else:
         from rollwise.data.loaders import load_preset

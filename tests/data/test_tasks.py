@@ -33,3 +33,20 @@ def test_sft_stream_excludes_and_weights():
     pairs = [next(stream) for _ in range(300)]
     assert all("*" not in p for p, _ in pairs)
     assert all(p != "1+1=" for p, _ in pairs)
+
+
+def test_answer_order_lsb_reverses_digits_keeps_sign_and_zeros():
+    from rollwise.data.tasks import format_answer
+
+    assert format_answer(1234) == "1234" and format_answer(-70) == "-70"
+    assert format_answer(1234, "lsb") == "4321"
+    assert format_answer(100, "lsb") == "001"  # leading zeros matter: verify with `exact`, not integers
+    assert format_answer(-70, "lsb") == "-07" and format_answer(0, "lsb") == "0"
+    msb = build_suite(["add2", "sub2"], 200, 10, seed=0)
+    lsb = build_suite(["add2", "sub2"], 200, 10, seed=0, answer_order="lsb")
+    assert [p.text for p in msb.pool] == [p.text for p in lsb.pool]  # same problems, only the answer text
+    for a, b in zip(msb.pool, lsb.pool):
+        assert b.reference == format_answer(int(a.reference), "lsb")
+    stream = sft_stream({"add2": 1.0}, seed=0, exclude=set(), answer_order="lsb")
+    text, ans = next(stream)
+    assert ans == str(eval(text[:-1]))[::-1]

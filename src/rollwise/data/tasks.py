@@ -62,6 +62,16 @@ LEVELS: dict[str, Level] = {
 }
 
 
+def format_answer(value: int, order: str = "msb") -> str:
+    """The reference text of an integer answer: digits most-significant first (``msb``, the usual way) or
+    least-significant first (``lsb``, sign kept in front), the order in which carries are computed."""
+    if order == "msb":
+        return str(value)
+    if order == "lsb":
+        return ("-" if value < 0 else "") + str(abs(value))[::-1]
+    raise ValueError(f"task.answer_order: unknown order {order!r}; choose 'msb' or 'lsb'")
+
+
 def _unique(level: Level, rng: random.Random, k: int, exclude: set[str]) -> list[tuple[str, int]]:
     """Up to ``k`` distinct problems of ``level`` not in ``exclude`` (fewer if the space is exhausted)."""
     out: dict[str, int] = {}
@@ -86,7 +96,8 @@ class TaskSuite:
     heldout: set[str]  # eval texts kept out of the pool and the warm start (levels with a large space)
 
 
-def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: int) -> TaskSuite:
+def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: int,
+                answer_order: str = "msb") -> TaskSuite:
     """Build the suite deterministically. Eval prompts are excluded from the pool, except for levels whose
     whole space is smaller than eval + train share (``add1`` has 100 problems): those share prompts."""
     unknown = [n for n in level_names if n not in LEVELS]
@@ -100,17 +111,20 @@ def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: i
     for li, name in enumerate(level_names):
         lv = LEVELS[name]
         ev = _unique(lv, random.Random(f"eval-{seed}-{name}"), eval_size, set())
-        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, str(a), {"level": name}) for i, (t, a) in enumerate(ev)]
+        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, format_answer(a, answer_order), {"level": name})
+                           for i, (t, a) in enumerate(ev)]
         shared = lv.space < 2 * (eval_size + per_level)
         exclude = set() if shared else {t for t, _ in ev}
         heldout |= exclude
         tr = _unique(lv, random.Random(f"train-{seed}-{name}"), per_level, exclude)
-        pool += [Prompt(f"{name}-{i:05d}", t, str(a), {"level": name}) for i, (t, a) in enumerate(tr)]
+        pool += [Prompt(f"{name}-{i:05d}", t, format_answer(a, answer_order), {"level": name})
+                 for i, (t, a) in enumerate(tr)]
         levels += [li] * len(tr)
     return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
 
 
-def sft_stream(weights: dict[str, float], seed: int, exclude: set[str]) -> Iterator[tuple[str, str]]:
+def sft_stream(weights: dict[str, float], seed: int, exclude: set[str],
+               answer_order: str = "msb") -> Iterator[tuple[str, str]]:
     """Endless (prompt, answer) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded."""
     names = [n for n, w in weights.items() if w > 0]
     if not names:
@@ -125,4 +139,4 @@ def sft_stream(weights: dict[str, float], seed: int, exclude: set[str]) -> Itera
         name = names[min(int(np.searchsorted(cum, rng.random())), len(names) - 1)]
         text, ans = LEVELS[name].make(rng)
         if text not in exclude:
-            yield text, str(ans)
+            yield text, format_answer(ans, answer_order)

@@ -37,13 +37,13 @@ def build_char_tokenizer(chars: str = CHARS) -> PreTrainedTokenizerFast:
 
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerFast, *, layers: int = 4, hidden: int = 128, heads: int = 4,
-                     kv_heads: int = 2, intermediate: int = 384, seed: int = 0,
+                     kv_heads: int = 2, intermediate: int = 384, tie_embeddings: bool = True, seed: int = 0,
                      max_positions: int = 256) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2-architecture causal LM sized for a 2-core CPU (~1M parameters)."""
     cfg = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=max_positions, tie_word_embeddings=True,
+        max_position_embeddings=max_positions, tie_word_embeddings=tie_embeddings,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id, use_cache=True,
     )

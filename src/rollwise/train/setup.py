@@ -39,7 +39,7 @@ def build_task(cfg: Config) -> TaskData:
     """The procedural suite (embedded default) or a dataset pool with its eval split."""
     t = cfg.task
     if t.suite == "arith":
-        s = build_suite(t.levels, t.train_size, t.eval_size, t.seed)
+        s = build_suite(t.levels, t.train_size, t.eval_size, t.seed, t.answer_order)
         return TaskData(s.pool, s.levels, s.level_names, s.eval_sets, s.heldout)
     if t.suite == "dataset":
         from rollwise.data.sources import build_dataset_task
@@ -65,7 +65,8 @@ def build_policy(cfg: Config, task: TaskData, log: Any = None) -> tuple[torch.nn
         tok = build_char_tokenizer()
         m = cfg.model
         model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
-                                 intermediate=m.intermediate, seed=cfg.run.seed).to(device=device, dtype=dtype)
+                                 intermediate=m.intermediate, tie_embeddings=m.tie_embeddings,
+                                 seed=cfg.run.seed).to(device=device, dtype=dtype)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -29,6 +29,11 @@ def warmstart_key(cfg: Config) -> str:
         "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "task_seed": cfg.task.seed,
         "seed": w.seed, "v": 1,
     }
+    extra = {"final_lr_ratio": (w.final_lr_ratio, 0.0), "weight_decay": (w.weight_decay, 0.01),
+             "tie_embeddings": (m.tie_embeddings, True), "answer_order": (cfg.task.answer_order, "msb")}
+    changed = {k: v for k, (v, default) in extra.items() if v != default}  # keeps older keys stable
+    if changed:
+        blob["extra"] = changed
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -46,6 +51,12 @@ def find_warmstart(cfg: Config) -> Path | None:
     return None
 
 
+def lr_factor(step: int, steps: int, warmup: int, floor: float) -> float:
+    """SFT learning-rate multiplier: linear warm-up, then cosine from 1 down to ``floor`` at ``steps``."""
+    cos = 0.5 * (1 + math.cos(math.pi * min(step / max(steps, 1), 1.0)))
+    return min((step + 1) / warmup, floor + (1 - floor) * cos)
+
+
 def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
                     log: Callable[[dict], None] | None = None) -> Path:
     """Train the embedded model by SFT, save it to the cache and return its directory."""
@@ -54,12 +65,11 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
     tok = build_char_tokenizer()
     m = cfg.model
     model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
-                             intermediate=m.intermediate, seed=w.seed).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=0.01, betas=(0.9, 0.98))
+                             intermediate=m.intermediate, tie_embeddings=m.tie_embeddings, seed=w.seed).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=w.weight_decay, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / max(w.steps, 1), 1.0)))))
-    stream = sft_stream(w.level_weights, w.seed, exclude)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, w.steps, warm, w.final_lr_ratio))
+    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order)
     eos = tok.eos_token_id
     model.train()
     t0 = time.time()

@@ -1,0 +1,53 @@
+"""Warm-start options: the cache key, the learning-rate floor and untied embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rollwise.config import load_config
+from rollwise.train.model import build_tiny_model, load_model
+from rollwise.train.warmstart import PACKAGED, find_warmstart, lr_factor, train_warmstart, warmstart_key
+
+
+def test_default_key_is_the_packaged_warm_start():
+    # The options added after the packaged checkpoint was made must not change the default key.
+    cfg = load_config(None, [])
+    assert (PACKAGED / warmstart_key(cfg) / "config.json").is_file()
+    assert find_warmstart(cfg) is not None
+
+
+def test_key_changes_with_each_new_option():
+    base = warmstart_key(load_config(None, []))
+    keys = {warmstart_key(load_config(None, [o])) for o in
+            ["--warmstart.final_lr_ratio=0.1", "--warmstart.weight_decay=0.1", "--model.tie_embeddings=false"]}
+    assert base not in keys and len(keys) == 3
+
+
+def test_lr_factor_warmup_cosine_and_floor():
+    # 100 steps, 5 warm-up steps: linear ramp, cosine from 1 to the floor, floor after the end.
+    assert math.isclose(lr_factor(0, 100, 5, 0.0), 0.2)
+    assert math.isclose(lr_factor(50, 100, 5, 0.0), 0.5)
+    assert math.isclose(lr_factor(50, 100, 5, 0.2), 0.2 + 0.8 * 0.5)
+    assert math.isclose(lr_factor(100, 100, 5, 0.2), 0.2)
+    assert lr_factor(70, 100, 5, 1.0) == 1.0  # ratio 1 = constant after warm-up
+
+
+def test_untied_embeddings(tokenizer):
+    tied = build_tiny_model(tokenizer, layers=1, hidden=16, heads=2, kv_heads=1, intermediate=32)
+    untied = build_tiny_model(tokenizer, layers=1, hidden=16, heads=2, kv_heads=1, intermediate=32,
+                              tie_embeddings=False)
+    assert tied.lm_head.weight.data_ptr() == tied.model.embed_tokens.weight.data_ptr()
+    assert untied.lm_head.weight.data_ptr() != untied.model.embed_tokens.weight.data_ptr()
+    n = sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters())
+    assert n == len(tokenizer) * 16
+
+
+def test_untied_warm_start_trains_and_reloads(smoke_cfg):
+    cfg = smoke_cfg("--model.tie_embeddings=false", "--warmstart.steps=3", "--warmstart.final_lr_ratio=0.5")
+    out = train_warmstart(cfg, set(), device=torch.device("cpu"))
+    assert out.name == warmstart_key(cfg)
+    assert find_warmstart(cfg) == out
+    model, _ = load_model(out)
+    assert model.config.tie_word_embeddings is False
