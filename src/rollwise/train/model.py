@@ -53,6 +53,12 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, *, layers: int = 4, hid
     return model
 
 
+def build_embedded_model(tokenizer: PreTrainedTokenizerFast, m: Any, seed: int) -> Qwen2ForCausalLM:
+    """The embedded model with the shape given by a ``ModelConfig`` (``m``)."""
+    return build_tiny_model(tokenizer, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
+                            intermediate=m.intermediate, tie_embeddings=m.tie_embeddings, seed=seed)
+
+
 def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device = "cpu") -> tuple[PreTrainedModel, Any]:
     """Load any local HF causal LM and its tokenizer (left padding, a pad token guaranteed)."""

@@ -60,13 +60,10 @@ def build_policy(cfg: Config, task: TaskData, log: Any = None) -> tuple[torch.nn
             path = train_warmstart(cfg, task.heldout, device, log=log)
         model, tok = load_model(path, dtype=dtype, device=device)
     else:
-        from rollwise.train.model import build_tiny_model
+        from rollwise.train.model import build_embedded_model
 
         tok = build_char_tokenizer()
-        m = cfg.model
-        model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
-                                 intermediate=m.intermediate, tie_embeddings=m.tie_embeddings,
-                                 seed=cfg.run.seed).to(device=device, dtype=dtype)
+        model = build_embedded_model(tok, cfg.model, cfg.run.seed).to(device=device, dtype=dtype)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

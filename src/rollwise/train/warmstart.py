@@ -14,7 +14,7 @@ import torch
 
 from rollwise.config import Config
 from rollwise.data.tasks import sft_stream
-from rollwise.train.model import build_char_tokenizer, build_tiny_model
+from rollwise.train.model import build_char_tokenizer, build_embedded_model
 from rollwise.train.policy import build_seq_batch, compute_logprobs
 
 PACKAGED = Path(__file__).resolve().parent.parent / "assets" / "warmstart"
@@ -29,9 +29,9 @@ def warmstart_key(cfg: Config) -> str:
         "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "task_seed": cfg.task.seed,
         "seed": w.seed, "v": 1,
     }
-    extra = {"final_lr_ratio": (w.final_lr_ratio, 0.0), "weight_decay": (w.weight_decay, 0.01),
-             "tie_embeddings": (m.tie_embeddings, True), "answer_order": (cfg.task.answer_order, "msb")}
-    changed = {k: v for k, (v, default) in extra.items() if v != default}  # keeps older keys stable
+    # Options added after v1 enter the key only when changed, so older keys (the packaged one) stay valid.
+    later = [(w, "final_lr_ratio"), (w, "weight_decay"), (m, "tie_embeddings"), (cfg.task, "answer_order")]
+    changed = {k: getattr(sec, k) for sec, k in later if getattr(sec, k) != type(sec).model_fields[k].default}
     if changed:
         blob["extra"] = changed
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -63,9 +63,7 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
     w = cfg.warmstart
     torch.manual_seed(w.seed)
     tok = build_char_tokenizer()
-    m = cfg.model
-    model = build_tiny_model(tok, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads,
-                             intermediate=m.intermediate, tie_embeddings=m.tie_embeddings, seed=w.seed).to(device)
+    model = build_embedded_model(tok, cfg.model, w.seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=w.weight_decay, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, w.steps, warm, w.final_lr_ratio))
