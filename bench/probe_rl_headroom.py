@@ -16,7 +16,8 @@ Prints greedy held-out pass@1 of the chosen levels at the start and three times 
     python bench/probe_rl_headroom.py levels=add1,add2,sub2,mul1,sum3 mode=perturb  # weight-noise sharpness
     python bench/probe_rl_headroom.py --warmstart.final_lr_ratio=0.04 mode=rl lr=2e-4 steps=150
       (``--key=value`` arguments are config overrides, e.g. another warm start; ``opt=sgd|adam``,
-      ``eps=`` Adam epsilon, ``pool=N`` trains on N fixed prompts, ``freeze=`` comma-separated
+      ``eps=`` Adam epsilon, ``pool=N`` trains on N fixed prompts,
+      ``reward=digits`` gives per-position digit credit instead of 0/1, ``freeze=`` comma-separated
       parameter-name substrings kept fixed)
 """
 
@@ -79,6 +80,12 @@ def main() -> None:
         tr.close()
         return
     rewards: list[float] = []
+
+    def score(text: str, ref: str) -> float:  # binary, or per-position digit credit with ``reward=digits``
+        if args.get("reward") != "digits":
+            return float(text == ref)
+        return sum(a == b for a, b in zip(text, ref)) / max(len(text), len(ref), 1)
+
     for s in range(steps):
         ps = rng.sample(pool, P)
         if mode == "sft":
@@ -90,7 +97,7 @@ def main() -> None:
             tr.model.eval()
             comps = tr.engine.generate([tr.encode(p.text) for p in ps], [G] * P,
                                        SamplingParams(1.0, 1.0, 8, (eos,), seed=s))
-            R = torch.tensor([[float(c.text.strip() == p.reference) for c in cs] for p, cs in zip(ps, comps)])  # [P, G]
+            R = torch.tensor([[score(c.text.strip(), p.reference) for c in cs] for p, cs in zip(ps, comps)])  # [P, G]
             A = torch.randn(P, G, generator=gen) if mode == "noise" else R
             A = (A - A.mean(1, keepdim=True)) / (A.std(1, keepdim=True) + 1e-6)  # [P, G]
             if args.get("pos") == "1":  # positive advantages only: fine-tune on own correct rollouts
