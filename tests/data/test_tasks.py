@@ -1,4 +1,4 @@
-from rollwise.data.tasks import LEVELS, build_suite, sft_stream
+from rollwise.data.tasks import LEVELS, build_suite, format_answer, sft_stream
 
 
 def test_suite_is_deterministic_with_stable_ids():
@@ -36,8 +36,6 @@ def test_sft_stream_excludes_and_weights():
 
 
 def test_answer_order_lsb_reverses_digits_keeps_sign_and_zeros():
-    from rollwise.data.tasks import format_answer
-
     assert format_answer(1234) == "1234" and format_answer(-70) == "-70"
     assert format_answer(1234, "lsb") == "4321"
     assert format_answer(100, "lsb") == "001"  # leading zeros matter: verify with `exact`, not integers
