@@ -35,6 +35,7 @@ Settings that could not be matched exactly:
 
     PYTHONPATH=src python bench/bench_trl.py --steps 30 --out bench/results/trl.json
     PYTHONPATH=src python bench/bench_trl.py --steps 5 --quick --out /tmp/trl_quick.json
+    PYTHONPATH=src python bench/bench_trl.py --steps 100 --algo.lr=1e-4 --out /tmp/trl_lr1e-4.json  # + overrides
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from rollwise.train.trainer import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_config(quick: bool, steps: int, out_dir: Path) -> Config:
+def make_config(quick: bool, steps: int, out_dir: Path, overrides: list[str] = ()) -> Config:
     path = ROOT / "configs" / ("smoke.toml" if quick else "tiny.toml")
     return load_config(path, [
         f"--run.out_dir={out_dir}", "--run.device=cpu", f"--warmstart.cache_dir={ROOT / '.cache' / 'warmstart'}",
@@ -72,7 +73,7 @@ def make_config(quick: bool, steps: int, out_dir: Path) -> Config:
         "--trainer.progress=false", "--trainer.plots=false", "--trainer.loggers=['jsonl']",
         "--sampler.type=uniform", "--algo.aggregation=token-mean", "--algo.kl_coef=0.0",
         "--algo.clip_low=0.2", "--algo.clip_high=0.28", "--generation.max_new_tokens=8",
-        "--generation.temperature=1.0", "--model.dtype=float32",
+        "--generation.temperature=1.0", "--model.dtype=float32", *overrides,
     ])
 
 
@@ -236,21 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "trl.json")
     ap.add_argument("--quick", action="store_true", help="smoke-size model and batch (a fast check)")
-    a = ap.parse_args(argv)
+    a, overrides = ap.parse_known_args(argv)  # the rest: config overrides such as --algo.lr=1e-4
     try:
         import trl  # noqa: F401
     except ImportError:
         print("TRL is not installed: pip install -e '.[trl]'", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as tmp:
-        cfg = make_config(a.quick, a.steps, Path(tmp))
+        cfg = make_config(a.quick, a.steps, Path(tmp), overrides)
         setup.set_threads(cfg)
         task = setup.build_task(cfg)
         t0 = time.perf_counter()
         warm, tok, _ = setup.build_policy(cfg, task, log=lambda row: print(row, file=sys.stderr))
         print(f"warm start ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         levels = list(task.level_names)
-        meta = machine_info() | {"quick": a.quick, "steps": a.steps, "config": "smoke" if a.quick else "tiny",
+        meta = machine_info() | {"quick": a.quick, "steps": a.steps, "overrides": overrides,
+                                 "config": "smoke" if a.quick else "tiny",
                                  "settings": grpo_config_kwargs(cfg),
                                  "eval_prompts_per_level": cfg.task.eval_size, "cpu_shared_note":
                                  "the CPU may be shared with other work; see load_average"}

@@ -30,6 +30,7 @@ import sys
 import torch
 
 from rollwise.config import load_config
+from rollwise.data.scratch import carry_scratchpad
 from rollwise.generation import SamplingParams
 from rollwise.train import setup
 from rollwise.train.evaluate import evaluate
@@ -81,23 +82,28 @@ def main() -> None:
         return
     rewards: list[float] = []
 
-    def score(text: str, ref: str) -> float:  # binary, or per-position digit credit with ``reward=digits``
+    def scores(texts: list[str], refs: list[str]) -> list[float]:
+        """The configured verifier's 0/1 score, or per-position digit credit with ``reward=digits``."""
         if args.get("reward") != "digits":
-            return float(text == ref)
-        return sum(a == b for a, b in zip(text, ref)) / max(len(text), len(ref), 1)
+            return [r.score for r in tr.verifier.score_batch(texts, refs)]
+        return [sum(a == b for a, b in zip(t, r)) / max(len(t), len(r), 1) for t, r in zip(texts, refs)]
+
+    def target(p) -> str:  # the warm start's SFT target: the answer, or the carry scratchpad and the answer
+        return carry_scratchpad(p.text, int(p.reference)) if cfg.task.scratchpad == "carries" else p.reference
 
     for s in range(steps):
         ps = rng.sample(pool, P)
         if mode == "sft":
             b = build_seq_batch([tr.encode(p.text) for p in ps],
-                                [tr.tok(p.reference, add_special_tokens=False)["input_ids"] + [eos] for p in ps],
+                                [tr.tok(target(p), add_special_tokens=False)["input_ids"] + [eos] for p in ps],
                                 tr.tok.pad_token_id)
             w = torch.ones(P)  # [P]
         else:
             tr.model.eval()
             comps = tr.engine.generate([tr.encode(p.text) for p in ps], [G] * P,
-                                       SamplingParams(1.0, 1.0, 8, (eos,), seed=s))
-            R = torch.tensor([[score(c.text.strip(), p.reference) for c in cs] for p, cs in zip(ps, comps)])  # [P, G]
+                                       SamplingParams(1.0, 1.0, cfg.generation.max_new_tokens, (eos,), seed=s))
+            R = torch.tensor(scores([c.text.strip() for cs in comps for c in cs],
+                                    [p.reference for p in ps for _ in range(G)])).view(P, G)  # [P, G]
             A = torch.randn(P, G, generator=gen) if mode == "noise" else R
             A = (A - A.mean(1, keepdim=True)) / (A.std(1, keepdim=True) + 1e-6)  # [P, G]
             if args.get("pos") == "1":  # positive advantages only: fine-tune on own correct rollouts

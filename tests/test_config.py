@@ -28,6 +28,8 @@ def test_overrides_parse_types():
     ("--generation.top_p=2", "generation.top_p"),
     ("--task.answer_order=backwards", "task.answer_order"),
     ("--task.answer_order=lsb", "task.verifier"),
+    ("--task.scratchpad=carries", "task.verifier"),
+    ("--task.scratchpad=yes", "task.scratchpad"),
 ])
 def test_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):

@@ -50,6 +50,8 @@ class TaskConfig(_Section):
     )
     answer_order: Literal["msb", "lsb"] = Field(
         "msb", description="arith answers written most- or least-significant digit first (lsb: use verifier exact)")
+    scratchpad: Literal["none", "carries"] = Field(
+        "none", description="arith warm-start targets: direct answer, or column carries then '|' and the answer")
     train_size: int = Field(20000, ge=1, description="prompts in the train pool (spread evenly over levels)")
     eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
     dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
@@ -156,6 +158,11 @@ class Config(_Section):
         if self.task.answer_order == "lsb" and self.task.verifier == "synthetic_int":
             raise ValueError("task.verifier: synthetic_int compares integers and would accept lsb answers without "
                              "their leading zeros; use task.verifier = 'exact' with task.answer_order = 'lsb'")
+        if self.task.scratchpad == "carries" and self.task.verifier != "synthetic_scratch":
+            raise ValueError("task.verifier: task.scratchpad = 'carries' writes the answer after '|'; "
+                             "use task.verifier = 'synthetic_scratch'")
+        if self.task.scratchpad == "carries" and self.task.answer_order == "lsb":
+            raise ValueError("task.scratchpad: 'carries' writes answers msb first; set task.answer_order = 'msb'")
         return self
 
     def rollout_budget(self) -> int:

@@ -12,3 +12,14 @@ def test_synthetic_int_exact_integer_only():
         res = v(bad, "42")
         assert res.score == 0.0, bad
     assert not v("", "42").parsed
+
+
+def test_synthetic_scratch_reads_the_answer_after_the_last_bar():
+    v = get_verifier("synthetic_scratch")
+    assert v("11|125", "125").score == 1.0
+    assert v("-10|-14", "-14").score == 1.0
+    assert v("1|2|125 junk", "125").score == 1.0  # the last '|' holds the answer
+    assert v("11|124", "125").score == 0.0 and v("11|124", "125").parsed
+    for bad in ["125", "11|", "11|12x5", "|"]:  # no bar, or no integer after it
+        assert v(bad, "125").score == 0.0, bad
+    assert not v("125", "125").parsed

@@ -1,4 +1,4 @@
-"""Warm-start options: the cache key, the learning-rate floor and untied embeddings."""
+"""Warm-start options: the cache key, the learning-rate floor, untied embeddings and the carry scratchpad."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import torch
 
 from rollwise.config import load_config
+from rollwise.logging import read_metrics
 from rollwise.train.model import build_tiny_model, load_model
+from rollwise.train.trainer import Trainer
 from rollwise.train.warmstart import PACKAGED, find_warmstart, lr_factor, train_warmstart, warmstart_key
 
 
@@ -20,9 +22,10 @@ def test_default_key_is_the_packaged_warm_start():
 
 def test_key_changes_with_each_new_option():
     base = warmstart_key(load_config(None, []))
-    keys = {warmstart_key(load_config(None, [o])) for o in
-            ["--warmstart.final_lr_ratio=0.1", "--warmstart.weight_decay=0.1", "--model.tie_embeddings=false"]}
-    assert base not in keys and len(keys) == 3
+    options = [["--warmstart.final_lr_ratio=0.1"], ["--warmstart.weight_decay=0.1"], ["--model.tie_embeddings=false"],
+               ["--task.scratchpad=carries", "--task.verifier=synthetic_scratch"]]
+    keys = {warmstart_key(load_config(None, o)) for o in options}
+    assert base not in keys and len(keys) == 4
 
 
 def test_lr_factor_warmup_cosine_and_floor():
@@ -51,3 +54,16 @@ def test_untied_warm_start_trains_and_reloads(smoke_cfg):
     assert find_warmstart(cfg) == out
     model, _ = load_model(out)
     assert model.config.tie_word_embeddings is False
+
+
+def test_carry_scratchpad_warm_start_and_rl_run_end_to_end(smoke_cfg):
+    """The scratchpad path: SFT on '<carries>|<answer>' targets, then RL scored by synthetic_scratch."""
+    cfg = smoke_cfg("--run.name=carries", "--task.scratchpad=carries", "--task.verifier=synthetic_scratch",
+                    "--generation.max_new_tokens=8", "--warmstart.steps=60", "--trainer.steps=2")
+    t = Trainer(cfg)
+    t.train()
+    t.close()
+    scored = [r for r in read_metrics(t.run_dir) if "rollout/parsed_share" in r]
+    assert len(scored) == 2
+    # after 60 SFT steps the model writes the 'carries|answer' shape, so the verifier parses its rollouts
+    assert scored[-1]["rollout/parsed_share"] > 0.5

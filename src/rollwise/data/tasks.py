@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rollwise.data.scratch import carry_scratchpad
 from rollwise.types import Prompt
 
 
@@ -124,8 +125,9 @@ def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: i
 
 
 def sft_stream(weights: dict[str, float], seed: int, exclude: set[str],
-               answer_order: str = "msb") -> Iterator[tuple[str, str]]:
-    """Endless (prompt, answer) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded."""
+               answer_order: str = "msb", scratchpad: str = "none") -> Iterator[tuple[str, str]]:
+    """Endless (prompt, target) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded;
+    the target is the answer, or with ``scratchpad='carries'`` the carry scratchpad and the answer."""
     names = [n for n, w in weights.items() if w > 0]
     if not names:
         raise ValueError("warmstart.level_weights has no positive weight")
@@ -139,4 +141,4 @@ def sft_stream(weights: dict[str, float], seed: int, exclude: set[str],
         name = names[min(int(np.searchsorted(cum, rng.random())), len(names) - 1)]
         text, ans = LEVELS[name].make(rng)
         if text not in exclude:
-            yield text, format_answer(ans, answer_order)
+            yield text, carry_scratchpad(text, ans) if scratchpad == "carries" else format_answer(ans, answer_order)

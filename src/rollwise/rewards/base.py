@@ -100,6 +100,7 @@ VERIFIERS.register("gsm8k", "rollwise.rewards.gsm8k:verify_gsm8k", doc="numeric 
 VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalised string match")
 VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
 VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")
+VERIFIERS.register("synthetic_scratch", "rollwise.rewards.synthetic:verify_scratch", doc="'<work>|<integer>'")
 
 
 def get_verifier(name: str) -> Verifier:

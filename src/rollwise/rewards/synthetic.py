@@ -1,4 +1,5 @@
-"""Verifier for the procedural integer tasks: the completion's first token run must be the integer answer."""
+"""Verifiers for the procedural integer tasks: the integer answer first (``synthetic_int``) or after a scratchpad
+and ``|`` (``synthetic_scratch``)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,13 @@ def verify_int(completion: str, reference: str) -> VerifyResult:
 
 
 verify_int.safe_inline = True  # type: ignore[attr-defined]
+
+
+def verify_scratch(completion: str, reference: str) -> VerifyResult:
+    """Score 1 iff the text after the last ``|`` (up to the first whitespace) is exactly the reference integer."""
+    if "|" not in completion:
+        return VerifyResult(0.0, False, {"reason": "no '|'"})
+    return verify_int(completion.rsplit("|", 1)[1], reference)
+
+
+verify_scratch.safe_inline = True  # type: ignore[attr-defined]

@@ -30,7 +30,8 @@ def warmstart_key(cfg: Config) -> str:
         "seed": w.seed, "v": 1,
     }
     # Options added after v1 enter the key only when changed, so older keys (the packaged one) stay valid.
-    later = [(w, "final_lr_ratio"), (w, "weight_decay"), (m, "tie_embeddings"), (cfg.task, "answer_order")]
+    later = [(w, "final_lr_ratio"), (w, "weight_decay"), (m, "tie_embeddings"), (cfg.task, "answer_order"),
+             (cfg.task, "scratchpad")]
     changed = {k: getattr(sec, k) for sec, k in later if getattr(sec, k) != type(sec).model_fields[k].default}
     if changed:
         blob["extra"] = changed
@@ -67,7 +68,7 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
     opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=w.weight_decay, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, w.steps, warm, w.final_lr_ratio))
-    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order)
+    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order, cfg.task.scratchpad)
     eos = tok.eos_token_id
     model.train()
     t0 = time.time()
