@@ -29,8 +29,8 @@ def _digits(n: int, width: int) -> list[int]:
 def _add_carries(operands: list[int]) -> str:
     width = max(len(str(x)) for x in operands)
     carry, out = 0, []
-    for i in range(width):
-        carry = (sum(_digits(x, width)[i] for x in operands) + carry) // 10
+    for column in zip(*(_digits(x, width) for x in operands)):
+        carry = (sum(column) + carry) // 10
         out.append(str(carry))
     return "".join(out)
 
@@ -38,8 +38,8 @@ def _add_carries(operands: list[int]) -> str:
 def _sub_borrows(big: int, small: int) -> str:
     width = len(str(big))
     borrow, out = 0, []
-    for i in range(width):
-        borrow = int(_digits(big, width)[i] - _digits(small, width)[i] - borrow < 0)
+    for x, y in zip(_digits(big, width), _digits(small, width)):
+        borrow = int(x - y - borrow < 0)
         out.append(str(borrow))
     return "".join(out)
 
