@@ -30,6 +30,7 @@ def test_overrides_parse_types():
     ("--task.answer_order=lsb", "task.verifier"),
     ("--task.scratchpad=carries", "task.verifier"),
     ("--task.scratchpad=yes", "task.scratchpad"),
+    ("--trainer.eval_samples=4", "trainer.eval_samples"),
 ])
 def test_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):

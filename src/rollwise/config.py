@@ -131,6 +131,7 @@ class TrainerConfig(_Section):
     steps: int = Field(150, ge=0, description="RL steps")
     max_tokens: int | None = Field(None, ge=1, description="stop once this many rollout tokens are generated")
     eval_every: int = Field(25, ge=0, description="held-out eval every K steps (0 = only at start and end)")
+    eval_samples: int = Field(1, ge=1, description="completions per eval prompt; pass@1 is their mean (sampled eval)")
     checkpoint_every: int = Field(50, ge=0, description="checkpoint every K steps (0 = only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")
     plots: bool = Field(True, description="write PNG plots at the end")
@@ -161,6 +162,9 @@ class Config(_Section):
         if self.task.scratchpad == "carries" and self.task.verifier != "synthetic_scratch":
             raise ValueError("task.verifier: task.scratchpad = 'carries' writes the answer after '|'; "
                              "use task.verifier = 'synthetic_scratch'")
+        if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
+            raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
+                             "samples; set generation.eval_temperature > 0 or eval_samples = 1")
         if self.task.scratchpad == "carries" and self.task.answer_order == "lsb":
             raise ValueError("task.scratchpad: 'carries' writes answers msb first; set task.answer_order = 'msb'")
         return self

@@ -75,3 +75,17 @@ def test_sigkill_then_resume_equals_uninterrupted(smoke_cfg, tmp_path, warm_cach
     assert all(torch.equal(a[k], b[k]) for k in a)
     ra, rb = _strip(read_metrics(full.run_dir)), _strip(read_metrics(run_dir))
     assert json.dumps(ra, sort_keys=True) == json.dumps(rb, sort_keys=True)
+
+
+def test_sampled_eval_averages_eval_samples_per_prompt_and_is_seeded(smoke_cfg):
+    cfg = smoke_cfg("--run.name=sampled", "--generation.eval_temperature=1.0", "--trainer.eval_samples=4",
+                    "--trainer.steps=0")
+    t = Trainer(cfg)
+    a, b = t.evaluate(), t.evaluate()
+    t.close()
+    assert a == b  # the eval sampling stream is seeded by run.seed
+    for level in cfg.task.levels:
+        n_prompts = len(t.task.eval_sets[level])
+        p = a[f"eval/{level}/pass@1"]
+        assert abs(p * n_prompts * 4 - round(p * n_prompts * 4)) < 1e-9  # a mean over 4 samples per prompt
+        assert f"eval/{level}/maj@4" in a

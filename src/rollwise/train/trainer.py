@@ -169,7 +169,7 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
         out = evaluate(self.engine, self.verifier, self.task.eval_sets, self.encode,
-                       setup.sampling_params(self.cfg, self.tok, eval_mode=True))
+                       setup.sampling_params(self.cfg, self.tok, eval_mode=True), n=self.cfg.trainer.eval_samples)
         return out | {"eval/ledger_tokens": self.ledger["ledger/tokens"]}
 
     # ------------------------------------------------------------------ checkpoints
