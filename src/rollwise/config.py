@@ -162,11 +162,11 @@ class Config(_Section):
         if self.task.scratchpad == "carries" and self.task.verifier != "synthetic_scratch":
             raise ValueError("task.verifier: task.scratchpad = 'carries' writes the answer after '|'; "
                              "use task.verifier = 'synthetic_scratch'")
+        if self.task.scratchpad == "carries" and self.task.answer_order == "lsb":
+            raise ValueError("task.scratchpad: 'carries' writes answers msb first; set task.answer_order = 'msb'")
         if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
             raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
                              "samples; set generation.eval_temperature > 0 or eval_samples = 1")
-        if self.task.scratchpad == "carries" and self.task.answer_order == "lsb":
-            raise ValueError("task.scratchpad: 'carries' writes answers msb first; set task.answer_order = 'msb'")
         return self
 
     def rollout_budget(self) -> int:

@@ -23,7 +23,7 @@ def test_carry_scratchpad_by_hand(prompt, value, want):
 
 
 def test_carry_scratchpad_carries_reproduce_the_answer():
-    """For every level, the written carries are exactly those of column-wise addition/multiplication."""
+    """For every level the answer after '|' is the value; for the additions the carries are the column carries."""
     rng = random.Random(0)
     for name, lv in LEVELS.items():
         for _ in range(200):
