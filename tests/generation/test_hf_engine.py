@@ -133,13 +133,16 @@ def test_eos_and_stop_tokens_finish_rows(model, tok, prompts):
     assert reasons == {"stop", "length"}
 
 
-def test_seeded_output_independent_of_chunking_and_compaction(model, tok, prompts):
+def test_seeded_output_independent_of_chunking_compaction_and_shared_prefill(model, tok, prompts):
     counts = [5, 3, 4, 2]
     stops = tuple(tok.convert_tokens_to_ids(list("01234")))  # ragged lengths, so compaction kicks in
     params = SamplingParams(1.0, top_p=0.95, max_new_tokens=12, stop_token_ids=stops, seed=11)
     ref = flat(HFEngine(model, tok, batch_size=64).generate(prompts, counts, params))
-    for bs, compact in [(64, False), (3, True), (3, False), (1, True)]:
-        got = flat(HFEngine(model, tok, batch_size=bs, compact=compact).generate(prompts, counts, params))
+    # a group's rows share one prefill (the default) or each row prefills its own copy of the prompt
+    for bs, compact, share in [(64, False, True), (3, True, True), (3, False, True), (1, True, True),
+                               (64, True, False), (3, True, False)]:
+        engine = HFEngine(model, tok, batch_size=bs, compact=compact, share_prefill=share)
+        got = flat(engine.generate(prompts, counts, params))
         assert [(t, r) for t, _, r in got] == [(t, r) for t, _, r in ref]
         for (_, lg, _), (_, lr, _) in zip(got, ref):
             assert lg == pytest.approx(lr, abs=1e-5)

@@ -101,3 +101,80 @@ def test_advantages_use_the_whole_pool_then_keep_selected():
     batch = build_train_batch([TrainGroup(0, np.array([0, 1]))], {0: rs}, [], "dr_grpo", {}, version=0)
     assert torch.allclose(batch.advantages, torch.tensor([0.75, -0.25]))
     assert [r is rs[0] or r is rs[1] for r in batch.rollouts] == [True, True]
+
+
+def test_seq_batch_maps_rows_to_distinct_prompts():
+    b = build_seq_batch([[5, 6], [7], [5, 6], [5, 6], [7, 8]], [[9]] * 5, pad_id=0)
+    assert b.prefix_rows.tolist() == [0, 1, 4]
+    assert b.prefix_index.tolist() == [0, 1, 0, 0, 2]
+    assert b.num_distinct_prompts == 3
+
+
+def _grouped(sizes: list[int], seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+    """Rows of GRPO groups: every row of group k has prompt k; prompts and completions of ragged lengths."""
+    g = torch.Generator().manual_seed(seed)
+    prompts, comps = [], []
+    for k in sizes:
+        p = torch.randint(3, 90, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist()
+        for _ in range(k):
+            prompts.append(p)
+            comps.append(torch.randint(3, 90, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist())
+    return prompts, comps
+
+
+@pytest.mark.parametrize("T", [1.0, 0.7])
+def test_shared_prefix_forward_equals_full_rows(tiny_model, T):
+    """One prompt forward per group + a completion forward on the gathered cache is the same function:
+    log-probs, entropies and parameter gradients equal those of the full [B, P + C] rows."""
+    prompts, comps = _grouped([3, 1, 5, 2])
+    b = build_seq_batch(prompts, comps, 0)
+    assert b.num_distinct_prompts == 4
+    w = torch.randn(b.completion_mask.shape, generator=torch.Generator().manual_seed(1))  # [B, C] weights
+    out = {}
+    for share in (False, True):
+        tiny_model.zero_grad(set_to_none=True)
+        lp, ent = compute_logprobs(tiny_model, b, temperature=T, with_entropy=True, share_prefix=share)
+        (lp * w).sum().backward()
+        out[share] = lp.detach(), ent.detach() * b.completion_mask, [p.grad.clone() for p in tiny_model.parameters()]
+    torch.testing.assert_close(out[True][0], out[False][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=0)
+    for g_shared, g_full in zip(out[True][2], out[False][2]):
+        torch.testing.assert_close(g_shared, g_full, atol=1e-6, rtol=1e-4)
+    assert out[True][0][1, 0] != 0 and out[True][0][3, 4] == 0  # real tokens scored, padding masked
+
+
+def test_shared_prefix_under_gradient_checkpointing(tiny_model):
+    """A model that keeps no KV cache in training (gradient checkpointing) is forwarded on full rows instead."""
+    model = copy.deepcopy(tiny_model)
+    model.gradient_checkpointing_enable()
+    model.train()
+    prompts, comps = _grouped([4, 2], seed=2)
+    b = build_seq_batch(prompts, comps, 0)
+    lp_shared, _ = compute_logprobs(model, b, share_prefix=True)
+    lp_full, _ = compute_logprobs(model, b, share_prefix=False)
+    torch.testing.assert_close(lp_shared, lp_full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("micro_size", [11, 4])
+def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_size):
+    import numpy as np
+
+    prompts, comps = _grouped([3, 1, 5, 2], seed=3)
+    pools, groups, row = {}, [], 0
+    for k, size in enumerate([3, 1, 5, 2]):
+        pools[k] = [Rollout(k, prompts[row + j], comps[row + j], [-1.0] * len(comps[row + j]), "x", "stop",
+                            reward=float((row + j) % 3 == 0)) for j in range(size)]
+        groups.append(TrainGroup(k, np.arange(size)))
+        row += size
+    batch = build_train_batch(groups, pools, [], "grpo", {}, version=0)
+    params = {}
+    for share in (False, True):
+        model = copy.deepcopy(tiny_model)
+        cfg = AlgoConfig(micro_batch=micro_size, share_prefix=share, grad_clip=1e9, epochs=2)
+        o = Optimiser(model, torch.optim.SGD(model.parameters(), lr=0.5), cfg, temperature=1.0, norm_length=8)
+        micro = make_micro_batches(batch, micro_size, 0, torch.device("cpu"))
+        o.prepare(micro, batch, None)
+        assert o.run(micro, len(batch.rollouts))[2]
+        params[share] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.allclose(params[True], torch.cat([p.detach().flatten() for p in tiny_model.parameters()]))
+    torch.testing.assert_close(params[True], params[False], atol=1e-5, rtol=0)

@@ -74,3 +74,16 @@ def check_request(prompts: list[list[int]], counts: list[int], params: SamplingP
 
 
 ENGINES: Registry[Any] = Registry("generation engine")
+
+
+def distinct_rows(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct prompts in first-seen order ([U]) and each row's index into them ([B])."""
+    slot: dict[tuple[int, ...], int] = {}
+    heads: list[list[int]] = []
+    index = []
+    for p in prompts:
+        if (k := tuple(p)) not in slot:
+            slot[k] = len(heads)
+            heads.append(p)
+        index.append(slot[k])
+    return heads, index

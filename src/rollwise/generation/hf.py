@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request
+from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request, distinct_rows
 
 
 def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float,
@@ -50,10 +50,11 @@ class HFEngine:
     """Generates with any HF causal LM in-process; shares the learner's module (no weight copy)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 256,
-                 device: str | torch.device | None = None, compact: bool = True) -> None:
+                 device: str | torch.device | None = None, compact: bool = True, share_prefill: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size, self.compact = model, tokenizer, batch_size, compact
+        self.share_prefill = share_prefill  # rows with the same prompt (a group) share one prefill
         self._device = torch.device(device) if device is not None else None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
@@ -110,19 +111,24 @@ class HFEngine:
 
     def _decode(self, prompts: list[list[int]], noise: torch.Tensor, params: SamplingParams,
                 stop: list[int]) -> list[tuple[list[int], list[float], str]]:
-        """KV-cached sampling of one chunk: left-padded prompts, position ids counted from the mask."""
+        """KV-cached sampling of one chunk: left-padded prompts, position ids counted from the mask.
+
+        Rows with the same prompt (a GRPO group) share one prefill: the cache is gathered to the rows after it.
+        """
         B, M, dev = len(prompts), params.max_new_tokens, self.device
         if M <= 0:
             return [([], [], "length") for _ in range(B)]
         P = max(len(p) for p in prompts)
-        ids = torch.full((B, P), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((B, P), dtype=torch.long)
-        for b, p in enumerate(prompts):
-            ids[b, P - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[b, P - len(p) :] = 1
+        heads, index = distinct_rows(prompts) if self.share_prefill else (prompts, list(range(B)))
+        index = torch.tensor(index, device=dev)  # [B] row -> its prefill row
+        ids = torch.full((len(heads), P), self.pad_id, dtype=torch.long)  # [U, P]
+        attn = torch.zeros((len(heads), P), dtype=torch.long)
+        for u, p in enumerate(heads):
+            ids[u, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attn[u, P - len(p) :] = 1
         ids, attn, noise = ids.to(dev), attn.to(dev), noise.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, P]
-        next_pos = attn.sum(-1, keepdim=True)  # [B, 1]: position of the first completion token
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [U, P]
+        next_pos = attn.sum(-1, keepdim=True)[index]  # [B, 1]: position of the first completion token
         stop_t = torch.tensor(stop, dtype=torch.long, device=dev)
         tokens = torch.full((B, M), self.pad_id, dtype=torch.long, device=dev)  # [B, M]
         logps = torch.zeros((B, M), device=dev)  # [B, M]
@@ -133,8 +139,11 @@ class HFEngine:
         cache = DynamicCache(config=self.model.config)
         out = self.model(ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
                          logits_to_keep=1)
+        logits = out.logits[:, -1][index]  # [B, V]
+        cache.reorder_cache(index)  # [U, ..] -> [B, ..]
+        attn = attn[index]  # [B, P]
         for t in range(M):
-            tok, lp = compute_sample(out.logits[:, -1].float(), noise[active, t], params.temperature,
+            tok, lp = compute_sample(logits.float(), noise[active, t], params.temperature,
                                      params.top_p)  # [b]
             tok = tok.masked_fill(done, self.pad_id)
             tokens[active, t], logps[active, t] = tok, lp
@@ -150,8 +159,8 @@ class HFEngine:
                 active, done, attn, next_pos = active[keep], done[keep], attn[keep], next_pos[keep]
                 tok = tok[keep]
             attn = torch.cat([attn, (~done).long()[:, None]], dim=-1)  # [b, T + 1]; finished rows fed pad
-            out = self.model(tok[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
-                             use_cache=True)
+            logits = self.model(tok[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
+                                use_cache=True).logits[:, -1]  # [b, V]
             next_pos = next_pos + 1
         toks, lps, lens, stp = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(toks[b][: lens[b]], lps[b][: lens[b]], "stop" if stp[b] else "length") for b in range(B)]

@@ -123,11 +123,13 @@ class Optimiser:
         for mb in micro:
             if multi or token_fraction is not None:
                 want_ent = token_fraction is not None
-                lp, ent = compute_logprobs(self.model, mb.seq, self.temperature, with_entropy=want_ent)
+                lp, ent = compute_logprobs(self.model, mb.seq, self.temperature, with_entropy=want_ent,
+                                           share_prefix=self.cfg.share_prefix)
                 mb.old = lp if multi else None
                 ents.append(ent)
             if self.ref is not None:
-                mb.ref, _ = compute_logprobs(self.ref, mb.seq, self.temperature)
+                mb.ref, _ = compute_logprobs(self.ref, mb.seq, self.temperature,
+                                             share_prefix=self.cfg.share_prefix)
         if token_fraction is not None and token_fraction < 1.0:
             C = max(mb.seq.completion_mask.shape[1] for mb in micro)
             pad = [torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ents]
@@ -183,7 +185,8 @@ class Optimiser:
 
     def _micro_loss(self, mb: MicroBatch, mask: torch.Tensor, tok: float,
                     seqs: float) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor]:
-        logp, _ = compute_logprobs(self.model, mb.seq, self.temperature)  # [b, C]
+        logp, _ = compute_logprobs(self.model, mb.seq, self.temperature,
+                                   share_prefix=self.cfg.share_prefix)  # [b, C]
         old = mb.old if mb.old is not None else logp.detach()
         beh = mb.behaviour if mb.old is not None else None
         loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh)
