@@ -32,3 +32,33 @@ overrides = ["--sampler.type=dapo"]
     md = write_report(grid, rows)
     assert "| uniform |" in md.read_text()
     assert (grid.out / "accuracy.png").stat().st_size > 1000
+
+
+def test_grid_metric_selects_the_curve(tmp_path, warm_cache):
+    """A grid may compare the train-pool fit instead of held-out accuracy; an unlogged metric is a clear error."""
+    import pytest
+
+    def grid(metric: str, extra: str = "") -> Path:
+        f = tmp_path / f"{metric.replace('/', '_')}.toml"
+        f.write_text(f"""
+base = "{ROOT / 'configs' / 'smoke.toml'}"
+seeds = [0]
+out = "{tmp_path / 'out'}"
+metric = "{metric}"
+overrides = ["--trainer.steps=2", "--trainer.eval_every=1", "--warmstart.cache_dir={warm_cache}"{extra}]
+[[arms]]
+name = "uniform"
+""")
+        return f
+
+    g = load_grid(grid("train_eval/mean/pass@1", ', "--trainer.train_eval_size=4"'))
+    assert g.metric == "train_eval/mean/pass@1"
+    run_grid(g, log=lambda m: None)
+    (row,) = summarise(g)
+    from rollwise.logging import read_metrics
+
+    evals = [r for r in read_metrics(g.out / "uniform" / "seed0") if "train_eval/mean/pass@1" in r]
+    assert row["final_acc"] == evals[-1]["train_eval/mean/pass@1"]
+    assert row["start_acc"] == evals[0]["train_eval/mean/pass@1"]
+    with pytest.raises(ValueError, match="never logged"):
+        summarise(load_grid(grid("nope/mean/pass@1")))

@@ -34,6 +34,7 @@ class Grid:
     overrides: list[str]
     out: Path
     reference: str = "uniform"  # the arm whose final accuracy defines "tokens to reach"
+    metric: str = "eval/mean/pass@1"  # the accuracy curve compared (train_eval/mean/pass@1: fit of the pool)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -41,12 +42,13 @@ def load_grid(path: str | Path) -> Grid:
     if not p.is_file():
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
-    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference"}
+    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
-                Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name))
+                Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
+                d.get("metric", "eval/mean/pass@1"))
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
@@ -92,20 +94,26 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
                 runs.setdefault(arm.name, []).append(read_metrics(d))
     if grid.reference not in runs:
         raise ValueError(f"no runs of the reference arm {grid.reference!r} in {grid.out}")
-    ref_final = float(np.mean([_curve(r)[1][-1] for r in runs[grid.reference]]))
-    ref_tokens = float(np.mean([_curve(r)[0][-1] for r in runs[grid.reference]]))
+    def curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        x, y = _curve(rows, grid.metric)
+        if not len(y):
+            raise ValueError(f"bench metric {grid.metric!r} was never logged (set it in the grid's 'metric')")
+        return x, y
+
+    ref_final = float(np.mean([curve(r)[1][-1] for r in runs[grid.reference]]))
+    ref_tokens = float(np.mean([curve(r)[0][-1] for r in runs[grid.reference]]))
     out = []
     for name, rs in runs.items():
-        finals = np.array([_curve(r)[1][-1] for r in rs])
-        starts = np.array([_curve(r)[1][0] for r in rs])
-        reach = np.array([_tokens_to_reach(*_curve(r), ref_final) for r in rs])
+        finals = np.array([curve(r)[1][-1] for r in rs])
+        starts = np.array([curve(r)[1][0] for r in rs])
+        reach = np.array([_tokens_to_reach(*curve(r), ref_final) for r in rs])
         steps = [r for run in rs for r in run if "sampler/mixed_share" in r]
         sps = [r["ledger/seconds"] / max(r["step"], 1) for run in rs for r in run[-1:] if "ledger/seconds" in r]
         out.append({
             "arm": name, "seeds": len(rs),
             "start_acc": float(starts.mean()),
             "final_acc": float(finals.mean()), "final_acc_std": float(finals.std(ddof=1)) if len(rs) > 1 else 0.0,
-            "tokens_final": float(np.mean([_curve(r)[0][-1] for r in rs])),
+            "tokens_final": float(np.mean([curve(r)[0][-1] for r in rs])),
             "tokens_to_ref": float(np.nanmean(reach)) if np.isfinite(reach).any() else float("nan"),
             "reached": int(np.isfinite(reach).sum()),
             "ratio_to_ref": float(np.nanmean(reach) / ref_tokens) if np.isfinite(reach).any() else float("nan"),
@@ -143,7 +151,7 @@ def plot_grid(grid: Grid) -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for arm in grid.arms:
-        curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}")) for s in grid.seeds
+        curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric) for s in grid.seeds
                   if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
         if not curves:
             continue
@@ -153,7 +161,8 @@ def plot_grid(grid: Grid) -> Path:
         line, = ax.plot(grid_x, m, label=arm.name)
         if len(curves) > 1:
             ax.fill_between(grid_x, ys.min(0), ys.max(0), alpha=0.15, color=line.get_color())
-    ax.set(xlabel="rollout tokens generated", ylabel="held-out pass@1 (mean over levels)",
+    what = "train-pool" if grid.metric.startswith("train_eval/") else "held-out"
+    ax.set(xlabel="rollout tokens generated", ylabel=f"{what} pass@1 (mean over levels)",
            title="Samplers at equal rollout-token budget (band: min-max over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -133,6 +133,8 @@ class TrainerConfig(_Section):
     max_tokens: int | None = Field(None, ge=1, description="stop once this many rollout tokens are generated")
     eval_every: int = Field(25, ge=0, description="held-out eval every K steps (0 = only at start and end)")
     eval_samples: int = Field(1, ge=1, description="completions per eval prompt; pass@1 is their mean (sampled eval)")
+    train_eval_size: int = Field(0, ge=0, description="also evaluate this many train-pool prompts per level "
+                                 "(train_eval/...; 0 = off): how well RL fits the prompts it trains on")
     checkpoint_every: int = Field(50, ge=0, description="checkpoint every K steps (0 = only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")
     plots: bool = Field(True, description="write PNG plots at the end")

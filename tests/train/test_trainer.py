@@ -89,3 +89,18 @@ def test_sampled_eval_averages_eval_samples_per_prompt_and_is_seeded(smoke_cfg):
         p = a[f"eval/{level}/pass@1"]
         assert abs(p * n_prompts * 4 - round(p * n_prompts * 4)) < 1e-9  # a mean over 4 samples per prompt
         assert f"eval/{level}/maj@4" in a
+
+
+def test_train_eval_scores_the_first_pool_prompts_of_each_level(smoke_cfg):
+    cfg = smoke_cfg("--run.name=train_eval", "--trainer.train_eval_size=3", "--trainer.steps=0")
+    t = Trainer(cfg)
+    out = t.evaluate()
+    t.close()
+    for level in cfg.task.levels:
+        got = t.train_eval_sets[level]
+        assert [p.uid for p in got] == [p.uid for p in t.task.pool if p.meta["level"] == level][:3]
+        assert out[f"train_eval/{level}/pass@1"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    means = [out[f"train_eval/{level}/pass@1"] for level in cfg.task.levels]
+    assert out["train_eval/mean/pass@1"] == sum(means) / len(means)
+    assert "eval/mean/pass@1" in out  # the held-out eval is unchanged beside it
+    assert not Trainer(smoke_cfg("--run.name=no_train_eval")).train_eval_sets  # off by default

@@ -20,8 +20,9 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], encode: Any,
-             params: SamplingParams, n: int = 1, ks: tuple[int, ...] = (1,)) -> dict[str, Any]:
-    """Generate ``n`` completions per prompt, verify, and report per-set pass@1 (plus pass@k/maj@k for n>1)."""
+             params: SamplingParams, n: int = 1, ks: tuple[int, ...] = (1,), prefix: str = "eval") -> dict[str, Any]:
+    """Generate ``n`` completions per prompt, verify, and report per-set pass@1 (plus pass@k/maj@k for n>1)
+    as ``{prefix}/{set}/pass@1`` and their mean ``{prefix}/mean/pass@1``."""
     out: dict[str, Any] = {}
     means = []
     for name, prompts in eval_sets.items():
@@ -31,18 +32,18 @@ def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], 
         flat = [(p, c) for p, cs in zip(prompts, comps) for c in cs]
         res = verifier.score_batch([c.text for _, c in flat], [p.reference for p, _ in flat])
         scores = np.array([r.score > 0.5 for r in res], dtype=np.float64).reshape(len(prompts), n)
-        out[f"eval/{name}/pass@1"] = float(scores.mean())
-        means.append(out[f"eval/{name}/pass@1"])
+        out[f"{prefix}/{name}/pass@1"] = float(scores.mean())
+        means.append(out[f"{prefix}/{name}/pass@1"])
         for k in ks:
             if 1 < k <= n:
-                out[f"eval/{name}/pass@{k}"] = float(np.mean([pass_at_k(n, int(s.sum()), k) for s in scores]))
+                out[f"{prefix}/{name}/pass@{k}"] = float(np.mean([pass_at_k(n, int(s.sum()), k) for s in scores]))
         if n > 1:
             answers = [c.text.strip() for _, c in flat]
             maj = []
             for i in range(len(prompts)):
                 votes = Counter(answers[i * n : (i + 1) * n]).most_common(1)[0][0]
                 maj.append(scores[i][answers[i * n : (i + 1) * n].index(votes)])
-            out[f"eval/{name}/maj@{n}"] = float(np.mean(maj))
+            out[f"{prefix}/{name}/maj@{n}"] = float(np.mean(maj))
     if means:
-        out["eval/mean/pass@1"] = float(np.mean(means))
+        out[f"{prefix}/mean/pass@1"] = float(np.mean(means))
     return out

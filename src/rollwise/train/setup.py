@@ -30,6 +30,19 @@ class TaskData:
     heldout: set[str]  # prompt texts the warm start must not see
 
 
+def train_eval_sets(task: TaskData, size: int) -> dict[str, list[Prompt]]:
+    """The first ``size`` pool prompts of every level (pool order is fixed by the seed): prompts RL trains on."""
+    if size <= 0:
+        return {}
+    names = task.level_names if task.levels is not None else ["all"]
+    sets: dict[str, list[Prompt]] = {n: [] for n in names}
+    for i, p in enumerate(task.pool):
+        name = names[int(task.levels[i])] if task.levels is not None else "all"
+        if len(sets[name]) < size:
+            sets[name].append(p)
+    return sets
+
+
 def set_threads(cfg: Config) -> None:
     n = cfg.run.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)

@@ -50,6 +50,7 @@ class Trainer:
         self.ref_model = copy.deepcopy(self.model).eval() if cfg.algo.kl_coef > 0 else None
         self.engine = setup.build_engine(cfg, self.model, self.tok)
         self.verifier = setup.build_verifier(cfg)
+        self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
         self.pipeline, self.estimator = setup.build_sampler(cfg, self.task)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
         self.optimiser = Optimiser(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
@@ -168,8 +169,10 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
-        out = evaluate(self.engine, self.verifier, self.task.eval_sets, self.encode,
-                       setup.sampling_params(self.cfg, self.tok, eval_mode=True), n=self.cfg.trainer.eval_samples)
+        params, n = setup.sampling_params(self.cfg, self.tok, eval_mode=True), self.cfg.trainer.eval_samples
+        out = evaluate(self.engine, self.verifier, self.task.eval_sets, self.encode, params, n=n)
+        out |= evaluate(self.engine, self.verifier, self.train_eval_sets, self.encode, params, n=n,
+                        prefix="train_eval")
         return out | {"eval/ledger_tokens": self.ledger["ledger/tokens"]}
 
     # ------------------------------------------------------------------ checkpoints
