@@ -3,8 +3,9 @@
 Each setting decodes ``batch`` sequences (``batch // 8`` prompts of ~8 chars, 8 samples each) at
 temperature 1, top-p 1, in one engine chunk of ``batch`` rows. Tokens/s counts completion tokens (stop token
 included); the best of ``--repeats`` runs after a warm-up, the methods interleaved (the CPU may be shared).
-In "ragged" settings rows also stop on the eight digits 0-7 (~8%/step on the random-init model), so rows
-finish at very different lengths: the case that batch compaction targets.
+"no shared prefill" prefills every row's own copy of its prompt (the engine's default shares one prefill per
+distinct prompt). In "ragged" settings rows also stop on the eight digits 0-7 (~8%/step on the random-init
+model), so rows finish at very different lengths: the case that batch compaction targets.
 
     PYTHONPATH=src python bench/bench_generation.py --out bench/results/generation.json
 """
@@ -69,6 +70,8 @@ def bench_setting(model: Any, tok: Any, batch: int, max_new: int, stops: tuple[i
         "engine": lambda k: run_engine(HFEngine(model, tok, batch_size=batch), prompts, max_new, stops, k),
         "engine_nocompact": lambda k: run_engine(HFEngine(model, tok, batch_size=batch, compact=False),
                                                  prompts, max_new, stops, k),
+        "engine_noshare": lambda k: run_engine(HFEngine(model, tok, batch_size=batch, share_prefill=False),
+                                               prompts, max_new, stops, k),
         "hf_generate": lambda k: run_hf_generate(model, tok, prompts, max_new, stops, k),
     }
     best = {name: (float("inf"), 0) for name in runners}
@@ -105,11 +108,13 @@ def main() -> None:
         rows.append(bench_setting(model, tok, batch, max_new, stops, args.repeats))
         print(rows[-1], flush=True)
     print(f"\ntorch threads = {args.threads}\n")
-    print("| batch | max_new | ragged | engine tok/s | no compaction | HF generate tok/s | engine/HF |")
-    print("|---:|---:|:---:|---:|---:|---:|---:|")
+    print("| batch | max_new | ragged | engine tok/s | no compaction | no shared prefill | HF generate tok/s "
+          "| engine/HF |")
+    print("|---:|---:|:---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['batch']} | {r['max_new_tokens']} | {'yes' if r['ragged'] else 'no'} | "
-              f"{r['engine_tok_s']:,} | {r['engine_nocompact_tok_s']:,} | {r['hf_generate_tok_s']:,} | "
+              f"{r['engine_tok_s']:,} | {r['engine_nocompact_tok_s']:,} | {r['engine_noshare_tok_s']:,} | "
+              f"{r['hf_generate_tok_s']:,} | "
               f"{r['engine_tok_s'] / r['hf_generate_tok_s']:.2f}x |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
