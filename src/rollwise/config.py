@@ -120,8 +120,11 @@ class AlgoConfig(_Section):
     kl_estimator: str = Field("k3", description="KL estimator: k1 | k2 | k3")
     epochs: int = Field(1, ge=1, description="optimisation passes over each batch (old logprobs kept)")
     mini_batches: int = Field(1, ge=1, description="optimiser steps per pass (batch split in this many)")
-    micro_batch: int = Field(64, ge=1, description="sequences per forward/backward (gradient accumulation)")
+    micro_batch: int = Field(256, ge=1, description="sequences per forward/backward (gradient accumulation; "
+                             "lower it for large models)")
     share_prefix: bool = Field(True, description="forward each distinct prompt once per micro-batch (exact)")
+    length_buckets: int = Field(3, ge=1, description="split each micro-batch's forward into up to N groups of "
+                                "similar completion length, cutting padding (exact)")
     lr: float = Field(1e-5, gt=0, description="learning rate, constant after warm-up (small: see docs/benchmarks.md)")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -5,8 +5,9 @@ import torch
 
 from rollwise.config import AlgoConfig
 from rollwise.sampling import TrainGroup
+from rollwise.train import policy
 from rollwise.train.batch import Optimiser, build_train_batch, make_micro_batches
-from rollwise.train.policy import build_seq_batch, compute_logprobs
+from rollwise.train.policy import build_seq_batch, compute_logprobs, length_buckets_of
 from rollwise.types import Rollout
 
 
@@ -123,24 +124,44 @@ def _grouped(sizes: list[int], seed: int = 0) -> tuple[list[list[int]], list[lis
 
 
 @pytest.mark.parametrize("T", [1.0, 0.7])
-def test_shared_prefix_forward_equals_full_rows(tiny_model, T):
-    """One prompt forward per group + a completion forward on the gathered cache is the same function:
-    log-probs, entropies and parameter gradients equal those of the full [B, P + C] rows."""
+@pytest.mark.parametrize("share,buckets", [(True, 1), (False, 3), (True, 3)])
+def test_shared_prefix_and_length_buckets_equal_full_rows(tiny_model, T, share, buckets, monkeypatch):
+    """One prompt forward per group + completion forwards on the gathered cache, and/or the completion part
+    split into length buckets, is the same function: log-probs, entropies and parameter gradients equal those
+    of the full [B, P + C] rows in one forward."""
+    monkeypatch.setattr(policy, "BUCKET_OVERHEAD_TOKENS", 0)  # split even this small batch
     prompts, comps = _grouped([3, 1, 5, 2])
+    comps[0] = comps[0][:1]
+    comps[4] = (comps[4] * 8)[:12]  # one long completion: most rows would be padding without buckets
     b = build_seq_batch(prompts, comps, 0)
     assert b.num_distinct_prompts == 4
+    assert len(length_buckets_of(b.completion_mask.sum(-1).long().tolist(), buckets)) == buckets
     w = torch.randn(b.completion_mask.shape, generator=torch.Generator().manual_seed(1))  # [B, C] weights
     out = {}
-    for share in (False, True):
+    for key, kw in (("full", {}), ("fast", {"share_prefix": share, "length_buckets": buckets})):
         tiny_model.zero_grad(set_to_none=True)
-        lp, ent = compute_logprobs(tiny_model, b, temperature=T, with_entropy=True, share_prefix=share)
+        lp, ent = compute_logprobs(tiny_model, b, temperature=T, with_entropy=True, **kw)
         (lp * w).sum().backward()
-        out[share] = lp.detach(), ent.detach() * b.completion_mask, [p.grad.clone() for p in tiny_model.parameters()]
-    torch.testing.assert_close(out[True][0], out[False][0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=0)
-    for g_shared, g_full in zip(out[True][2], out[False][2]):
-        torch.testing.assert_close(g_shared, g_full, atol=1e-6, rtol=1e-4)
-    assert out[True][0][1, 0] != 0 and out[True][0][3, 4] == 0  # real tokens scored, padding masked
+        out[key] = lp.detach(), ent.detach() * b.completion_mask, [p.grad.clone() for p in tiny_model.parameters()]
+    torch.testing.assert_close(out["fast"][0], out["full"][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["fast"][1], out["full"][1], atol=1e-5, rtol=0)
+    for g_fast, g_full in zip(out["fast"][2], out["full"][2]):
+        torch.testing.assert_close(g_fast, g_full, atol=1e-6, rtol=1e-4)
+    assert out["fast"][0][1, 0] != 0 and out["fast"][0][0, 1] == 0  # real tokens scored, padding masked
+
+
+def test_length_buckets_cut_where_padding_costs_most():
+    """Hand-computed: lengths 1 x 200 and 9 x 56. One bucket pads to 256 x 9 = 2304 cells; two buckets
+    cost 200 x 1 + 56 x 9 = 704 cells + 128 for the extra forward. A third bucket has nothing to save."""
+    lengths = [1] * 100 + [9] * 56 + [1] * 100
+    buckets = length_buckets_of(lengths, 3)
+    assert [(len(r), c) for r, c in buckets] == [(200, 1), (56, 9)]
+    assert sorted(torch.cat([r for r, _ in buckets]).tolist()) == list(range(256))
+    assert set(buckets[1][0].tolist()) == set(range(100, 156))
+    # a small batch: splitting saves fewer cells than one more forward costs, so one bucket in row order
+    assert [(r.tolist(), c) for r, c in length_buckets_of([1, 5, 2], 3)] == [([0, 1, 2], 5)]
+    assert length_buckets_of([4] * 300, 3)[0][1] == 4 and len(length_buckets_of([4] * 300, 3)) == 1
+    assert len(length_buckets_of(lengths, 1)) == 1
 
 
 def test_shared_prefix_under_gradient_checkpointing(tiny_model):
@@ -156,8 +177,12 @@ def test_shared_prefix_under_gradient_checkpointing(tiny_model):
 
 
 @pytest.mark.parametrize("micro_size", [11, 4])
-def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_size):
+def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_size, monkeypatch):
+    """Two passes of the optimiser with shared prompts and length buckets land on the same parameters as with
+    full rows in one forward per micro-batch."""
     import numpy as np
+
+    monkeypatch.setattr(policy, "BUCKET_OVERHEAD_TOKENS", 0)
 
     prompts, comps = _grouped([3, 1, 5, 2], seed=3)
     pools, groups, row = {}, [], 0
@@ -170,7 +195,8 @@ def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_si
     params = {}
     for share in (False, True):
         model = copy.deepcopy(tiny_model)
-        cfg = AlgoConfig(micro_batch=micro_size, share_prefix=share, grad_clip=1e9, epochs=2)
+        cfg = AlgoConfig(micro_batch=micro_size, share_prefix=share, length_buckets=3 if share else 1,
+                         grad_clip=1e9, epochs=2)
         o = Optimiser(model, torch.optim.SGD(model.parameters(), lr=0.5), cfg, temperature=1.0, norm_length=8)
         micro = make_micro_batches(batch, micro_size, 0, torch.device("cpu"))
         o.prepare(micro, batch, None)

@@ -123,13 +123,11 @@ class Optimiser:
         for mb in micro:
             if multi or token_fraction is not None:
                 want_ent = token_fraction is not None
-                lp, ent = compute_logprobs(self.model, mb.seq, self.temperature, with_entropy=want_ent,
-                                           share_prefix=self.cfg.share_prefix)
+                lp, ent = self._logprobs(self.model, mb.seq, with_entropy=want_ent)
                 mb.old = lp if multi else None
                 ents.append(ent)
             if self.ref is not None:
-                mb.ref, _ = compute_logprobs(self.ref, mb.seq, self.temperature,
-                                             share_prefix=self.cfg.share_prefix)
+                mb.ref, _ = self._logprobs(self.ref, mb.seq)
         if token_fraction is not None and token_fraction < 1.0:
             C = max(mb.seq.completion_mask.shape[1] for mb in micro)
             pad = [torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ents]
@@ -180,13 +178,17 @@ class Optimiser:
         return {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}, \
             per_row, ok
 
+    def _logprobs(self, model: torch.nn.Module, seq: SeqBatch,
+                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return compute_logprobs(model, seq, self.temperature, with_entropy=with_entropy,
+                                share_prefix=self.cfg.share_prefix, length_buckets=self.cfg.length_buckets)
+
     def _mask(self, mb: MicroBatch) -> torch.Tensor:
         return mb.seq.completion_mask if mb.token_mask is None else mb.seq.completion_mask * mb.token_mask
 
     def _micro_loss(self, mb: MicroBatch, mask: torch.Tensor, tok: float,
                     seqs: float) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor]:
-        logp, _ = compute_logprobs(self.model, mb.seq, self.temperature,
-                                   share_prefix=self.cfg.share_prefix)  # [b, C]
+        logp, _ = self._logprobs(self.model, mb.seq)  # [b, C]
         old = mb.old if mb.old is not None else logp.detach()
         beh = mb.behaviour if mb.old is not None else None
         loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh)

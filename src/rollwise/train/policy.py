@@ -7,7 +7,10 @@ Only the completion slice of the logits is materialised (``logits_to_keep``).
 A GRPO batch repeats every prompt G times. With ``share_prefix`` the forward runs each distinct prompt once,
 expands its KV cache to the rows that share it, and runs only the completion tokens on top: the same
 function of the weights (equal up to float rounding, gradients included), with about B/G * P + B * C tokens
-of work instead of B * (P + C).
+of work instead of B * (P + C). With ``length_buckets`` > 1 the completion pass is split into up to that many
+groups of rows of similar completion length, each cut to its own longest completion, so short answers stop
+paying for the padding of long ones (also exact; one more forward per bucket, so buckets are only made where
+they save more than ``BUCKET_OVERHEAD_TOKENS`` padded tokens each).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from rollwise.generation.base import distinct_rows
+
+BUCKET_OVERHEAD_TOKENS = 128  # padded [row, position] cells one extra forward must save to be worth making
 
 
 @dataclass
@@ -67,17 +72,22 @@ def build_seq_batch(prompts: list[list[int]], completions: list[list[int]], pad_
 
 def compute_logprobs(model: torch.nn.Module, batch: SeqBatch, temperature: float = 1.0,
                      with_entropy: bool = False,
-                     share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     share_prefix: bool = False,
+                     length_buckets: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(y_t | s_t) of every completion token ([B, C]) and optionally the full-vocabulary entropy."""
     logits = None
+    buckets = length_buckets_of(batch.completion_mask.sum(-1).long().tolist(), length_buckets)
     checkpointing = model.training and getattr(model, "is_gradient_checkpointing", False)  # keeps no cache
     if share_prefix and not checkpointing and batch.num_distinct_prompts < batch.input_ids.shape[0]:
-        logits = _shared_prefix_logits(model, batch)
+        logits = _shared_prefix_logits(model, batch, buckets)
     if logits is None:
-        C = batch.completion_ids.shape[1]
-        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    position_ids=batch.position_ids, use_cache=False, logits_to_keep=C + 1)
-        logits = out.logits[:, :-1, :]  # [B, C, V]: position t predicts completion token t
+        P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
+        parts = []
+        for rows, c in buckets:
+            out = model(input_ids=batch.input_ids[rows, : P + c], attention_mask=batch.attention_mask[rows, : P + c],
+                        position_ids=batch.position_ids[rows, : P + c], use_cache=False, logits_to_keep=c + 1)
+            parts.append(out.logits[:, :-1, :])  # [b, c, V]: position t predicts completion token t
+        logits = _assemble(parts, buckets, batch.completion_ids.shape[1])
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
@@ -89,11 +99,60 @@ def compute_logprobs(model: torch.nn.Module, batch: SeqBatch, temperature: float
     return logp * batch.completion_mask, entropy
 
 
-def _shared_prefix_logits(model: torch.nn.Module, batch: SeqBatch) -> torch.Tensor | None:
+def length_buckets_of(lengths: list[int], max_buckets: int,
+                      overhead: int | None = None) -> list[tuple[torch.Tensor, int]]:
+    """Split rows into at most ``max_buckets`` groups of similar length: [(rows, longest length)].
+
+    Rows are sorted by length and cut where the padded cells (rows x longest) plus ``overhead`` (default
+    ``BUCKET_OVERHEAD_TOKENS``) per bucket are smallest: an exact dynamic programme over the points where the
+    length changes. One bucket keeps the rows in their order.
+    """
+    overhead = BUCKET_OVERHEAD_TOKENS if overhead is None else overhead
+    n = len(lengths)
+    whole = [(torch.arange(n), max(max(lengths, default=0), 1))]
+    if max_buckets <= 1 or n == 0 or min(lengths) == max(lengths):
+        return whole
+    order = sorted(range(n), key=lambda i: lengths[i])
+    srt = [max(lengths[i], 1) for i in order]
+    pts = [0] + [i for i in range(1, n) if srt[i] != srt[i - 1]] + [n]
+    inf = float("inf")
+    cost = [[inf] * len(pts) for _ in range(max_buckets + 1)]  # cost[k][j]: rows [0, pts[j]) in k buckets
+    back = [[0] * len(pts) for _ in range(max_buckets + 1)]
+    cost[0][0] = 0.0
+    for k in range(1, max_buckets + 1):
+        for j in range(1, len(pts)):
+            for i in range(j):
+                c = cost[k - 1][i] + (pts[j] - pts[i]) * srt[pts[j] - 1] + overhead
+                if c < cost[k][j]:
+                    cost[k][j], back[k][j] = c, i
+    k = min(range(1, max_buckets + 1), key=lambda k: cost[k][-1])
+    if k == 1:
+        return whole
+    out, j = [], len(pts) - 1
+    for kk in range(k, 0, -1):
+        i = back[kk][j]
+        out.append((torch.tensor(order[pts[i] : pts[j]], dtype=torch.long), srt[pts[j] - 1]))
+        j = i
+    return out[::-1]
+
+
+def _assemble(parts: list[torch.Tensor], buckets: list[tuple[torch.Tensor, int]], C: int) -> torch.Tensor:
+    """Per-bucket logits [b, c, V] -> [B, C, V] in the batch's row order (zeros past each bucket's length)."""
+    if len(parts) == 1:
+        return parts[0]
+    rows = torch.cat([r for r, _ in buckets])
+    padded = torch.cat([F.pad(p, (0, 0, 0, C - p.shape[1])) for p in parts])
+    inverse = torch.empty_like(rows)
+    inverse[rows] = torch.arange(len(rows))
+    return padded[inverse]
+
+
+def _shared_prefix_logits(model: torch.nn.Module, batch: SeqBatch,
+                          buckets: list[tuple[torch.Tensor, int]]) -> torch.Tensor | None:
     """[B, C, V] completion logits with one prompt forward per distinct prompt; None if the model keeps no cache.
 
-    The prompt pass fills a KV cache for the U distinct prompts ([U, P]); ``reorder_cache`` gathers it to the
-    B rows (autograd sums the rows' gradients back into each prompt); the completion pass ([B, C]) attends to
+    The prompt pass fills a KV cache for the U distinct prompts ([U, P]); each length bucket gathers it to its
+    rows (autograd sums the rows' gradients back into each prompt); the completion pass ([b, c]) attends to
     it. The last prompt position predicts completion token 0, completion position t predicts token t + 1.
     """
     C = batch.completion_ids.shape[1]
@@ -105,7 +164,14 @@ def _shared_prefix_logits(model: torch.nn.Module, batch: SeqBatch) -> torch.Tens
                  logits_to_keep=1)
     if cache.get_seq_length() != P:  # a model that ignores the cache
         return None
-    cache.reorder_cache(index)
-    tail = model(input_ids=batch.completion_ids, attention_mask=batch.attention_mask,
-                 position_ids=batch.position_ids[:, P:], past_key_values=cache, use_cache=True, logits_to_keep=C)
-    return torch.cat([head.logits[:, -1:][index], tail.logits[:, :-1]], dim=1)  # [B, C, V]
+    parts = []
+    for rows_b, c in buckets:  # each bucket gathers its rows' prompt cache and runs its own c columns
+        at = index[rows_b]
+        kv = DynamicCache(config=model.config)
+        for li, layer in enumerate(cache.layers):
+            kv.update(layer.keys.index_select(0, at), layer.values.index_select(0, at), li)
+        tail = model(input_ids=batch.completion_ids[rows_b, :c], attention_mask=batch.attention_mask[rows_b, : P + c],
+                     position_ids=batch.position_ids[rows_b, P : P + c], past_key_values=kv, use_cache=True,
+                     logits_to_keep=c)
+        parts.append(torch.cat([head.logits[at, -1:], tail.logits[:, :-1]], dim=1))  # [b, c, V]
+    return _assemble(parts, buckets, C)
