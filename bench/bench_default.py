@@ -72,7 +72,8 @@ def main() -> None:
         end = {lv: ev[-1][f"eval/{lv}/pass@1"] for lv in levels}
         mid = [lv for lv in levels if 0.10 <= start[lv] <= 0.60]
         gain = float(np.mean([end[lv] - start[lv] for lv in mid])) if mid else float("nan")
-        result["runs"].append({"seed": seed, "rl_wall_seconds": wall, "start": start, "end": end,
+        length = {lv: [ev[0][f"eval/{lv}/length"], ev[-1][f"eval/{lv}/length"]] for lv in levels}
+        result["runs"].append({"seed": seed, "rl_wall_seconds": wall, "start": start, "end": end, "length": length,
                                "mid_levels": mid, "mid_gain": gain, "tokens": ev[-1]["ledger/tokens"]})
         print(f"seed {seed}: RL {wall:.0f} s, gain over {mid}: {gain:+.3f}")
     gains = [r["mid_gain"] for r in result["runs"]]
@@ -80,11 +81,13 @@ def main() -> None:
     result["mid_gain_std"] = float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0
     (out / "results.json").write_text(json.dumps(result, indent=2))
     levels = list(result["runs"][0]["start"])
-    lines = ["| level | warm start | after RL (mean over seeds) | change |", "|---|---|---|---|"]
+    lines = ["| level | warm start | after RL (mean over seeds) | change | greedy completion tokens, start -> end |",
+             "|---|---|---|---|---|"]
     for lv in levels:
         s = np.mean([r["start"][lv] for r in result["runs"]])
         e = np.mean([r["end"][lv] for r in result["runs"]])
-        lines.append(f"| {lv} | {s:.3f} | {e:.3f} | {e - s:+.3f} |")
+        n0, n1 = (np.mean([r["length"][lv][i] for r in result["runs"]]) for i in (0, 1))
+        lines.append(f"| {lv} | {s:.3f} | {e:.3f} | {e - s:+.3f} | {n0:.1f} -> {n1:.1f} |")
     lines.append(f"\nmean gain over levels with warm start in [10%, 60%]: {result['mid_gain_mean']:+.3f} "
                  f"± {result['mid_gain_std']:.3f} (seeds {args.seeds})")
     (out / "results.md").write_text("\n".join(lines) + "\n")

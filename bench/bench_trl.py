@@ -1,6 +1,6 @@
 """rollwise vs TRL's GRPOTrainer: seconds per step, rollout tokens/s and held-out accuracy after the same steps.
 
-Both libraries start from the SAME weights (the rollwise warm start of ``configs/tiny.toml``, or of
+Both libraries start from the SAME weights (the rollwise warm start of ``configs/direct.toml``, or of
 ``configs/smoke.toml`` with ``--quick``), use the same char tokenizer, the same arithmetic pool rendered by the
 same template, the same verifier (``synthetic_int`` through ``rollwise.compat.trl.TRLReward``) and seed, and
 the matched GRPO settings of ``rollwise.compat.trl.grpo_config_kwargs``: G rollouts for each of
@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_config(quick: bool, steps: int, out_dir: Path, overrides: list[str] = ()) -> Config:
-    path = ROOT / "configs" / ("smoke.toml" if quick else "tiny.toml")
+    path = ROOT / "configs" / ("smoke.toml" if quick else "direct.toml")  # direct answers: 8 new tokens suffice
     return load_config(path, [
         f"--run.out_dir={out_dir}", "--run.device=cpu", f"--warmstart.cache_dir={ROOT / '.cache' / 'warmstart'}",
         f"--trainer.steps={steps}", "--trainer.eval_every=0", "--trainer.checkpoint_every=0",
@@ -142,7 +142,7 @@ def build_trl_trainer(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, 
                       dataloader_num_workers=0, shuffle_dataset=True)
     timer = StepTimer()
     trainer = TimedGRPOTrainer(
-        model=model, reward_funcs=build_trl_reward(cfg.task.verifier), args=args,
+        model=model, reward_funcs=build_trl_reward(cfg.task.verifier_name()), args=args,
         train_dataset=build_trl_dataset(task.pool, trl_prompt_renderer(cfg, tok)), processing_class=tok,
         callbacks=[timer], optimizers=setup.build_optimizer(cfg, model))
     trainer.remove_callback(PrinterCallback)  # no per-step log dicts on stdout
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warm start ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         levels = list(task.level_names)
         meta = machine_info() | {"quick": a.quick, "steps": a.steps, "overrides": overrides,
-                                 "config": "smoke" if a.quick else "tiny",
+                                 "config": "smoke" if a.quick else "direct",
                                  "settings": grpo_config_kwargs(cfg),
                                  "eval_prompts_per_level": cfg.task.eval_size, "cpu_shared_note":
                                  "the CPU may be shared with other work; see load_average"}

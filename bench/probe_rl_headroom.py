@@ -1,6 +1,7 @@
 """Diagnostic for issue 2: can the embedded warm start be improved, and by what?
 
-Starts from the default warm start, restricts training to some levels, and runs either supervised
+Starts from the direct-answer warm start (``configs/direct.toml``, the default until 2026-11-30), restricts
+training to some levels, and runs either supervised
 fine-tuning on the reference answers (``mode=sft``: the ceiling of what the model can still learn) or plain
 group-normalised REINFORCE (``mode=rl``: the trainer's on-policy GRPO step without the framework around
 it), or REINFORCE with random zero-mean group advantages (``mode=noise``: what the update noise alone does).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+from pathlib import Path
 
 import torch
 
@@ -37,6 +39,7 @@ from rollwise.train.evaluate import evaluate
 from rollwise.train.policy import build_seq_batch, compute_logprobs
 from rollwise.train.trainer import Trainer
 
+ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     args = dict(a.split("=", 1) for a in sys.argv[1:] if not a.startswith("--"))
@@ -44,7 +47,8 @@ def main() -> None:
     levels = args.get("levels", "add1,add2,sub2,add3,mul1,add4,sum3,mul2").split(",")
     mode, lr, steps = args.get("mode", "rl"), float(args.get("lr", 1e-4)), int(args.get("steps", 300))
     P, G, warmup = int(args.get("P", 32)), int(args.get("G", 8)), int(args.get("warmup", 0))
-    cfg = load_config(None, ["--run.out_dir=/tmp/rollwise_probe", "--run.name=probe", "--trainer.plots=false",
+    cfg = load_config(ROOT / "configs" / "direct.toml", ["--run.out_dir=/tmp/rollwise_probe", "--run.name=probe",
+                                                         "--trainer.plots=false",
                              *overrides])
     tr = Trainer(cfg)
     pool = [p for p in tr.task.pool if p.meta["level"] in levels]

@@ -1,9 +1,11 @@
-"""Issue 3 check: every registered sampler preset completes the default run (``configs/tiny.toml``, 150 steps).
+"""Issue 3 check: every registered sampler preset completes a full run (``--config``, default the embedded default
+``configs/tiny.toml``, 150 steps).
 
 Records, per preset: completed or the error, wall seconds, final held-out mean pass@1, mean share of mixed
 groups, rollouts and tokens generated. Results: JSON + a markdown table.
 
-    python bench/run_presets.py --out bench/results/presets
+    python bench/run_presets.py --out bench/results/presets_mixed
+    python bench/run_presets.py --config configs/direct.toml --out bench/results/presets   # the 2026-11 record
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from rollwise.train.trainer import Trainer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="bench/results/presets")
+    ap.add_argument("--out", default="bench/results/presets_mixed")
+    ap.add_argument("--config", default="configs/tiny.toml", help="base config")
     ap.add_argument("--presets", nargs="*", default=None, help="default: every registered preset")
     ap.add_argument("overrides", nargs="*", help="extra --key=value config overrides")
     args = ap.parse_args()
@@ -34,7 +37,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.presets or sorted(PRESETS.names()):
-        cfg = load_config(None, [f"--sampler.type={name}", f"--run.out_dir={out}", f"--run.name={name}",
+        cfg = load_config(args.config, [f"--sampler.type={name}", f"--run.out_dir={out}", f"--run.name={name}",
                                  "--trainer.eval_every=0", "--trainer.checkpoint_every=0", *args.overrides])
         t0 = time.perf_counter()
         row: dict = {"preset": name}
@@ -51,7 +54,8 @@ def main() -> None:
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(name, row["status"], f"{row['seconds']:.0f} s", flush=True)
-    meta = {"date": str(date.today()), "nproc": os.cpu_count(), "load_average_end": os.getloadavg()}
+    meta = {"date": str(date.today()), "config": args.config, "nproc": os.cpu_count(),
+            "load_average_end": os.getloadavg()}
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = ["| preset | status | steps | final mean pass@1 | mixed share | rollouts | tokens | seconds |",
              "|---|---|---|---|---|---|---|---|"]

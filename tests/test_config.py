@@ -27,14 +27,17 @@ def test_overrides_parse_types():
     ("--bogus.x=1", "bogus: unknown key"),
     ("--generation.top_p=2", "generation.top_p"),
     ("--task.answer_order=backwards", "task.answer_order"),
-    ("--task.answer_order=lsb", "task.verifier"),
-    ("--task.scratchpad=carries", "task.verifier"),
+    ("--task.answer_order=lsb", "task.scratchpad"),
+    ("--task.scratchpad=none --task.answer_order=lsb --task.verifier=synthetic_int", "task.verifier"),
+    ("--task.scratchpad=carries --task.verifier=synthetic_int", "task.verifier"),
+    ("--task.scratchpad=mixed --task.verifier=synthetic_scratch", "task.verifier"),
+    ("--task.scratchpad_share=1.5", "task.scratchpad_share"),
     ("--task.scratchpad=yes", "task.scratchpad"),
     ("--trainer.eval_samples=4", "trainer.eval_samples"),
 ])
 def test_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        load_config(None, [override])
+        load_config(None, override.split())
 
 
 def test_missing_file_and_bad_toml(tmp_path):
@@ -57,3 +60,15 @@ def test_dump_roundtrip_and_docs():
 def test_override_without_value():
     with pytest.raises(ConfigError, match="no value"):
         parse_overrides(["--trainer.steps"])
+
+
+def test_auto_verifier_follows_the_answer_format():
+    def name(*o):
+        return load_config(None, list(o)).task.verifier_name()
+    assert name() == "synthetic_mixed"
+    assert name("--task.scratchpad=none") == "synthetic_int"
+    assert name("--task.scratchpad=carries") == "synthetic_scratch"
+    assert name("--task.scratchpad=none", "--task.answer_order=lsb") == "exact"
+    assert name("--task.suite=dataset", "--task.dataset=gsm8k:test") == "gsm8k"
+    assert name("--task.suite=dataset", "--task.dataset=math500") == "math"
+    assert name("--task.verifier=exact", "--task.scratchpad=none") == "exact"

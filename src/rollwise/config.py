@@ -13,6 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
+ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mixed": "synthetic_mixed"}
+DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -50,8 +54,13 @@ class TaskConfig(_Section):
     )
     answer_order: Literal["msb", "lsb"] = Field(
         "msb", description="arith answers written most- or least-significant digit first (lsb: use verifier exact)")
-    scratchpad: Literal["none", "carries"] = Field(
-        "none", description="arith warm-start targets: direct answer, or column carries then '|' and the answer")
+    scratchpad: Literal["none", "carries", "mixed"] = Field(
+        "mixed", description="arith warm-start targets: direct answers, carry scratchpads ('<carries>|<answer>'), "
+                             "or a mix ('#' starts an unprompted scratchpad; see docs/benchmarks.md section 1)")
+    scratchpad_share: float = Field(
+        0.2, ge=0, le=1, description="scratchpad 'mixed': share of unprompted warm-start targets with a scratchpad")
+    scratchpad_prompted: float = Field(
+        0.5, ge=0, le=1, description="scratchpad 'mixed': share of warm-start prompts ending in '#' (asking for one)")
     train_size: int = Field(20000, ge=1, description="prompts in the train pool (spread evenly over levels)")
     eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
     dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
@@ -63,7 +72,16 @@ class TaskConfig(_Section):
     eval_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for eval")
     group_by: str = Field("level", description="dataset meta field that defines eval groups / sampler levels")
     on_error: Literal["raise", "skip"] = Field("raise", description="malformed dataset rows: error or counted skip")
-    verifier: str = Field("synthetic_int", description="verifier name or package.module:function")
+    verifier: str = Field("auto", description="verifier name or package.module:function; 'auto' = the arith "
+                          "format's own (by scratchpad) or the dataset family's")
+
+    def verifier_name(self) -> str:
+        """The verifier to use: ``verifier``, or for 'auto' the one that reads this task's answers."""
+        if self.verifier != "auto":
+            return self.verifier
+        if self.suite == "arith":
+            return "exact" if self.answer_order == "lsb" else ARITH_VERIFIERS[self.scratchpad]
+        return DATASET_VERIFIERS.get((self.dataset or "").split(":")[0], "math")
 
 
 class WarmStartConfig(_Section):
@@ -102,7 +120,7 @@ class GenerationConfig(_Section):
     engine: str = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
-    max_new_tokens: int = Field(8, ge=1, description="max completion tokens")
+    max_new_tokens: int = Field(16, ge=1, description="max completion tokens")
     batch_size: int = Field(256, ge=1, description="sequences decoded together")
     eval_temperature: float = Field(0.0, ge=0, description="eval sampling temperature (0 = greedy)")
 
@@ -125,7 +143,7 @@ class AlgoConfig(_Section):
     share_prefix: bool = Field(True, description="forward each distinct prompt once per micro-batch (exact)")
     length_buckets: int = Field(3, ge=1, description="split each micro-batch's forward into up to N groups of "
                                 "similar completion length, cutting padding (exact)")
-    lr: float = Field(1e-5, gt=0, description="learning rate, constant after warm-up (small: see docs/benchmarks.md)")
+    lr: float = Field(3e-5, gt=0, description="learning rate, constant after warm-up (see docs/benchmarks.md)")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
@@ -162,14 +180,17 @@ class Config(_Section):
             raise ValueError("model.heads must be a multiple of model.kv_heads")
         if self.model.hidden % self.model.heads:
             raise ValueError("model.hidden must be a multiple of model.heads")
-        if self.task.answer_order == "lsb" and self.task.verifier == "synthetic_int":
+        verifier = self.task.verifier_name()
+        if self.task.answer_order == "lsb" and verifier == "synthetic_int":
             raise ValueError("task.verifier: synthetic_int compares integers and would accept lsb answers without "
-                             "their leading zeros; use task.verifier = 'exact' with task.answer_order = 'lsb'")
-        if self.task.scratchpad == "carries" and self.task.verifier != "synthetic_scratch":
-            raise ValueError("task.verifier: task.scratchpad = 'carries' writes the answer after '|'; "
-                             "use task.verifier = 'synthetic_scratch'")
-        if self.task.scratchpad == "carries" and self.task.answer_order == "lsb":
-            raise ValueError("task.scratchpad: 'carries' writes answers msb first; set task.answer_order = 'msb'")
+                             "their leading zeros; use task.verifier = 'exact' (or 'auto') with answer_order = 'lsb'")
+        if self.task.scratchpad != "none" and self.task.answer_order == "lsb":
+            raise ValueError(f"task.scratchpad: {self.task.scratchpad!r} writes answers msb first; set "
+                             "task.answer_order = 'msb' or task.scratchpad = 'none'")
+        want = ARITH_VERIFIERS[self.task.scratchpad]
+        if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
+            raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
+                             f"its answers; use task.verifier = {want!r} (or 'auto')")
         if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
             raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
                              "samples; set generation.eval_temperature > 0 or eval_samples = 1")

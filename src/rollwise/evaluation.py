@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollwise.config import Config
-
-# the verifier the field uses for each preset family (when the config keeps the synthetic default)
-DEFAULT_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
+from rollwise.config import DATASET_VERIFIERS, Config
 
 
 def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, Any]:
@@ -27,7 +24,7 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, A
 
         t = cfg.task
         sets = build_suite(t.levels, t.train_size, t.eval_size, t.seed, t.answer_order).eval_sets
-        verifier_name = cfg.task.verifier
+        verifier_name = cfg.task.verifier_name()
     else:
         from rollwise.data.loaders import load_preset
 
@@ -36,8 +33,7 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, A
         sets = {"all": prompts} | ({} if by is None else
                                    {k: v for k, v in group_prompts(prompts, by).items() if k != "all"})
         family = data.split(":")[0]
-        verifier_name = cfg.task.verifier if cfg.task.verifier != "synthetic_int" else DEFAULT_VERIFIERS.get(
-            family, "math")
+        verifier_name = cfg.task.verifier if cfg.task.verifier != "auto" else DATASET_VERIFIERS.get(family, "math")
     engine = setup.build_engine(cfg, model, tok)
     params = setup.sampling_params(cfg, tok, eval_mode=n == 1)
 

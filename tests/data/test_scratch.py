@@ -1,3 +1,4 @@
+import itertools
 import random
 
 import pytest
@@ -43,3 +44,28 @@ def test_carry_scratchpad_rejects_other_text_and_feeds_the_warm_start():
         carry_scratchpad("what is 2+2?", 4)
     text, target = next(sft_stream({"add2": 1.0}, seed=0, exclude=set(), scratchpad="carries"))
     assert target == carry_scratchpad(text, eval(text[:-1]))
+
+
+def test_mixed_stream_shares_and_formats():
+    """'mixed': prompted rows end in '#' and get the bare scratchpad; of the rest, about ``share`` get '#' + the
+    scratchpad and the others the direct answer; every target carries the right answer; the draws are seeded."""
+    rows = list(itertools.islice(sft_stream({"add2": 1.0, "sub2": 1.0, "mul2": 1.0}, seed=0, exclude=set(),
+                                            scratchpad="mixed", share=0.2, prompted=0.5), 4000))
+    asked = [(p, t) for p, t in rows if p.endswith("#")]
+    rest = [(p, t) for p, t in rows if not p.endswith("#")]
+    worked = [(p, t) for p, t in rest if t.startswith("#")]
+    assert abs(len(asked) / 4000 - 0.5) < 0.03 and abs(len(worked) / len(rest) - 0.2) < 0.03
+    for p, t in asked:
+        assert t == carry_scratchpad(p[:-1], eval(p[:-2]))
+    for p, t in worked:
+        assert t == "#" + carry_scratchpad(p, eval(p[:-1]))
+    for p, t in rest:
+        if not t.startswith("#"):
+            assert t == str(eval(p[:-1]))
+    again = list(itertools.islice(sft_stream({"add2": 1.0, "sub2": 1.0, "mul2": 1.0}, seed=0, exclude=set(),
+                                             scratchpad="mixed", share=0.2, prompted=0.5), 4000))
+    assert again == rows
+    # share 0 and prompted 0: the direct stream's answers (the draws differ, the format does not)
+    plain = itertools.islice(sft_stream({"add2": 1.0}, seed=0, exclude=set(), scratchpad="mixed", share=0.0,
+                                        prompted=0.0), 200)
+    assert all(not p.endswith("#") and t == str(eval(p[:-1])) for p, t in plain)

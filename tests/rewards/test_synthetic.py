@@ -23,3 +23,14 @@ def test_synthetic_scratch_reads_the_answer_after_the_last_bar():
     for bad in ["125", "11|", "11|12x5", "|"]:  # no bar, or no integer after it
         assert v(bad, "125").score == 0.0, bad
     assert not v("125", "125").parsed
+
+
+def test_synthetic_mixed_reads_direct_answers_and_scratchpads():
+    v = get_verifier("synthetic_mixed")
+    assert v("125", "125").score == 1.0          # a direct answer
+    assert v("#11|125", "125").score == 1.0      # a worked answer: the integer after the last '|'
+    assert v("#-10|-14", "-14").score == 1.0
+    assert v("#11|124", "125").score == 0.0 and v("#11|124", "125").parsed
+    for bad in ["#125", "#11|", "|", "", "12|5x"]:  # a marker with no bar, or no integer after the bar
+        assert v(bad, "125").score == 0.0, bad
+    assert not v("#11|", "125").parsed

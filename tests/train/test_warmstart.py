@@ -1,8 +1,9 @@
-"""Warm-start options: the cache key, the learning-rate floor, untied embeddings and the carry scratchpad."""
+"""Warm-start options: the cache key, the learning-rate floor, untied embeddings and the scratchpads."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -12,6 +13,8 @@ from rollwise.train.model import build_tiny_model, load_model
 from rollwise.train.trainer import Trainer
 from rollwise.train.warmstart import PACKAGED, find_warmstart, lr_factor, train_warmstart, warmstart_key
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_default_key_is_the_packaged_warm_start():
     # The options added after the packaged checkpoint was made must not change the default key.
@@ -20,12 +23,23 @@ def test_default_key_is_the_packaged_warm_start():
     assert find_warmstart(cfg) is not None
 
 
+def test_direct_answer_key_is_unchanged_and_shipped():
+    # configs/direct.toml was the default when its checkpoint was made; later options must not change its key.
+    cfg = load_config(ROOT / "configs" / "direct.toml", [])
+    assert warmstart_key(cfg) == "ba6893b81f68fdda"
+    assert find_warmstart(cfg) == PACKAGED / "ba6893b81f68fdda"
+
+
 def test_key_changes_with_each_new_option():
     base = warmstart_key(load_config(None, []))
     options = [["--warmstart.final_lr_ratio=0.1"], ["--warmstart.weight_decay=0.1"], ["--model.tie_embeddings=false"],
-               ["--task.scratchpad=carries", "--task.verifier=synthetic_scratch"]]
+               ["--task.scratchpad=carries"], ["--task.scratchpad=none"], ["--task.scratchpad_share=0.3"],
+               ["--task.scratchpad_prompted=0.4"]]
     keys = {warmstart_key(load_config(None, o)) for o in options}
-    assert base not in keys and len(keys) == 4
+    assert base not in keys and len(keys) == len(options)
+    # the mixing shares do not enter the key of the other formats
+    assert warmstart_key(load_config(None, ["--task.scratchpad=none", "--task.scratchpad_share=0.5"])) == \
+        warmstart_key(load_config(None, ["--task.scratchpad=none"]))
 
 
 def test_lr_factor_warmup_cosine_and_floor():
@@ -67,3 +81,19 @@ def test_carry_scratchpad_warm_start_and_rl_run_end_to_end(smoke_cfg):
     assert len(scored) == 2
     # after 60 SFT steps the model writes the 'carries|answer' shape, so the verifier parses its rollouts
     assert scored[-1]["rollout/parsed_share"] > 0.5
+
+
+def test_mixed_scratchpad_warm_start_and_rl_run_end_to_end(smoke_cfg):
+    """The default's path at smoke size: SFT on direct, prompted and unprompted worked targets, then RL scored by
+    synthetic_mixed on plain prompts, with the eval logging completion lengths."""
+    cfg = smoke_cfg("--run.name=mixed", "--task.scratchpad=mixed", "--generation.max_new_tokens=8",
+                    "--warmstart.steps=60", "--trainer.steps=2")
+    assert cfg.task.verifier_name() == "synthetic_mixed"
+    t = Trainer(cfg)
+    t.train()
+    t.close()
+    rows = read_metrics(t.run_dir)
+    scored = [r for r in rows if "rollout/parsed_share" in r]
+    assert len(scored) == 2 and scored[-1]["rollout/parsed_share"] > 0.5
+    ev = [r for r in rows if "eval/add2/length" in r]
+    assert ev and all(1 <= r["eval/add2/length"] <= 8 for r in ev)

@@ -124,10 +124,13 @@ def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: i
     return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
 
 
-def sft_stream(weights: dict[str, float], seed: int, exclude: set[str],
-               answer_order: str = "msb", scratchpad: str = "none") -> Iterator[tuple[str, str]]:
-    """Endless (prompt, target) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded;
-    the target is the answer, or with ``scratchpad='carries'`` the carry scratchpad and the answer."""
+def sft_stream(weights: dict[str, float], seed: int, exclude: set[str], answer_order: str = "msb",
+               scratchpad: str = "none", share: float = 0.2, prompted: float = 0.5) -> Iterator[tuple[str, str]]:
+    """Endless (prompt, target) pairs for the warm start, levels drawn by ``weights``, eval prompts excluded.
+
+    Targets by ``scratchpad``: ``'none'`` the answer; ``'carries'`` the carry scratchpad and the answer;
+    ``'mixed'`` a ``prompted`` share of prompts end in ``'#'`` (a request for working) and get the scratchpad,
+    the rest get ``'#'`` + scratchpad with probability ``share`` (unprompted working) and the answer otherwise."""
     names = [n for n, w in weights.items() if w > 0]
     if not names:
         raise ValueError("warmstart.level_weights has no positive weight")
@@ -137,8 +140,17 @@ def sft_stream(weights: dict[str, float], seed: int, exclude: set[str],
     w = np.array([weights[n] for n in names], dtype=np.float64)
     rng = random.Random(f"sft-{seed}")
     cum = np.cumsum(w / w.sum())
+    mixed = scratchpad == "mixed"
     while True:
         name = names[min(int(np.searchsorted(cum, rng.random())), len(names) - 1)]
         text, ans = LEVELS[name].make(rng)
-        if text not in exclude:
-            yield text, carry_scratchpad(text, ans) if scratchpad == "carries" else format_answer(ans, answer_order)
+        asked = mixed and prompted > 0 and rng.random() < prompted
+        worked = mixed and rng.random() < share
+        if text in exclude:
+            continue
+        if scratchpad == "carries" or asked:
+            yield text + ("#" if asked else ""), carry_scratchpad(text, ans)
+        elif worked:
+            yield text, "#" + carry_scratchpad(text, ans)
+        else:
+            yield text, format_answer(ans, answer_order)

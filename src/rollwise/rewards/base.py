@@ -101,6 +101,7 @@ VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalise
 VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
 VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")
 VERIFIERS.register("synthetic_scratch", "rollwise.rewards.synthetic:verify_scratch", doc="'<work>|<integer>'")
+VERIFIERS.register("synthetic_mixed", "rollwise.rewards.synthetic:verify_mixed", doc="'<int>' or '#<work>|<int>'")
 
 
 def get_verifier(name: str) -> Verifier:

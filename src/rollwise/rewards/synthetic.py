@@ -29,3 +29,12 @@ def verify_scratch(completion: str, reference: str) -> VerifyResult:
 
 
 verify_scratch.safe_inline = True  # type: ignore[attr-defined]
+
+
+def verify_mixed(completion: str, reference: str) -> VerifyResult:
+    """Either form of ``task.scratchpad = 'mixed'``: the integer after the last ``|`` when the completion has a
+    scratchpad, else the leading integer of a direct answer."""
+    return verify_scratch(completion, reference) if "|" in completion else verify_int(completion, reference)
+
+
+verify_mixed.safe_inline = True  # type: ignore[attr-defined]

@@ -22,7 +22,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], encode: Any,
              params: SamplingParams, n: int = 1, ks: tuple[int, ...] = (1,), prefix: str = "eval") -> dict[str, Any]:
     """Generate ``n`` completions per prompt, verify, and report per-set pass@1 (plus pass@k/maj@k for n>1)
-    as ``{prefix}/{set}/pass@1`` and their mean ``{prefix}/mean/pass@1``."""
+    as ``{prefix}/{set}/pass@1`` and their mean ``{prefix}/mean/pass@1``, with the mean completion length in
+    tokens (``{prefix}/{set}/length``: shows when a policy starts or stops writing out its working)."""
     out: dict[str, Any] = {}
     means = []
     for name, prompts in eval_sets.items():
@@ -34,6 +35,7 @@ def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], 
         scores = np.array([r.score > 0.5 for r in res], dtype=np.float64).reshape(len(prompts), n)
         out[f"{prefix}/{name}/pass@1"] = float(scores.mean())
         means.append(out[f"{prefix}/{name}/pass@1"])
+        out[f"{prefix}/{name}/length"] = float(np.mean([len(c.token_ids) for _, c in flat]))
         for k in ks:
             if 1 < k <= n:
                 out[f"{prefix}/{name}/pass@{k}"] = float(np.mean([pass_at_k(n, int(s.sum()), k) for s in scores]))

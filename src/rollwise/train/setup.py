@@ -103,7 +103,7 @@ def sampling_params(cfg: Config, tok: Any, eval_mode: bool = False) -> SamplingP
 def build_verifier(cfg: Config) -> Any:
     from rollwise.rewards.pool import VerifierPool
 
-    return VerifierPool(cfg.task.verifier)
+    return VerifierPool(cfg.task.verifier_name())
 
 
 def build_sampler(cfg: Config, task: TaskData) -> tuple[Any, str]:

@@ -29,10 +29,15 @@ def warmstart_key(cfg: Config) -> str:
         "levels": cfg.task.levels, "eval_size": cfg.task.eval_size, "task_seed": cfg.task.seed,
         "seed": w.seed, "v": 1,
     }
-    # Options added after v1 enter the key only when changed, so older keys (the packaged one) stay valid.
-    later = [(w, "final_lr_ratio"), (w, "weight_decay"), (m, "tie_embeddings"), (cfg.task, "answer_order"),
-             (cfg.task, "scratchpad")]
-    changed = {k: getattr(sec, k) for sec, k in later if getattr(sec, k) != type(sec).model_fields[k].default}
+    # Options added after v1 enter the key only when they differ from their v1 behaviour, so older keys (the
+    # packaged direct-answer warm start) stay valid whatever today's defaults are.
+    v1 = {"final_lr_ratio": 0.0, "weight_decay": 0.01, "tie_embeddings": True, "answer_order": "msb",
+          "scratchpad": "none"}
+    values = {"final_lr_ratio": w.final_lr_ratio, "weight_decay": w.weight_decay, "tie_embeddings": m.tie_embeddings,
+              "answer_order": cfg.task.answer_order, "scratchpad": cfg.task.scratchpad}
+    changed = {k: v for k, v in values.items() if v != v1[k]}
+    if cfg.task.scratchpad == "mixed":
+        changed |= {"scratchpad_share": cfg.task.scratchpad_share, "scratchpad_prompted": cfg.task.scratchpad_prompted}
     if changed:
         blob["extra"] = changed
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -68,7 +73,8 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
     opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=w.weight_decay, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, w.steps, warm, w.final_lr_ratio))
-    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order, cfg.task.scratchpad)
+    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order, cfg.task.scratchpad,
+                         cfg.task.scratchpad_share, cfg.task.scratchpad_prompted)
     eos = tok.eos_token_id
     model.train()
     t0 = time.time()
