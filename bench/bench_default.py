@@ -6,6 +6,7 @@
    pass@1 lies in [10%, 60%], and wall times. Results: JSON + a markdown table.
 
     python bench/bench_default.py --seeds 0 1 2 --out bench/results/default
+    python bench/bench_default.py --config configs/direct.toml --out bench/results/default_direct  # the old default
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rollwise.train.trainer import Trainer
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--config", default=None, help="base config (default: the embedded default)")
     ap.add_argument("--out", default="bench/results/default")
     ap.add_argument("--skip-warmstart-timing", action="store_true", help="reuse the packaged/cached warm start")
     ap.add_argument("overrides", nargs="*", help="extra --key=value config overrides")
@@ -38,11 +40,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                                 "torch": torch.__version__, "load_avg_start": os.getloadavg()},
-              "date": str(date.today()), "runs": []}
+              "date": str(date.today()), "config": args.config or "default", "runs": []}
     if not args.skip_warmstart_timing:
         cache = out / "warmstart_cache"
         shutil.rmtree(cache, ignore_errors=True)
-        cfg = load_config(None, [f"--warmstart.cache_dir={cache}", "--trainer.steps=0",
+        cfg = load_config(args.config, [f"--warmstart.cache_dir={cache}", "--trainer.steps=0",
                                  f"--run.out_dir={out}", "--run.name=warmstart", *args.overrides])
         from rollwise.train import setup, warmstart
 
@@ -59,7 +61,7 @@ def main() -> None:
             result["warmstart_max_abs_diff_vs_packaged"] = max(float((a[k] - b[k]).abs().max()) for k in a)
         print(f"warm start from scratch: {result['warmstart_seconds']:.0f} s")
     for seed in args.seeds:
-        cfg = load_config(None, [f"--run.seed={seed}", f"--run.out_dir={out}", f"--run.name=seed{seed}",
+        cfg = load_config(args.config, [f"--run.seed={seed}", f"--run.out_dir={out}", f"--run.name=seed{seed}",
                                  "--trainer.progress=false", *args.overrides])
         t0 = time.perf_counter()
         tr = Trainer(cfg)

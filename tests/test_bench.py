@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import numpy as np
+
 from rollwise.bench import load_grid, run_grid, summarise, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,3 +64,37 @@ name = "uniform"
     assert row["start_acc"] == evals[0]["train_eval/mean/pass@1"]
     with pytest.raises(ValueError, match="never logged"):
         summarise(load_grid(grid("nope/mean/pass@1")))
+
+
+def test_reach_a_share_of_the_reference_gain_with_interpolation(tmp_path):
+    """Hand-made curves: target = start + reach x gain of the reference; tokens at the target by first eval or
+    by linear interpolation; the ratio divides by the reference's own tokens to the same target."""
+    import json
+
+    from rollwise.bench import _tokens_to_reach
+
+    curves = {"uniform": ([0, 100, 200], [0.2, 0.4, 0.6]), "fast": ([0, 50, 100], [0.2, 0.3, 0.7])}
+    for arm, (tokens, acc) in curves.items():
+        d = tmp_path / "out" / arm / "seed0"
+        d.mkdir(parents=True)
+        rows = [{"step": i, "ledger/tokens": t, "eval/mean/pass@1": a, "sampler/mixed_share": 0.5}
+                for i, (t, a) in enumerate(zip(tokens, acc))]
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    f = tmp_path / "g.toml"
+    body = f'seeds = [0]\nout = "{tmp_path / "out"}"\nbase = "x"\n[[arms]]\nname = "uniform"\n[[arms]]\nname = "fast"\n'
+    f.write_text("reach = 0.75\ninterpolate = true\n" + body)
+    rows = {r["arm"]: r for r in summarise(load_grid(f))}
+    assert abs(rows["uniform"]["target_acc"] - 0.5) < 1e-12          # 0.2 + 0.75 x (0.6 - 0.2)
+    assert abs(rows["uniform"]["tokens_to_ref"] - 150) < 1e-9         # 100 + 100 x (0.5 - 0.4) / (0.6 - 0.4)
+    assert abs(rows["fast"]["tokens_to_ref"] - 75) < 1e-9             # 50 + 50 x (0.5 - 0.3) / (0.7 - 0.3)
+    assert abs(rows["fast"]["ratio_to_ref"] - 0.5) < 1e-9 and abs(rows["uniform"]["ratio_to_ref"] - 1) < 1e-9
+    f.write_text("reach = 0.75\n" + body)  # first eval at or above the target
+    rows = {r["arm"]: r for r in summarise(load_grid(f))}
+    assert rows["uniform"]["tokens_to_ref"] == 200 and rows["fast"]["tokens_to_ref"] == 100
+    f.write_text(body)  # default: the reference's final accuracy, ratio to its whole budget
+    rows = {r["arm"]: r for r in summarise(load_grid(f))}
+    assert rows["uniform"]["tokens_to_ref"] == 200 and rows["fast"]["tokens_to_ref"] == 100
+    assert rows["fast"]["ratio_to_ref"] == 0.5
+    import math
+
+    assert math.isnan(_tokens_to_reach(np.array([0, 10]), np.array([0.1, 0.2]), 0.9, interpolate=True))

@@ -35,6 +35,8 @@ class Grid:
     out: Path
     reference: str = "uniform"  # the arm whose final accuracy defines "tokens to reach"
     metric: str = "eval/mean/pass@1"  # the accuracy curve compared (train_eval/mean/pass@1: fit of the pool)
+    reach: float = 1.0  # target = reference start + reach x (reference final - start); 1 = the final accuracy
+    interpolate: bool = False  # tokens at the target by linear interpolation between evals (else: first eval)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -42,13 +44,13 @@ def load_grid(path: str | Path) -> Grid:
     if not p.is_file():
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
-    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric"}
+    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
                 Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
-                d.get("metric", "eval/mean/pass@1"))
+                d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)))
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
@@ -78,14 +80,23 @@ def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1") -> tuple[n
     return np.array([r.get("ledger/tokens", 0) for r in ev], float), np.array([r[key] for r in ev], float)
 
 
-def _tokens_to_reach(tokens: np.ndarray, acc: np.ndarray, target: float) -> float:
+def _tokens_to_reach(tokens: np.ndarray, acc: np.ndarray, target: float, interpolate: bool = False) -> float:
+    """Rollout tokens at the first eval whose accuracy is >= target (NaN if never); with ``interpolate``, the
+    point on the straight line from the eval before it where the target is crossed."""
     hit = np.nonzero(acc >= target - 1e-12)[0]
-    return float(tokens[hit[0]]) if hit.size else float("nan")
+    if not hit.size:
+        return float("nan")
+    i = int(hit[0])
+    if not interpolate or i == 0:
+        return float(tokens[i])
+    t0, t1, a0, a1 = tokens[i - 1], tokens[i], acc[i - 1], acc[i]
+    return float(t0 + (t1 - t0) * (target - a0) / (a1 - a0))
 
 
 def summarise(grid: Grid) -> list[dict[str, Any]]:
-    """Per arm: final accuracy, tokens to reach the reference's final accuracy (and ratio), mixed share,
-    seconds per step; mean and spread over seeds."""
+    """Per arm: final accuracy, tokens to reach the reference's target accuracy (its final, or ``reach`` of its
+    gain; and the ratio to the reference's own tokens to it), mixed share, seconds per step; mean and spread
+    over seeds."""
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     for arm in grid.arms:
         for seed in grid.seeds:
@@ -101,16 +112,22 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
         return x, y
 
     ref_final = float(np.mean([curve(r)[1][-1] for r in runs[grid.reference]]))
-    ref_tokens = float(np.mean([curve(r)[0][-1] for r in runs[grid.reference]]))
+    ref_start = float(np.mean([curve(r)[1][0] for r in runs[grid.reference]]))
+    target = ref_start + grid.reach * (ref_final - ref_start)
+    if grid.reach == 1.0:  # the reference's own budget: what "reaching its final accuracy" cost it
+        ref_tokens = float(np.mean([curve(r)[0][-1] for r in runs[grid.reference]]))
+    else:
+        ref_reach = [_tokens_to_reach(*curve(r), target, grid.interpolate) for r in runs[grid.reference]]
+        ref_tokens = float(np.nanmean(ref_reach)) if np.isfinite(ref_reach).any() else float("nan")
     out = []
     for name, rs in runs.items():
         finals = np.array([curve(r)[1][-1] for r in rs])
         starts = np.array([curve(r)[1][0] for r in rs])
-        reach = np.array([_tokens_to_reach(*curve(r), ref_final) for r in rs])
+        reach = np.array([_tokens_to_reach(*curve(r), target, grid.interpolate) for r in rs])
         steps = [r for run in rs for r in run if "sampler/mixed_share" in r]
         sps = [r["ledger/seconds"] / max(r["step"], 1) for run in rs for r in run[-1:] if "ledger/seconds" in r]
         out.append({
-            "arm": name, "seeds": len(rs),
+            "arm": name, "seeds": len(rs), "target_acc": target,
             "start_acc": float(starts.mean()),
             "final_acc": float(finals.mean()), "final_acc_std": float(finals.std(ddof=1)) if len(rs) > 1 else 0.0,
             "tokens_final": float(np.mean([curve(r)[0][-1] for r in rs])),
@@ -132,7 +149,8 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    head = ("| arm | seeds | start acc | final acc (± sd) | tokens to reach ref final | ratio to ref | "
+    what = "ref final" if grid.reach == 1.0 else f"{grid.reach:.0%} of ref gain"
+    head = (f"| arm | seeds | start acc | final acc (± sd) | tokens to reach {what} | ratio to ref | "
             "reached | mixed share | s/step | steps |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
