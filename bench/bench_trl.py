@@ -2,13 +2,15 @@
 
 Both libraries start from the SAME weights (the rollwise warm start of ``configs/direct.toml``, or of
 ``configs/smoke.toml`` with ``--quick``), use the same char tokenizer, the same arithmetic pool rendered by the
-same template, the same verifier (``synthetic_int`` through ``rollwise.compat.trl.TRLReward``) and seed, and
+same template, the same verifier (the config's, e.g. ``synthetic_int``, through
+``rollwise.compat.trl.TRLReward``) and seed, and
 the matched GRPO settings of ``rollwise.compat.trl.grpo_config_kwargs``: G rollouts for each of
 ``batch_prompts`` prompts per step (uniform prompt sampling), one optimiser step per batch (gradient
 accumulation over micro-batches of ``algo.micro_batch`` rows), the PPO clip 0.2 / 0.28 (TRL ``epsilon`` /
 ``epsilon_high``), token-mean aggregation (TRL ``loss_type="dapo"``, normalised over the whole generation batch),
 group-std advantages (TRL ``scale_rewards="group"``, Bessel std in both), no KL (``beta=0``), one pass
-(``num_iterations=1``), max 8 new tokens, temperature 1, top-p 1, fp32, no bf16, no gradient checkpointing, and
+(``num_iterations=1``), max 8 new tokens (or the ``--config``'s), temperature 1, top-p 1, fp32, no bf16, no
+gradient checkpointing, and
 the same AdamW + constant-LR scheduler objects (rollwise's ``build_optimizer``, handed to TRL), grad clip 1.
 Both final models are evaluated by the same code: ``rollwise.train.evaluate.evaluate`` with the HF engine,
 greedy. ``tests/algos/test_trl_crosscheck.py`` checks that the advantage and loss formulas agree.
@@ -36,6 +38,7 @@ Settings that could not be matched exactly:
     PYTHONPATH=src python bench/bench_trl.py --steps 30 --out bench/results/trl.json
     PYTHONPATH=src python bench/bench_trl.py --steps 5 --quick --out /tmp/trl_quick.json
     PYTHONPATH=src python bench/bench_trl.py --steps 100 --algo.lr=1e-4 --out /tmp/trl_lr1e-4.json  # + overrides
+    PYTHONPATH=src python bench/bench_trl.py --config configs/tiny.toml --steps 150 --out bench/results/trl_default.json
 """
 
 from __future__ import annotations
@@ -65,14 +68,17 @@ from rollwise.train.trainer import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_config(quick: bool, steps: int, out_dir: Path, overrides: list[str] = ()) -> Config:
-    path = ROOT / "configs" / ("smoke.toml" if quick else "direct.toml")  # direct answers: 8 new tokens suffice
+def make_config(quick: bool, steps: int, out_dir: Path, overrides: list[str] = (),
+                config: str | None = None) -> Config:
+    """The matched settings on ``config`` (default: the direct-answer suite, or smoke with ``quick``, at 8 new
+    tokens; a given config keeps its own ``generation.max_new_tokens``)."""
+    path = Path(config) if config else ROOT / "configs" / ("smoke.toml" if quick else "direct.toml")
     return load_config(path, [
         f"--run.out_dir={out_dir}", "--run.device=cpu", f"--warmstart.cache_dir={ROOT / '.cache' / 'warmstart'}",
         f"--trainer.steps={steps}", "--trainer.eval_every=0", "--trainer.checkpoint_every=0",
         "--trainer.progress=false", "--trainer.plots=false", "--trainer.loggers=['jsonl']",
         "--sampler.type=uniform", "--algo.aggregation=token-mean", "--algo.kl_coef=0.0",
-        "--algo.clip_low=0.2", "--algo.clip_high=0.28", "--generation.max_new_tokens=8",
+        "--algo.clip_low=0.2", "--algo.clip_high=0.28", *([] if config else ["--generation.max_new_tokens=8"]),
         "--generation.temperature=1.0", "--model.dtype=float32", *overrides,
     ])
 
@@ -237,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "trl.json")
     ap.add_argument("--quick", action="store_true", help="smoke-size model and batch (a fast check)")
+    ap.add_argument("--config", default=None, help="base config (default: configs/direct.toml at 8 new tokens)")
     a, overrides = ap.parse_known_args(argv)  # the rest: config overrides such as --algo.lr=1e-4
     try:
         import trl  # noqa: F401
@@ -244,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print("TRL is not installed: pip install -e '.[trl]'", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as tmp:
-        cfg = make_config(a.quick, a.steps, Path(tmp), overrides)
+        cfg = make_config(a.quick, a.steps, Path(tmp), overrides, a.config)
         setup.set_threads(cfg)
         task = setup.build_task(cfg)
         t0 = time.perf_counter()
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warm start ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         levels = list(task.level_names)
         meta = machine_info() | {"quick": a.quick, "steps": a.steps, "overrides": overrides,
-                                 "config": "smoke" if a.quick else "direct",
+                                 "config": a.config or ("smoke" if a.quick else "direct"),
                                  "settings": grpo_config_kwargs(cfg),
                                  "eval_prompts_per_level": cfg.task.eval_size, "cpu_shared_note":
                                  "the CPU may be shared with other work; see load_average"}
