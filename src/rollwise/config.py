@@ -18,6 +18,11 @@ ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mix
 DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
 
 
+def dataset_verifier(dataset: str | None) -> str:
+    """The verifier of a dataset preset's family (``gsm8k:test`` -> ``gsm8k``); ``math`` for anything else."""
+    return DATASET_VERIFIERS.get((dataset or "").split(":")[0], "math")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -81,7 +86,7 @@ class TaskConfig(_Section):
             return self.verifier
         if self.suite == "arith":
             return "exact" if self.answer_order == "lsb" else ARITH_VERIFIERS[self.scratchpad]
-        return DATASET_VERIFIERS.get((self.dataset or "").split(":")[0], "math")
+        return dataset_verifier(self.dataset)
 
 
 class WarmStartConfig(_Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollwise.config import DATASET_VERIFIERS, Config
+from rollwise.config import Config, dataset_verifier
 
 
 def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, Any]:
@@ -32,8 +32,7 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, A
         by = "subject" if any("subject" in p.meta for p in prompts) else cfg.task.group_by
         sets = {"all": prompts} | ({} if by is None else
                                    {k: v for k, v in group_prompts(prompts, by).items() if k != "all"})
-        family = data.split(":")[0]
-        verifier_name = cfg.task.verifier if cfg.task.verifier != "auto" else DATASET_VERIFIERS.get(family, "math")
+        verifier_name = cfg.task.verifier if cfg.task.verifier != "auto" else dataset_verifier(data)
     engine = setup.build_engine(cfg, model, tok)
     params = setup.sampling_params(cfg, tok, eval_mode=n == 1)
 

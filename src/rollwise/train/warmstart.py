@@ -31,11 +31,9 @@ def warmstart_key(cfg: Config) -> str:
     }
     # Options added after v1 enter the key only when they differ from their v1 behaviour, so older keys (the
     # packaged direct-answer warm start) stay valid whatever today's defaults are.
-    v1 = {"final_lr_ratio": 0.0, "weight_decay": 0.01, "tie_embeddings": True, "answer_order": "msb",
-          "scratchpad": "none"}
-    values = {"final_lr_ratio": w.final_lr_ratio, "weight_decay": w.weight_decay, "tie_embeddings": m.tie_embeddings,
-              "answer_order": cfg.task.answer_order, "scratchpad": cfg.task.scratchpad}
-    changed = {k: v for k, v in values.items() if v != v1[k]}
+    v1 = [(w, "final_lr_ratio", 0.0), (w, "weight_decay", 0.01), (m, "tie_embeddings", True),
+          (cfg.task, "answer_order", "msb"), (cfg.task, "scratchpad", "none")]
+    changed = {k: getattr(sec, k) for sec, k, old in v1 if getattr(sec, k) != old}
     if cfg.task.scratchpad == "mixed":
         changed |= {"scratchpad_share": cfg.task.scratchpad_share, "scratchpad_prompted": cfg.task.scratchpad_prompted}
     if changed:
