@@ -87,32 +87,41 @@ def _report(run_dir: Path, plots: bool) -> None:
 
 
 @app.command()
-def samplers() -> None:
-    """List the registered sampler presets and components with one-line docs."""
-    from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS
-    from rollwise.sampling.presets import PRESETS
+def samplers(
+    batch_prompts: int = typer.Option(32, "--batch-prompts", help="prompts per step P for the budget column"),
+    group_size: int = typer.Option(8, "--group-size", help="rollouts per prompt G for the budget column"),
+) -> None:
+    """List the sampler presets (composition and the per-step budget each needs) and the components."""
+    from rollwise.components import knobs
+    from rollwise.config import COMPONENT_KEYS, SamplerConfig
+    from rollwise.sampling.presets import PRESETS, step_budget
 
-    table = Table(title="sampler presets (--sampler.type=NAME)")
-    table.add_column("preset")
-    table.add_column("composition")
-    table.add_column("what it does")
+    table = Table(title=f"sampler presets (--sampler.type=NAME); budgets at P={batch_prompts}, G={group_size}")
+    for col in ("preset", "composition", "budget need / min", "what it does"):
+        table.add_column(col)
     for name in PRESETS.names():
+        s = SamplerConfig.model_validate({"type": name, "batch_prompts": batch_prompts, "group_size": group_size})
         p = PRESETS.get(name)
-        parts = [f"select={p.selector}", f"alloc={p.allocator}"] + [f"gate={g}" for g in p.gates]
-        parts += [f"down={p.downsampler}"] if p.downsampler != "all" else []
-        parts += [f"baseline={p.baseline}"] if p.baseline != "none" else []
-        parts += ["replay"] if p.replay else []
+        parts = [f"{slot}={getattr(s, slot).type}" for slot in ("selector", "allocator", "downsampler", "baseline",
+                                                                "transform") if getattr(s, slot).type not in
+                 ("uniform", "fixed", "all", "none")]
+        parts += [f"gate={g.type}" for g in s.gates] + (["replay"] if s.replay is not None else [])
+        parts += [f"{k}={v}" for slot in ("allocator",) for k, v in knobs(getattr(s, slot)).items()
+                  if s.allocator.type == "fixed" and v]
         parts += [f"adv={p.advantage}"] if p.advantage else []
-        table.add_row(name, " ".join(parts), p.doc)
+        parts += [f"breadth x{p.breadth}"] if p.breadth > 1 else []
+        need, minimum = step_budget(s)
+        table.add_row(name, " ".join(parts) or "-", f"{need} / {minimum}", p.doc)
+    table.add_row("pets", "test time: rollwise eval --allocator pets|pets_offline --budget B", "B x questions",
+                  "PETS: self-consistency at a sample budget (offline OKG, streaming buckets)")
     Console().print(table)
-    comp = Table(title="components (--sampler.selector=..., --sampler.allocator=..., ...)")
-    comp.add_column("kind")
-    comp.add_column("name")
-    comp.add_column("what it does")
-    for kind, reg in [("selector", SELECTORS), ("allocator", ALLOCATORS), ("gate", GATES),
-                      ("downsampler", DOWNSAMPLERS), ("baseline", BASELINES)]:
+    comp = Table(title="components (--sampler.selector=NAME, --sampler.selector.KNOB=..., ...; "
+                       "`rollwise config show --docs` lists every knob)")
+    for col in ("key", "name", "what it does"):
+        comp.add_column(col)
+    for key, reg in COMPONENT_KEYS.items():
         for name in reg.names():
-            comp.add_row(kind, name, reg.doc(name))
+            comp.add_row(key, name, reg.doc(name))
     Console().print(comp)
 
 
@@ -138,15 +147,28 @@ def eval(  # noqa: A001 - the command is called eval
     n: Annotated[int, typer.Option("--n", help="samples per prompt")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
     config: Annotated[str | None, typer.Option("--config", help="TOML config for template/verifier")] = None,
+    allocator: Annotated[str, typer.Option("--allocator", help="uniform | pets | pets_offline: test-time "
+                                           "allocation of the n samples (PETS vs uniform maj@k)")] = "uniform",
+    budget: Annotated[float | None, typer.Option("--budget", help="PETS mean samples per question "
+                                                 "(default n/2)")] = None,
 ) -> None:
     """Evaluate a checkpoint: pass@1, unbiased pass@k, maj@k, per level/subject; JSON with --out."""
     from rollwise.evaluation import run_eval
+    from rollwise.train.pets_eval import check_args
 
     cfg = _load(config, ctx)
     if not Path(model).exists():
         Console(stderr=True).print(f"[red]--model {model}: no such file or directory[/red]")
         raise typer.Exit(2)
-    result = run_eval(cfg, model, data, n)
+    try:
+        if allocator == "uniform" and budget is not None:
+            raise ValueError("--budget needs --allocator pets or pets_offline")
+        if allocator != "uniform":
+            check_args(allocator, budget, n)
+    except (KeyError, ValueError) as exc:
+        Console(stderr=True).print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    result = run_eval(cfg, model, data, n, allocator, budget)
     table = Table(title=f"eval {model} on {data} (n={n})")
     table.add_column("metric")
     table.add_column("value")

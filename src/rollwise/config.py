@@ -6,12 +6,40 @@ in the run state and checkpoints, never here. Unknown keys and bad values are er
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rollwise.algos.catalog import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rollwise.components import component_union
+from rollwise.generation.base import ENGINES
+from rollwise.registry import Registry
+from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
+from rollwise.sampling import presets as sampler_presets
+
+SelectorCfg = component_union(SELECTORS)
+AllocatorCfg = component_union(ALLOCATORS)
+GateCfg = component_union(GATES)
+DownsamplerCfg = component_union(DOWNSAMPLERS)
+BaselineCfg = component_union(BASELINES)
+TransformCfg = component_union(TRANSFORMS)
+AdvantageCfg = component_union(ADVANTAGES)
+LossCfg = component_union(POLICY_LOSSES)
+AggregationCfg = component_union(AGGREGATIONS)
+KlCfg = component_union(KL_ESTIMATORS)
+EngineCfg = component_union(ENGINES)
+#: dotted config key of each typed component -> its registry (for docs and error messages)
+COMPONENT_KEYS: dict[str, Registry] = {
+    "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
+    "sampler.downsampler": DOWNSAMPLERS, "sampler.baseline": BASELINES, "sampler.transform": TRANSFORMS,
+    "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
+    "algo.kl_estimator": KL_ESTIMATORS, "generation.engine": ENGINES,
+}
+TASK_SUITES = ("arith", "dataset")
 
 # verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
 ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mixed": "synthetic_mixed"}
@@ -24,7 +52,7 @@ def dataset_verifier(dataset: str | None) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
 class RunConfig(_Section):
@@ -51,7 +79,7 @@ class ModelConfig(_Section):
 
 
 class TaskConfig(_Section):
-    suite: str = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
+    suite: Literal[TASK_SUITES] = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
     seed: int = Field(0, description="seed of the procedural pool and eval sets (fixed across RL seeds)")
     levels: list[str] = Field(
         ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
@@ -105,24 +133,48 @@ class WarmStartConfig(_Section):
     checkpoint: str | None = Field(None, description="use this saved warm start instead of training one")
 
 
+class ReplayConfig(_Section):
+    capacity: int = Field(512, ge=1, description="groups kept in the buffer (DOTS: 512)")
+    fresh_fraction: float = Field(0.5, gt=0, le=1, description="share of each batch freshly generated (DOTS "
+                                  "sigma = 0.5); the rest is replayed with the advantages it had")
+
+
 class SamplerConfig(_Section):
+    """A preset fills every component slot; a slot given here replaces it (another ``type``) or tunes it (a
+    table without ``type``). After loading every slot is resolved, so ``config.toml`` shows what ran."""
+
     type: str = Field("uniform", description="sampler preset (see `rollwise samplers`)")
-    selector: str | None = Field(None, description="override the preset's prompt selector")
-    allocator: str | None = Field(None, description="override the preset's rollout allocator")
-    gates: list[str] | None = Field(None, description="override the preset's group gates")
-    downsampler: str | None = Field(None, description="override the preset's rollout/token down-sampler")
-    baseline: str | None = Field(None, description="override the preset's external baseline")
-    replay: bool | None = Field(None, description="override whether rollout replay is used")
-    params: dict[str, dict[str, Any]] = Field({}, description="per-component keyword arguments, by name")
+    selector: SelectorCfg = Field(None, description="prompt selector (default: the preset's)")
+    allocator: AllocatorCfg = Field(None, description="rollout allocator (default: the preset's)")
+    gates: list[GateCfg] = Field(None, description="group gates (default: the preset's)")
+    downsampler: DownsamplerCfg = Field(None, description="rollout/token down-sampler (default: the preset's)")
+    baseline: BaselineCfg = Field(None, description="external baseline (default: the preset's)")
+    transform: TransformCfg = Field(None, description="prompt transform, e.g. in-context seeding (default: "
+                                    "the preset's)")
+    replay: ReplayConfig | None = Field(None, description="rollout replay: true, false or a table (default: "
+                                        "the preset's)")
     batch_prompts: int = Field(32, ge=1, description="prompts per step (nominal; samplers may change it)")
     group_size: int = Field(8, ge=1, description="nominal rollouts per prompt G")
-    rollout_budget: int | None = Field(None, ge=1, description="max rollouts per step (None = batch_prompts*G)")
+    rollout_budget: int | None = Field(None, ge=1, description="max rollouts generated per step (None = what "
+                                       "the preset needs, see `rollwise samplers`)")
     token_budget: int | None = Field(None, ge=1, description="max generated tokens per step (None = no cap)")
-    positive_threshold: float = Field(0.5, description="a reward above this counts as a success in sampler stats")
+    positive_threshold: float = Field(0.5, description="a reward above this counts as a success (sampler stats, "
+                                      "exit rules, baselines)")
+    ema_decay: float = Field(0.5, ge=0, le=1, description="decay of each prompt's EMA pass rate (stats store)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = str(data.get("type", "uniform"))
+        if name not in sampler_presets.PRESETS:
+            raise ValueError(f"unknown sampler preset {name!r}; {sampler_presets.PRESETS.suggest(name)}")
+        return sampler_presets.resolve(data)
 
 
 class GenerationConfig(_Section):
-    engine: str = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
+    engine: EngineCfg = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     max_new_tokens: int = Field(16, ge=1, description="max completion tokens")
@@ -131,16 +183,16 @@ class GenerationConfig(_Section):
 
 
 class AlgoConfig(_Section):
-    advantage: str | None = Field(None, description="advantage estimator (None = the sampler's, else grpo)")
-    advantage_params: dict[str, Any] = Field({}, description="estimator-specific keyword arguments")
-    loss: str = Field("ppo", description="policy loss: ppo | gspo | package.module:function")
+    advantage: AdvantageCfg | None = Field(None, description="advantage estimator and its knobs (None = the "
+                                           "sampler's, else grpo)")
+    loss: LossCfg = Field("ppo", description="policy loss: ppo | gspo | package.module:function")
     clip_low: float = Field(0.2, ge=0, description="lower clip epsilon")
     clip_high: float = Field(0.28, ge=0, description="upper clip epsilon (clip-higher)")
     dual_clip: float | None = Field(None, description="dual-clip constant c for negative advantages (None = off)")
     behaviour_is_cap: float | None = Field(5.0, description="cap of the decoupled pi_old/mu weight (replay)")
-    aggregation: str = Field("token-mean", description="loss aggregation mode")
+    aggregation: AggregationCfg = Field("token-mean", description="loss aggregation mode")
     kl_coef: float = Field(0.0, ge=0, description="k3 KL penalty to the frozen reference (0 = no reference)")
-    kl_estimator: str = Field("k3", description="KL estimator: k1 | k2 | k3")
+    kl_estimator: KlCfg = Field("k3", description="KL estimator: k1 | k2 | k3")
     epochs: int = Field(1, ge=1, description="optimisation passes over each batch (old logprobs kept)")
     mini_batches: int = Field(1, ge=1, description="optimiser steps per pass (batch split in this many)")
     micro_batch: int = Field(256, ge=1, description="sequences per forward/backward (gradient accumulation; "
@@ -179,6 +231,40 @@ class Config(_Section):
     algo: AlgoConfig = AlgoConfig()
     trainer: TrainerConfig = TrainerConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """A preset's defaults for other sections (DARS-B: 2 epochs), where the config leaves them unset."""
+        if not isinstance(data, dict) or not isinstance(data.get("sampler", {}), dict):
+            return data
+        name = str(data.get("sampler", {}).get("type", "uniform"))
+        if name not in sampler_presets.PRESETS:
+            return data
+        preset = sampler_presets.PRESETS.get(name)
+        algo = data.get("algo", {})
+        if isinstance(algo, dict):
+            algo = preset.algo | algo
+            adv = algo.get("advantage")
+            if isinstance(adv, dict) and "type" not in adv:  # knobs for the estimator the sampler runs
+                algo["advantage"] = {"type": preset.advantage or "grpo"} | adv
+            data = dict(data) | {"algo": algo}
+        return data
+
+    @model_validator(mode="after")
+    def _check_sampler(self) -> Config:
+        """Resolve the estimator the sampler needs and check that the step budget lets the method act."""
+        s = self.sampler
+        chosen = self.algo.advantage.type if self.algo.advantage is not None else None
+        need = sampler_presets.required_advantage(s, chosen)
+        if self.algo.advantage is None:
+            self.algo.advantage = {"type": need}
+        budget, minimum = sampler_presets.step_budget(s)
+        if s.rollout_budget is not None and s.rollout_budget < minimum:
+            raise ValueError(f"sampler.rollout_budget: {s.rollout_budget} rollouts per step cannot let preset "
+                             f"{s.type!r} act (it needs at least {minimum}, and spends up to {budget}); raise it "
+                             "or leave it unset")
+        return self
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.model.heads % self.model.kv_heads:
@@ -202,8 +288,8 @@ class Config(_Section):
         return self
 
     def rollout_budget(self) -> int:
-        s = self.sampler
-        return s.rollout_budget or s.batch_prompts * s.group_size
+        """Rollouts one step may generate: ``sampler.rollout_budget``, else what the sampler needs."""
+        return self.sampler.rollout_budget or sampler_presets.step_budget(self.sampler)[0]
 
 
 class ConfigError(ValueError):
@@ -227,6 +313,9 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     for k in keys[:-1]:
         nxt = node.setdefault(k, {})
+        if isinstance(nxt, str) and k in ("selector", "allocator", "downsampler", "baseline", "transform",
+                                          "advantage", "loss", "aggregation", "kl_estimator", "engine"):
+            nxt = node[k] = {"type": nxt}  # a component named by its shorthand, now given knobs
         if not isinstance(nxt, dict):
             raise ConfigError(f"{dotted}: {k!r} is not a table")
         node = nxt
@@ -250,13 +339,63 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def _registry_at(loc: tuple[Any, ...]) -> Registry | None:
+    """The component registry of a config location such as ('sampler', 'gates', 0)."""
+    keys = [str(x) for x in loc if not isinstance(x, int)]
+    return COMPONENT_KEYS.get(".".join(keys[:2]))
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the model at ``loc`` (a section, or a component whose type tag is in ``loc``)."""
+    model: Any = Config
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            continue
+        reg = _registry_at(loc[: i + 1])
+        if reg is not None and i + 1 < len(loc) and isinstance(loc[i + 1], str) and loc[i + 1] in reg:
+            from rollwise.components import typed_model
+
+            return list(typed_model(reg, str(loc[i + 1])).model_fields)
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return []
+    return list(model.model_fields) if model is not None else []
+
+
+def _closest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    return ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+
+
 def _format_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {loc}: {msg} (got {err.get('input')!r})" if err["type"] != "extra_forbidden"
-                     else f"  {loc}: {msg}")
+        loc = tuple(err["loc"])
+        reg = _registry_at(loc)
+        shown = tuple(p for i, p in enumerate(loc) if not (reg is not None and i > 0 and isinstance(p, str)
+                                                             and p in reg and loc[i - 1] != "type"))
+        key = ".".join(str(p) for p in shown) or "(config)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key{_closest(str(loc[-1]), _fields_at(loc[:-1]))}")
+        elif err["type"] == "union_tag_invalid" and reg is not None:
+            tag = str(err.get("ctx", {}).get("tag", err.get("input")))
+            lines.append(f"  {key}.type: unknown {reg.kind} {tag!r}; {reg.suggest(tag)}")
+        elif err["type"] == "literal_error" and key == "task.suite":
+            got = str(err.get("input"))
+            lines.append(f"  {key}: unknown suite {got!r}{_closest(got, list(TASK_SUITES))} "
+                         f"(choose {' or '.join(TASK_SUITES)})")
+        elif err["type"] == "union_tag_not_found" and reg is not None:
+            lines.append(f"  {key}: a table needs a 'type' ({reg.kind}: {', '.join(reg.names())})")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if msg.startswith("unknown sampler preset"):
+                key = "sampler.type"
+            got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
+            lines.append(f"  {msg}" if key == "(config)" else f"  {key}: {msg}{got}")
     return "invalid config:\n" + "\n".join(lines)
 
 
@@ -305,17 +444,32 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        if set(v) == {"type"}:  # a component without knobs: its name
+            return _toml_value(v["type"])
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise TypeError(f"cannot render {v!r} as TOML")
 
 
 def describe(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, doc) for every option: what `rollwise config show --docs` prints."""
+    """(dotted key, default, doc) for every option: what `rollwise config show --docs` prints. A typed
+    component lists each registered type's knobs as ``key[type].knob``."""
+    from rollwise.components import typed_model
+
     rows = []
     for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            rows += describe(ann, f"{prefix}{name}.")
-        else:
-            rows.append((f"{prefix}{name}", repr(field.default), field.description or ""))
+            rows += describe(ann, f"{key}.")
+            continue
+        default = field.default
+        rows.append((key, repr(default.model_dump() if isinstance(default, BaseModel) else default),
+                     field.description or ""))
+        if key == "sampler.replay":
+            rows += describe(ReplayConfig, f"{key}.")
+        reg = COMPONENT_KEYS.get(key)
+        for t in reg.names() if reg is not None else []:
+            knobs = {k: f for k, f in typed_model(reg, t).model_fields.items() if k != "type"}
+            rows.append((f"{key}[{t}]", "", reg.doc(t)))
+            rows += [(f"{key}[{t}].{k}", repr(f.default), f.description or "") for k, f in knobs.items()]
     return rows

@@ -1,5 +1,7 @@
 """``rollwise eval``: score a checkpoint on a dataset preset or the arithmetic suite — pass@1, unbiased
-pass@k, maj@k, per level / subject — with the same engine, templates and verifier pool as training."""
+pass@k, maj@k, per level / subject — with the same engine, templates and verifier pool as training. With a
+test-time allocator (``pets``, ``pets_offline``) the same n samples also feed PETS vs uniform maj@k at equal
+samples (:mod:`rollwise.train.pets_eval`)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ from typing import Any
 from rollwise.config import Config, dataset_verifier
 
 
-def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, Any]:
+def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str = "uniform",
+             budget: float | None = None) -> dict[str, Any]:
     from rollwise.data.sources import group_prompts, to_prompts
     from rollwise.data.templates import render_prompt
     from rollwise.rewards.pool import VerifierPool
-    from rollwise.train import setup
+    from rollwise.train import pets_eval, setup
     from rollwise.train.evaluate import evaluate
     from rollwise.train.model import load_model, resolve_device
 
+    if allocator != "uniform":  # fail on a bad --allocator/--budget before loading anything
+        budget = pets_eval.check_args(allocator, budget, n)
     setup.set_threads(cfg)
     model, tok = load_model(model_path, device=resolve_device(cfg.run.device))
     model.eval()
@@ -41,7 +46,11 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1) -> dict[str, A
 
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n)
     with VerifierPool(verifier_name) as verifier:
-        result = evaluate(engine, verifier, sets, encode, params, n=n, ks=ks)
+        recorder = None if allocator == "uniform" else pets_eval.RecordingVerifier(verifier)
+        result = evaluate(engine, recorder or verifier, sets, encode, params, n=n, ks=ks)
         result["verifier/timeouts"] = verifier.stats["timeouts"]
         result["verifier/errors"] = verifier.stats["errors"]
+    if recorder is not None and budget is not None:
+        answers, scores = pets_eval.pools_from_calls(recorder.calls, [k for k, v in sets.items() if v], n)
+        result |= pets_eval.pets_report(answers, scores, allocator, budget, seed=cfg.run.seed)
     return {"model": model_path, "data": data, "n": n, "verifier": verifier_name, **result}

@@ -7,6 +7,7 @@ chosen. A name that is not registered but looks like ``package.module:attr`` is 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -38,22 +39,28 @@ def import_object(path: str) -> Any:
 class Registry(Generic[T]):
     """Maps names to objects (or lazy import paths). Duplicate names raise; unknown names list the options."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, knobs_from_entry: bool = True) -> None:
         self.kind = kind
+        self.knobs_from_entry = knobs_from_entry  # False: knobs only from ``config=`` (never imports an entry)
         self._entries: dict[str, T | str] = {}
         self._docs: dict[str, str] = {}
+        self._configs: dict[str, Any] = {}
 
-    def register(self, name: str, obj: T | str | None = None, *, doc: str | None = None) -> Any:
-        """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
+    def register(self, name: str, obj: T | str | None = None, *, doc: str | None = None,
+                 config: Any = None) -> Any:
+        """Register ``obj`` under ``name``; without ``obj`` return a decorator. ``config`` (a pydantic model or
+        dataclass) declares the entry's knobs when the object has no ``Config`` attribute of its own."""
         if obj is None:
             def deco(o: T) -> T:
-                self.register(name, o, doc=doc)
+                self.register(name, o, doc=doc, config=config)
                 return o
 
             return deco
         if name in self._entries:
             raise KeyError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
+        if config is not None:
+            self._configs[name] = config
         if doc is None and not isinstance(obj, str):
             doc = (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
         self._docs[name] = doc or ""
@@ -71,7 +78,24 @@ class Registry(Generic[T]):
             return entry  # type: ignore[return-value]
         if ":" in name:
             return import_object(name)
-        raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._entries))}")
+        raise KeyError(f"unknown {self.kind} {name!r}; {self.suggest(name)}")
+
+    def suggest(self, name: str) -> str:
+        """'did you mean ...' with the closest registered names, else the full list."""
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        if close:
+            return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return "choose one of: " + ", ".join(self.names())
+
+    def config(self, name: str) -> Any:
+        """The pydantic model of an entry's knobs (None: it has none)."""
+        from rollwise.components import knobs_of
+
+        if name in self._configs or not self.knobs_from_entry:
+            if name not in self._entries:
+                self.get(name)  # raises for an unknown name
+            return knobs_of(None, self._configs.get(name))
+        return knobs_of(self.get(name))
 
     def doc(self, name: str) -> str:
         """One-line description of an entry (imports a lazy entry to read its docstring)."""

@@ -79,7 +79,7 @@ def test_mc_grpo_binary_rewards_mad_and_none():
     #   g2 rows 6,7,8 all 1: pivot row 7, all A = 0 (no signal, as the spec warns)
     rewards = torch.tensor([1.0, 1, 0, 1, 0, 0, 1, 1, 1])
     groups = torch.tensor([0, 1, 0, 1, 0, 1, 2, 2, 2])
-    out = run("mc_grpo", rewards, groups)
+    out = run("mc_grpo", rewards, groups, params={"scale": "mad"})  # the authors' code
     keep = [True, False, True, True, False, True, True, False, True]
     assert out.keep.tolist() == keep
     expected = torch.tensor([3000.0, 0, 0, 0, 0, -3000, 0, 0, 0])
@@ -87,6 +87,9 @@ def test_mc_grpo_binary_rewards_mad_and_none():
     # scale="none": |r - m| = 1 unscaled, times 3/1 -> +-3
     out = run("mc_grpo", rewards, groups, params={"scale": "none"})
     assert out.keep.tolist() == keep
+    torch.testing.assert_close(out.advantages, torch.tensor([3.0, 0, 0, 0, 0, -3, 0, 0, 0]))
+    # the default "auto" (the intended behaviour): MAD = 0 on binary rewards -> unscaled, the same +-3
+    out = run("mc_grpo", rewards, groups)
     torch.testing.assert_close(out.advantages, torch.tensor([3.0, 0, 0, 0, 0, -3, 0, 0, 0]))
 
 
@@ -98,11 +101,16 @@ def test_mc_grpo_continuous_unequal_groups():
     # g2 (row 9) size 1: its own pivot, dropped, A=0
     rewards = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 4, 1, 3, 2, 6], dtype=torch.float64)
     groups = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 2])
-    out = run("mc_grpo", rewards, groups)
+    out = run("mc_grpo", rewards, groups, params={"scale": "mad"})
     a0 = [x / 0.201 * 5 / 4 for x in (-0.4, 0.4, 0.0, -0.2, 0.2)]
     a1 = [x / 1.001 * 4 / 3 for x in (2.0, -1.0, 1.0, 0.0)]
     torch.testing.assert_close(out.advantages, torch.tensor(a0 + a1 + [0.0], dtype=torch.float64))
     assert out.keep.tolist() == [True, True, False, True, True, True, True, True, False, False]
+    # default "auto": the MAD (.2 and 1) is > 0 here, so it divides by it without the 1e-3 floor
+    out = run("mc_grpo", rewards, groups)
+    a0 = [x / 0.2 * 5 / 4 for x in (-0.4, 0.4, 0.0, -0.2, 0.2)]
+    a1 = [x / 1.0 * 4 / 3 for x in (2.0, -1.0, 1.0, 0.0)]
+    torch.testing.assert_close(out.advantages, torch.tensor(a0 + a1 + [0.0], dtype=torch.float64))
 
 
 def test_xrpo_novelty_hand_values():
@@ -173,7 +181,7 @@ def loop_reference(name, r, g, ctx):  # one branch per estimator, on purpose
         elif name == "mc_grpo":
             m, piv = _lower_median(x)
             mad, _ = _lower_median([abs(v - m) for v in x])
-            a = [(v - m) / (mad + 1e-3) for v in x]
+            a = [(v - m) / (mad if mad > 0 else 1.0) for v in x]  # the default scale "auto"
             a[piv] = 0.0
             keep[idx[piv]] = False
             nz = sum(1 for v in a if v != 0)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rollwise.sampling import Budget, GroupObs, PromptStats, Replayed, SampleContext, TrainGroup
+from rollwise.sampling import Budget, GroupObs, PromptStats, SampleContext, TrainGroup
 from rollwise.sampling.pipeline import SamplingPipeline
 from rollwise.sampling.presets import build_pipeline
 
@@ -40,8 +40,10 @@ class StepLog:
 
 
 def play_step(pipe: SamplingPipeline, sim: RewardSim, step: int, budget: int | None = None) -> StepLog:
-    """One trainer step: plan -> generate (all rounds and refills) -> finalize -> replay -> observe."""
-    bud = Budget(budget if budget is not None else pipe.batch_prompts * pipe.group_size)
+    """One trainer step: plan -> generate (all rounds and refills) -> finalize (with replay) -> observe.
+    ``groups`` are the fresh trained groups; ``drawn`` the prompts of the replayed ones. Default budget: what
+    the pipeline's composition needs."""
+    bud = Budget(budget if budget is not None else pipe.budget()[0])
     req = pipe.begin_step(step, bud)
     pools: dict[int, GroupObs] = {}
     requests: list[tuple[list[int], list[int]]] = []
@@ -51,26 +53,21 @@ def play_step(pipe: SamplingPipeline, sim: RewardSim, step: int, budget: int | N
         for p, r in zip(req.prompts.tolist(), sim.generate(req.prompts, req.counts, step, call)):
             old = pools[p].rewards if p in pools else np.zeros(0)
             new = np.concatenate([old, r])
-            pools[p] = GroupObs(p, new, np.full(len(new), 10, dtype=np.int64))
+            pools[p] = GroupObs(p, new, np.full(len(new), 10, dtype=np.int64),
+                                payload=[SimpleNamespace(reward=float(x)) for x in new])
         bud.charge(req.total, 10 * req.total)
         call += 1
         req = pipe.next_request(pools)
-    groups = pipe.finalize(pools)
-    drawn = pipe.replay_draw()
-    pipe.replay_push([Replayed(g.prompt, _rollouts(pools[g.prompt], g), step) for g in groups])
-    pipe.observe(pools, groups)
-    return StepLog(requests, pools, groups, bud, [d.prompt for d in drawn])
-
-
-def _rollouts(pool: GroupObs, group: TrainGroup) -> list[SimpleNamespace]:
-    return [SimpleNamespace(reward=float(x)) for x in pool.rewards[group.keep]]
+    plan = pipe.finalize(pools)
+    pipe.observe(pools, plan.groups)
+    fresh = [g for g in plan.groups if not g.replayed]
+    return StepLog(requests, pools, fresh, bud, [g.prompt for g in plan.groups if g.replayed])
 
 
 def make_pipe(preset: str, pool: int = 200, group_size: int = 8, batch: int = 16, seed: int = 0,
               levels: np.ndarray | None = None, **params: dict) -> SamplingPipeline:
-    pipe, _ = build_pipeline(preset=preset, params=params, pool_size=pool, group_size=group_size,
-                             batch_prompts=batch, total_steps=100, seed=seed, levels=levels)
-    return pipe
+    return build_pipeline(preset=preset, params=params, pool_size=pool, group_size=group_size,
+                          batch_prompts=batch, total_steps=100, seed=seed, levels=levels)
 
 
 def make_ctx(size: int, step: int = 0, seed: int = 0, levels: np.ndarray | None = None,

@@ -25,6 +25,6 @@ def drive(pipe, step: int, budget: Budget, reward: Reward):
             pools[p] = GroupObs(p, r, np.full(len(r), 10, dtype=np.int64))
         budget.charge(req.total, 10 * req.total)
         req = pipe.next_request(pools)
-    groups = pipe.finalize(pools)
-    pipe.observe(pools, groups)
-    return plans, pools, groups
+    plan = pipe.finalize(pools)
+    pipe.observe(pools, plan.groups)
+    return plans, pools, [g for g in plan.groups if not g.replayed]

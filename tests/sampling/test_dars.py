@@ -1,11 +1,14 @@
-"""DARS: the closed-form ET/HW schedules by hand, the two-round plan through the pipeline, the filter."""
+"""DARS: the closed-form ET/HW schedules by hand, the two-round plan through the pipeline, the filter, the
+shared positive threshold, DARS-B's breadth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from rollwise.sampling import Budget, GroupObs
 from rollwise.sampling.dars import DarsAllocator, DarsFilterGate, compute_dars_extra
+from rollwise.sampling.presets import build_pipeline
 
 
 @pytest.mark.parametrize("acc,schedule,n_max,use_std,want", [
@@ -59,3 +62,34 @@ def test_filter_gate(harness):
     assert DarsFilterGate(upper_threshold=0.7).keep(pools, kept, ctx).tolist() == [False, True, False, False]
     assert DarsFilterGate().keep(pools[:1], [np.zeros(0, dtype=int)], ctx).tolist() == [False]
     assert not DarsFilterGate.refill
+
+
+def test_accuracy_uses_the_samplers_positive_threshold(harness):
+    # the allocator's own positive_threshold knob is gone: it reads ctx.stats.positive_threshold
+    pools = [harness.obs(0, [0.6] * 8), harness.obs(1, [0.9, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])]
+    ctx = harness.make_ctx(2)
+    # at 0.5 both are all-positive (a = 1): nothing extra
+    assert DarsAllocator().extend(1, pools, ctx).tolist() == [0, 0]
+    ctx.stats.positive_threshold = 0.7
+    # at 0.7: a = 0 -> 1/16 -> ET capped at 32 - 8 = 24; a = 1/8: S = 2(1/8)(7/8) = .21875, ceil((4 - 1.75)/S)
+    # = ceil(10.29) = 11
+    assert DarsAllocator().extend(1, pools, ctx).tolist() == [24, 11]
+    with pytest.raises(ValueError):
+        DarsAllocator(positive_threshold=0.7)  # per-component thresholds were removed
+
+
+def test_threshold_set_once_on_the_pipeline():
+    pipe = build_pipeline(preset="dars", pool_size=4, group_size=8, batch_prompts=4, total_steps=10, seed=0,
+                          positive_threshold=0.7)
+    assert pipe.stats.positive_threshold == 0.7
+    req = pipe.begin_step(0, Budget(pipe.budget()[0]))
+    pools = {int(p): GroupObs(int(p), np.full(8, 0.6), np.full(8, 10)) for p in req.prompts}
+    nxt = pipe.next_request(pools)
+    assert nxt is not None and nxt.counts.tolist() == [24] * 4  # 0.6 is a failure at 0.7: a = 0
+
+
+def test_dars_b_rolls_out_four_times_the_prompts(harness):
+    pipe = harness.make_pipe("dars_b", pool=200, group_size=8, batch=8)
+    assert pipe.batch_prompts == 32 and pipe.budget() == (32 * 32, 32 * 8 + 1)
+    log = harness.play_step(pipe, harness.RewardSim(np.full(200, 0.5)), step=0)
+    assert len(log.requests[0][0]) == 32 and log.requests[0][1] == [8] * 32

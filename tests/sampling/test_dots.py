@@ -91,3 +91,11 @@ def test_pluggable_predictor(harness, monkeypatch):
     assert out.tolist() == [5]  # the prompt predicted at exactly 0.5
     with pytest.raises(ValueError):
         DotsSelector(predictor="nope")
+
+
+def test_knobs_are_validated():
+    for bad in ({"mu": 0}, {"tau": 0.0}, {"prior_rollouts": 0.0}, {"alpha": 1.5}, {"windw": 2}):
+        with pytest.raises(ValueError):
+            DotsSelector(**bad)
+    sel = DotsSelector(mu=3)
+    assert sel.window == 3 and DotsSelector(mu=3, window=5).window == 5  # window defaults to mu

@@ -1,5 +1,6 @@
-"""The pipeline with its components: budget compliance for every preset, uniform epochs, DAPO refill and
-trim, rollout replay, and resume == uninterrupted for the stateful selectors."""
+"""The pipeline with its components: budget compliance for every preset, fit_to_budget, the default
+estimator, selector weights, hooks, uniform epochs, DAPO refill and trim, rollout replay (TrainPlan: fresh
+groups first, then replayed ones), and resume == uninterrupted for the stateful selectors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rollwise.sampling import Replayed
-from rollwise.sampling.pipeline import fit_to_budget
+from rollwise.sampling import Budget, GroupObs, SamplingPipeline, TrainGroup
+from rollwise.sampling.base import estimate_grpo
+from rollwise.sampling.pipeline import MIN_GROUP, fit_to_budget
 from rollwise.sampling.presets import PRESETS
-from rollwise.sampling.uniform import UniformSelector
+from rollwise.sampling.uniform import FixedAllocator, KeepAll, NoBaseline, NoTransform, UniformSelector
 
 
 def _buildable(name: str, harness) -> bool:
@@ -24,22 +26,28 @@ def _buildable(name: str, harness) -> bool:
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
-@pytest.mark.parametrize("budget", [128, 61])
+@pytest.mark.parametrize("budget", [None, 128, 61])  # None: the harness default, what the preset needs
 def test_every_preset_stays_within_budget(harness, name, budget):
     if not _buildable(name, harness):
         pytest.skip(f"preset {name!r} has a component that is not available")
     rates = np.random.default_rng(1).choice([0.0, 0.1, 0.5, 0.9, 1.0], size=300)
     pipe = harness.make_pipe(name, pool=300, levels=np.arange(300) % 5)
+    limit = pipe.budget()[0] if budget is None else budget
     sim = harness.RewardSim(rates)
     for step in range(4):
         log = harness.play_step(pipe, sim, step, budget=budget)
-        assert log.budget.spent_rollouts <= budget
+        assert log.budget.rollouts == limit and log.budget.spent_rollouts <= limit
         assert sum(sum(c) for _, c in log.requests) == log.budget.spent_rollouts
         assert all(min(c) >= 1 for _, c in log.requests)
-        first = log.requests[0][0] if log.requests else []
-        assert len(set(first)) == len(first)
+        first = log.requests[0] if log.requests else ([], [])
+        assert len(set(first[0])) == len(first[0])
+        assert all(c >= MIN_GROUP for c in first[1])  # a first round never samples a prompt once
         for g in log.groups:
-            assert 0 < len(g.keep) <= log.pools[g.prompt].n and np.isfinite(g.weight)
+            # never a group of fewer than 2 rollouts (was: > 0); one advantage per trained rollout
+            assert MIN_GROUP <= len(g.keep) <= log.pools[g.prompt].n and np.isfinite(g.weight)
+            assert g.advantages.shape == g.keep.shape and np.all(np.isfinite(g.advantages))
+            assert len(g.rollouts) == len(g.keep) and not g.replayed and g.step == step
+        assert isinstance(pipe.metrics()["sampler/dropped_small"], int)
     assert all(np.isfinite(v) for v in pipe.metrics().values() if isinstance(v, float))
 
 
@@ -47,6 +55,77 @@ def test_fit_to_budget_trims_the_tail():
     req = fit_to_budget(np.array([3, 1, 2]), np.array([8, 8, 8]), 12)
     assert req.prompts.tolist() == [3, 1] and req.counts.tolist() == [8, 4]
     assert len(fit_to_budget(np.array([3]), np.array([8]), 0)) == 0
+    req = fit_to_budget(np.array([3, 1, 2]), np.array([8, 8, 8]), 100)  # fits: unchanged
+    assert req.prompts.tolist() == [3, 1, 2] and req.counts.tolist() == [8, 8, 8]
+
+
+def test_fit_to_budget_drops_a_prompt_cut_below_min_count():
+    req = fit_to_budget(np.array([3, 1, 2]), np.array([8, 8, 8]), 17)
+    assert req.counts.tolist() == [8, 8, 1]  # min_count 1 (extension rounds): a partial tail is kept
+    req = fit_to_budget(np.array([3, 1, 2]), np.array([8, 8, 8]), 17, min_count=2)
+    assert req.prompts.tolist() == [3, 1] and req.counts.tolist() == [8, 8]  # never [8, 8, 1]
+    req = fit_to_budget(np.array([3, 1, 2]), np.array([8, 8, 8]), 18, min_count=2)
+    assert req.counts.tolist() == [8, 8, 2]
+    req = fit_to_budget(np.array([3, 1]), np.array([1, 8]), 5, min_count=2)
+    assert req.prompts.tolist() == [3, 1] and req.counts.tolist() == [1, 4]  # only the cut ones are judged
+
+
+def test_estimate_grpo_by_hand():
+    pools = [GroupObs(0, np.array([1.0, 0, 0, 0]), np.full(4, 10)), GroupObs(1, np.array([1.0]), np.full(1, 10)),
+             GroupObs(2, np.ones(3), np.full(3, 10))]
+    out = estimate_grpo(pools, [None, None, None])
+    # mean .25, unbiased std sqrt(.75/3) = .5
+    np.testing.assert_allclose(out[0][0], np.array([0.75, -0.25, -0.25, -0.25]) / (0.5 + 1e-6))
+    assert out[1][0].tolist() == [0.0] and out[2][0].tolist() == [0.0] * 3
+    assert all(k.all() for _, k in out)  # GRPO excludes no row
+    # an external baseline replaces the mean, and there is no std division: A = r - b (even for one rollout)
+    out = estimate_grpo(pools, [0.5, 0.25, None])
+    assert out[0][0].tolist() == [0.5, -0.5, -0.5, -0.5] and out[1][0].tolist() == [0.75]
+
+
+def _plain_pipe(selector, pool: int = 4, batch: int = 2, group_size: int = 4) -> SamplingPipeline:
+    return SamplingPipeline(selector=selector, allocator=FixedAllocator(), gates=[], downsampler=KeepAll(),
+                            baseline=NoBaseline(), transform=NoTransform(), replay=None, pool_size=pool,
+                            group_size=group_size, batch_prompts=batch, total_steps=10, seed=0)
+
+
+def test_selector_weights_multiply_the_advantages():
+    class Weighted(UniformSelector):
+        def weights(self, pools, kept, ctx):
+            return np.array([2.0 if p.prompt % 2 == 0 else 0.5 for p in pools])
+
+    pipe = _plain_pipe(Weighted())
+    req = pipe.begin_step(0, Budget(8))
+    pools = {int(p): GroupObs(int(p), np.array([1.0, 0, 0, 0]), np.full(4, 10)) for p in req.prompts}
+    base = np.array([0.75, -0.25, -0.25, -0.25]) / (0.5 + 1e-6)
+    for g in pipe.finalize(pools).groups:
+        w = 2.0 if g.prompt % 2 == 0 else 0.5
+        assert g.weight == w
+        np.testing.assert_allclose(g.advantages, w * base)
+
+
+def test_hooks_see_the_pools_the_trained_groups_and_the_losses():
+    pipe = _plain_pipe(UniformSelector())
+    calls = []
+    pipe.baseline.on_generated = lambda ctx, pools: calls.append(("generated", sorted(p.prompt for p in pools)))
+    pipe.baseline.observe = lambda ctx, pools, trained, losses=None: calls.append(
+        ("observe", sorted(p.prompt for p in pools), [g.prompt for g in trained], losses))
+    req = pipe.begin_step(0, Budget(8))
+    pools = {int(p): GroupObs(int(p), np.array([1.0, 0, 1, 0]), np.full(4, 10)) for p in req.prompts}
+    plan = pipe.finalize(pools)
+    assert calls == [("generated", sorted(pools))]
+    losses = np.array([0.1, 0.2])
+    pipe.observe(pools, plan.groups, losses)
+    assert calls[1][:3] == ("observe", sorted(pools), [g.prompt for g in plan.groups])
+    assert calls[1][3] is losses
+    assert pipe.stats.attempts[sorted(pools)].tolist() == [4, 4]
+
+
+def test_token_budget_stops_generation():
+    b = Budget(100, max_tokens=50)
+    assert b.left() == 100
+    b.charge(3, 50)
+    assert b.left() == 0 and b.spent_rollouts == 3
 
 
 def test_uniform_walks_epochs_without_repeats(harness):
@@ -81,23 +160,40 @@ def test_dapo_stops_at_the_budget_and_the_refill_cap(harness):
     assert log.budget.spent_rollouts == 300
 
 
-def _group(prompt: int, rewards: list[float], step: int = 0) -> Replayed:
-    return Replayed(prompt, [SimpleNamespace(reward=r) for r in rewards], step)
+def _group(prompt: int, rewards: list[float], step: int = 0) -> TrainGroup:
+    """A fresh trained group as the pipeline makes it: all rollouts kept, whole-pool GRPO advantages."""
+    r = np.asarray(rewards, dtype=np.float64)
+    adv = estimate_grpo([GroupObs(prompt, r, np.full(r.size, 10))], [None])[0][0]
+    return TrainGroup(prompt, np.arange(r.size), adv, [SimpleNamespace(reward=x) for x in rewards], step=step)
 
 
 def test_replay_skips_zero_variance_groups_and_mixes_fresh_prompts(harness):
     pipe = harness.make_pipe("uniform", pool=100)
-    assert pipe.replay is None and pipe.replay_draw() == []
+    assert pipe.replay is None and "replay" not in pipe.components
     pipe = harness.make_pipe("dots", pool=100, replay={"capacity": 3, "fresh_fraction": 0.5})
     rp = pipe.replay
-    rp.push([_group(0, [1, 1]), _group(1, [0, 0]), _group(2, [1]), _group(3, [1, 0])])
-    assert len(rp) == 1  # all-equal and single-rollout groups are never buffered
+    old = _group(7, [1, 0])
+    rp.push([_group(0, [1, 1]), _group(1, [0, 0]), _group(2, [1]), _group(3, [1, 0]),
+             TrainGroup(7, np.arange(2), old.advantages, old.rollouts, replayed=True)])
+    assert list(rp._buf) == [3]  # all-equal (zero advantages), single-rollout and replayed groups: never buffered
     rp.push([_group(4, [0, 1]), _group(5, [0, 1]), _group(3, [0, 1], step=1), _group(6, [1, 0])])
-    assert [g.prompt for g in rp._buf.values()] == [5, 3, 6]  # deduplicated (latest), FIFO capacity 3
-    req = pipe.begin_step(0, harness.make_ctx(1).budget)
+    assert list(rp._buf) == [5, 3, 6]  # deduplicated (latest), FIFO capacity 3
+    assert rp._buf[3].step == 1
+    req = pipe.begin_step(2, Budget(10**6))
     assert len(req) == 8  # half of the 16-prompt batch is fresh once the buffer has groups
-    drawn = pipe.replay_draw()
-    assert sorted(d.prompt for d in drawn) == [3, 5, 6]  # the other 8 wanted, 3 available, no repeats
+    pools = {int(p): GroupObs(int(p), np.array([1.0, 0, 1, 0, 1, 0, 1, 0]), np.full(8, 10)) for p in req.prompts}
+    plan = pipe.finalize(pools)
+    fresh = [g for g in plan.groups if not g.replayed]
+    drawn = [g for g in plan.groups if g.replayed]
+    assert plan.groups == fresh + drawn  # fresh groups first, then the replayed ones
+    assert [g.prompt for g in fresh] == req.prompts.tolist() and all(g.step == 2 for g in fresh)
+    # the other 8 wanted, 3 available, no repeats; buffer order; stored advantages and rollouts as they were
+    assert [g.prompt for g in drawn] == [5, 3, 6] and [g.step for g in drawn] == [0, 1, 0]
+    for g in drawn:
+        np.testing.assert_array_equal(g.advantages, rp._buf[g.prompt].advantages)
+        assert g.rollouts == rp._buf[g.prompt].rollouts
+    assert not any(g.replayed for g in rp._buf.values())  # the buffer keeps the fresh originals
+    assert pipe.metrics()["sampler/replay/drawn"] == 3 and pipe.metrics()["sampler/replay/size"] == 3
 
 
 def test_replay_in_a_run_buffers_only_mixed_groups(harness):
@@ -107,10 +203,11 @@ def test_replay_in_a_run_buffers_only_mixed_groups(harness):
     logs = [harness.play_step(pipe, sim, s) for s in range(3)]
     assert logs[0].drawn == [] and len(logs[1].drawn) > 0
     assert all(0 < rates[p] < 1 for p in pipe.replay._buf)
+    assert all(np.any(g.advantages) and len(g.rollouts) >= 2 for g in pipe.replay._buf.values())
     assert len(logs[2].requests[0][0]) == 8
 
 
-RESUMABLE = ["vade", "gdro", "dots", "uniform", "dapo", "dars"]
+RESUMABLE = ["vade", "gdro", "gdro_rollout", "dots", "uniform", "dapo", "dars", "reinforce_ada", "v05", "d3s"]
 
 
 @pytest.mark.parametrize("name", RESUMABLE)
@@ -123,7 +220,8 @@ def test_resume_makes_the_same_next_plans(harness, name):
         out = []
         for s in steps:
             log = harness.play_step(pipe, sim, s)
-            out.append((log.requests, [(g.prompt, g.keep.tolist(), g.weight) for g in log.groups], log.drawn))
+            groups = [(g.prompt, g.keep.tolist(), g.advantages.tolist(), g.weight) for g in log.groups]
+            out.append((log.requests, groups, log.drawn))
         return out
 
     a = harness.make_pipe(name, **kw)
@@ -143,7 +241,11 @@ def test_selector_metrics_are_namespaced(harness):
     harness.play_step(pipe, harness.RewardSim(np.full(50, 0.5)), 0)
     m = pipe.metrics()
     assert "sampler/selector/posterior_mean" in m and "sampler/selector/info_gain" in m
-    pipe = harness.make_pipe("gdro", pool=50)
+    pipe = harness.make_pipe("gdro", pool=50)  # Prompt-GDRO: the selector only (the allocator is fixed now)
     harness.play_step(pipe, harness.RewardSim(np.full(50, 0.5)), 0)
     m = pipe.metrics()
-    assert "sampler/selector/bin0_q" in m and "sampler/allocator/mu" in m
+    assert "sampler/selector/bin0_q" in m and not any(k.startswith("sampler/allocator/") for k in m)
+    pipe = harness.make_pipe("gdro_rollout", pool=50)  # Rollout-GDRO: the arms game lives in the allocator
+    harness.play_step(pipe, harness.RewardSim(np.full(50, 0.5)), 0)
+    m = pipe.metrics()
+    assert "sampler/allocator/mu" in m and "sampler/allocator/bin0_arm" in m

@@ -1,4 +1,5 @@
-"""VADE: the figure's worked update, the information-gain peak, top-k selection, exclusion, state."""
+"""VADE: the figure's worked update, the shared positive threshold, the information-gain peak, top-k
+selection, exclusion, state."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import copy
 import numpy as np
 import pytest
 
+from rollwise.sampling import Budget
+from rollwise.sampling.presets import build_pipeline
 from rollwise.sampling.vade import VadeSelector, compute_vade_score, draw_beta, top_k
 
 
@@ -29,10 +32,36 @@ def test_update_reproduces_the_figure_example(harness):
 
 
 def test_rewards_are_binarised_at_the_threshold(harness):
-    sel = VadeSelector(lambda1=0.0, positive_threshold=0.7)
-    sel.observe(harness.make_ctx(2), [harness.obs(1, [0.9, 0.6, 0.71, 0.0])], [])
+    # the threshold is the sampler's (ctx.stats.positive_threshold); VADE has no threshold knob of its own
+    with pytest.raises(ValueError):
+        VadeSelector(positive_threshold=0.7)
+    sel = VadeSelector(lambda1=0.0)
+    ctx = harness.make_ctx(2)
+    ctx.stats.positive_threshold = 0.7
+    sel.observe(ctx, [harness.obs(1, [0.9, 0.6, 0.71, 0.0])], [])
     a, b = sel.posterior(np.array([1]))
+    assert (a[0], b[0]) == (2.0, 2.0)  # 0.9 and 0.71 succeed; 0.6 fails at 0.7 (it would pass at 0.5)
+    sel = VadeSelector(lambda1=0.0)
+    sel.observe(harness.make_ctx(2), [harness.obs(1, [0.9, 0.6, 0.71, 0.0])], [])
+    assert sel.posterior(np.array([1]))[0][0] == 3.0  # default threshold 0.5
+
+
+def test_threshold_from_the_pipeline(harness):
+    pipe = build_pipeline(preset="vade", pool_size=4, group_size=4, batch_prompts=1, total_steps=10, seed=0,
+                          positive_threshold=0.7)
+    req = pipe.begin_step(0, Budget(4))
+    p = int(req.prompts[0])
+    pools = {p: harness.obs(p, [0.9, 0.6, 0.71, 0.0])}
+    pipe.observe(pools, pipe.finalize(pools).groups)
+    a, b = pipe.selector.posterior(np.array([p]))
     assert (a[0], b[0]) == (2.0, 2.0)
+    assert pipe.stats.successes[p] == 2.0  # the stats store agrees with the selector
+
+
+def test_knobs_are_validated():
+    for bad in ({"lambda1": 1.5}, {"score": "entropy"}, {"threads": 0}, {"lamda1": 0.2}):
+        with pytest.raises(ValueError):
+            VadeSelector(**bad)
 
 
 def test_information_gain_peaks_at_one_third():

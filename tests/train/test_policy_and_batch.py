@@ -1,13 +1,17 @@
 import copy
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from rollwise.config import AlgoConfig
-from rollwise.sampling import TrainGroup
+from rollwise.config import AlgoConfig, load_config
+from rollwise.sampling import GroupObs, TrainGroup, TrainPlan
 from rollwise.train import policy
-from rollwise.train.batch import Optimiser, build_train_batch, make_micro_batches
+from rollwise.train.batch import build_train_batch, make_micro_batches
 from rollwise.train.policy import build_seq_batch, compute_logprobs, length_buckets_of
+from rollwise.train.setup import build_estimator
+from rollwise.train.update import PolicyUpdate as Optimiser
 from rollwise.types import Rollout
 
 
@@ -45,17 +49,28 @@ def _rollouts(n: int, seed: int = 0) -> tuple[list[TrainGroup], dict[int, list[R
                               torch.randint(3, 90, (clen,), generator=g).tolist(), [-1.0] * clen, "x", "stop",
                               reward=float(torch.rand(1, generator=g) > 0.5)))
         pools[p] = rs
-        import numpy as np
-
-        groups.append(TrainGroup(p, np.arange(k)))
+        groups.append(SimpleNamespace(prompt=p, keep=np.arange(k), weight=1.0))
     return groups, pools
+
+
+def _batch(groups, pools, estimator: str = "grpo"):
+    """The sampler's path to a train batch: the configured estimator over each whole pool (through the
+    trainer's injected callable), then the kept rows with their advantages times the group weight."""
+    est = build_estimator(load_config(None, [f"--algo.advantage={estimator}"]))
+    obs = [GroupObs(g.prompt, np.array([r.reward for r in pools[g.prompt]]), np.ones(len(pools[g.prompt])))
+           for g in groups]
+    plan = []
+    for g, (adv, ok) in zip(groups, est(obs, [None] * len(obs))):
+        k = g.keep[ok[g.keep]]
+        plan.append(TrainGroup(g.prompt, k, adv[k] * g.weight, [pools[g.prompt][i] for i in k], g.weight))
+    return build_train_batch(TrainPlan(plan), version=0)
 
 
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 @pytest.mark.parametrize("loss", ["ppo", "gspo"])
 def test_micro_batched_equals_full_batch(tiny_model, aggregation, loss):
     groups, pools = _rollouts(5)
-    batch = build_train_batch(groups, pools, [], "grpo", {}, version=0)
+    batch = _batch(groups, pools, "grpo")
     assert len(batch.rollouts) == 15
     results = []
     for micro_size in (15, 4, 1):
@@ -64,7 +79,7 @@ def test_micro_batched_equals_full_batch(tiny_model, aggregation, loss):
         cfg = AlgoConfig(loss=loss, aggregation=aggregation, micro_batch=micro_size, grad_clip=1e9, epochs=2)
         o = Optimiser(model, opt, cfg, temperature=1.0, norm_length=8)
         micro = make_micro_batches(batch, micro_size, 0, torch.device("cpu"))
-        o.prepare(micro, batch, None)
+        o.prepare(micro, batch)
         metrics, per_row, ok = o.run(micro, len(batch.rollouts))
         assert ok
         results.append((torch.cat([p.detach().flatten() for p in model.parameters()]), metrics["loss/total"],
@@ -80,7 +95,7 @@ def test_micro_batched_equals_full_batch(tiny_model, aggregation, loss):
 def test_advantages_over_unequal_groups_and_weights():
     groups, pools = _rollouts(5)
     groups[2].weight = 2.0
-    batch = build_train_batch(groups, pools, [], "dr_grpo", {}, version=0)
+    batch = _batch(groups, pools, "dr_grpo")
     for gi, g in enumerate(groups):
         rows = (batch.group_index == gi).nonzero().squeeze(-1)
         r = torch.tensor([pools[g.prompt][i].reward for i in range(len(rows))])
@@ -90,16 +105,14 @@ def test_advantages_over_unequal_groups_and_weights():
 
 def test_mc_grpo_drops_pivots():
     groups, pools = _rollouts(5)
-    batch = build_train_batch(groups, pools, [], "mc_grpo", {}, version=0)
+    batch = _batch(groups, pools, "mc_grpo")
     assert len(batch.rollouts) == 15 - 5  # one pivot per group
 
 
 def test_advantages_use_the_whole_pool_then_keep_selected():
-    import numpy as np
-
     rs = [Rollout(0, [5], [6, 1], [-1.0, -1.0], "x", "stop", reward=r) for r in [1.0, 0.0, 0.0, 0.0]]
     # the sampler keeps rollouts 0 and 1 only: the advantages still use the pool mean 0.25 (D3S, Reinforce-Ada)
-    batch = build_train_batch([TrainGroup(0, np.array([0, 1]))], {0: rs}, [], "dr_grpo", {}, version=0)
+    batch = _batch([SimpleNamespace(prompt=0, keep=np.array([0, 1]), weight=1.0)], {0: rs}, "dr_grpo")
     assert torch.allclose(batch.advantages, torch.tensor([0.75, -0.25]))
     assert [r is rs[0] or r is rs[1] for r in batch.rollouts] == [True, True]
 
@@ -180,8 +193,6 @@ def test_shared_prefix_under_gradient_checkpointing(tiny_model):
 def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_size, monkeypatch):
     """Two passes of the optimiser with shared prompts and length buckets land on the same parameters as with
     full rows in one forward per micro-batch."""
-    import numpy as np
-
     monkeypatch.setattr(policy, "BUCKET_OVERHEAD_TOKENS", 0)
 
     prompts, comps = _grouped([3, 1, 5, 2], seed=3)
@@ -189,9 +200,9 @@ def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_si
     for k, size in enumerate([3, 1, 5, 2]):
         pools[k] = [Rollout(k, prompts[row + j], comps[row + j], [-1.0] * len(comps[row + j]), "x", "stop",
                             reward=float((row + j) % 3 == 0)) for j in range(size)]
-        groups.append(TrainGroup(k, np.arange(size)))
+        groups.append(SimpleNamespace(prompt=k, keep=np.arange(size), weight=1.0))
         row += size
-    batch = build_train_batch(groups, pools, [], "grpo", {}, version=0)
+    batch = _batch(groups, pools, "grpo")
     params = {}
     for share in (False, True):
         model = copy.deepcopy(tiny_model)
@@ -199,7 +210,7 @@ def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_si
                          grad_clip=1e9, epochs=2)
         o = Optimiser(model, torch.optim.SGD(model.parameters(), lr=0.5), cfg, temperature=1.0, norm_length=8)
         micro = make_micro_batches(batch, micro_size, 0, torch.device("cpu"))
-        o.prepare(micro, batch, None)
+        o.prepare(micro, batch)
         assert o.run(micro, len(batch.rollouts))[2]
         params[share] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(params[True], torch.cat([p.detach().flatten() for p in tiny_model.parameters()]))

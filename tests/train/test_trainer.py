@@ -57,11 +57,18 @@ def test_sigkill_then_resume_equals_uninterrupted(smoke_cfg, tmp_path, warm_cach
     full = Trainer(smoke_cfg("--run.name=full", *overrides))
     full.train()
     full.close()
-    # the same run in a subprocess, killed by SIGKILL right after the step-2 checkpoint
-    env = dict(os.environ, ROLLWISE_KILL_AFTER_STEP="2", PYTHONPATH=str(ROOT / "src"))
-    args = [sys.executable, "-m", "rollwise.cli", "train", str(ROOT / "configs" / "smoke.toml"),
-            f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", "--run.name=killed", *overrides]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    # the same run in a subprocess, killed by SIGKILL right after the step-2 checkpoint (a trainer hook)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cfg_args = [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", "--run.name=killed", *overrides]
+    script = (
+        "import os, signal, sys\n"
+        "from rollwise.config import load_config\n"
+        "from rollwise.train.trainer import Trainer\n"
+        f"cfg = load_config({str(ROOT / 'configs' / 'smoke.toml')!r}, {cfg_args!r})\n"
+        "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 2 else None\n"
+        "Trainer(cfg, on_checkpoint=kill).train()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]
     run_dir = tmp_path / "killed"
     assert (run_dir / "checkpoints" / "step_000002" / "COMPLETE").is_file()

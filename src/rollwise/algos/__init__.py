@@ -1,33 +1,24 @@
 """Pure-torch RL math: advantage estimators, policy losses, loss aggregation and KL, each behind a registry.
 
 The trainer looks each part up by its config name (``ADVANTAGES.get("grpo")``) and calls the shared signature.
+The registries live in ``catalog.py`` (no torch), so the config can check names and knobs without importing
+torch; the names below are imported on first use.
 """
 
-from rollwise.algos.advantages import (
-    ADVANTAGES,
-    AdvantageContext,
-    AdvantageFn,
-    AdvantageOutput,
-    compute_group_mean_std,
-    group_sizes,
-)
-from rollwise.algos.aggregation import AGGREGATIONS, compute_aggregate, count_tokens_and_seqs
-from rollwise.algos.kl import KL_ESTIMATORS
-from rollwise.algos.losses import POLICY_LOSSES, LossParams, PolicyLossFn, masked_mean
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ADVANTAGES",
-    "AGGREGATIONS",
-    "KL_ESTIMATORS",
-    "POLICY_LOSSES",
-    "AdvantageContext",
-    "AdvantageFn",
-    "AdvantageOutput",
-    "LossParams",
-    "PolicyLossFn",
-    "compute_aggregate",
-    "compute_group_mean_std",
-    "count_tokens_and_seqs",
-    "group_sizes",
-    "masked_mean",
-]
+_EXPORTS = {
+    "ADVANTAGES": "catalog", "AGGREGATIONS": "catalog", "KL_ESTIMATORS": "catalog", "POLICY_LOSSES": "catalog",
+    "AdvantageContext": "advantages", "AdvantageFn": "advantages", "AdvantageOutput": "advantages",
+    "compute_group_mean_std": "advantages", "group_sizes": "advantages",
+    "compute_aggregate": "aggregation", "count_tokens_and_seqs": "aggregation",
+    "LossParams": "losses", "PolicyLossFn": "losses", "masked_mean": "losses",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rollwise.algos' has no attribute {name!r}")
+    return getattr(import_module(f"rollwise.algos.{_EXPORTS[name]}"), name)

@@ -12,6 +12,7 @@ loss broadcasts them over tokens.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rollwise.registry import Registry
+from rollwise.algos.catalog import GrpoKnobs, McGrpoKnobs, PoolBaselineKnobs, XrpoKnobs
 
 
 @dataclass
@@ -40,7 +41,6 @@ class AdvantageOutput:
 
 
 AdvantageFn = Callable[[Tensor, Tensor, AdvantageContext], AdvantageOutput]
-ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
 def group_sizes(group_index: Tensor, num_groups: int) -> Tensor:
@@ -60,13 +60,19 @@ def _check_inputs(rewards: Tensor, group_index: Tensor, ctx: AdvantageContext) -
     return rewards if rewards.is_floating_point() else rewards.float()
 
 
-def _params(ctx: AdvantageContext, estimator: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``ctx.params`` over ``defaults``; a typo in a knob name raises instead of being ignored."""
-    unknown = set(ctx.params) - set(defaults)
+def _params(ctx: AdvantageContext, estimator: str, knobs: type | None = None) -> Any:
+    """``ctx.params`` as the estimator's knobs dataclass (``rollwise.algos.catalog``); a typo in a knob name
+    raises instead of being ignored."""
+    if knobs is None:
+        if ctx.params:
+            raise ValueError(f"advantage estimator {estimator!r} has no params, got {sorted(ctx.params)}")
+        return None
+    valid = {f.name for f in dataclasses.fields(knobs)}
+    unknown = set(ctx.params) - valid
     if unknown:
         raise ValueError(f"unknown params {sorted(unknown)} for advantage estimator {estimator!r}; "
-                         f"valid: {sorted(defaults)}")
-    return {**defaults, **ctx.params}
+                         f"valid: {sorted(valid)}")
+    return knobs(**ctx.params)
 
 
 def _group_sum(values: Tensor, group_index: Tensor, num_groups: int) -> Tensor:
@@ -116,8 +122,8 @@ def compute_grpo_advantages(rewards: Tensor, group_index: Tensor,
     params: std_unbiased (default True, Bessel like verl's torch.std).
     """
     r = _check_inputs(rewards, group_index, ctx)
-    p = _params(ctx, "grpo", {"std_unbiased": True})
-    mean, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p["std_unbiased"])
+    p = _params(ctx, "grpo", GrpoKnobs)
+    mean, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p.std_unbiased)
     return AdvantageOutput((r - mean[group_index]) / (std[group_index] + ctx.eps))
 
 
@@ -128,7 +134,7 @@ def compute_dr_grpo_advantages(rewards: Tensor, group_index: Tensor,
     A size-1 group uses mean 0, as verl's GRPO with ``norm_adv_by_std_in_grpo=False`` does, so A = r there.
     """
     r = _check_inputs(rewards, group_index, ctx)
-    _params(ctx, "dr_grpo", {})
+    _params(ctx, "dr_grpo")
     mean, _ = compute_group_mean_std(r, group_index, ctx.num_groups)
     return AdvantageOutput(r - mean[group_index])
 
@@ -141,7 +147,7 @@ def compute_rloo_advantages(rewards: Tensor, group_index: Tensor,
     there; we choose 0 so a lone response is not pushed by its raw reward.)
     """
     r = _check_inputs(rewards, group_index, ctx)
-    _params(ctx, "rloo", {})
+    _params(ctx, "rloo")
     sizes = group_sizes(group_index, ctx.num_groups).to(r.dtype)[group_index]  # [N]
     total = _group_sum(r, group_index, ctx.num_groups)[group_index]  # [N]
     loo_mean = (total - r) / (sizes - 1).clamp(min=1)
@@ -150,25 +156,29 @@ def compute_rloo_advantages(rewards: Tensor, group_index: Tensor,
 
 def compute_mc_grpo_advantages(rewards: Tensor, group_index: Tensor,
                                ctx: AdvantageContext) -> AdvantageOutput:
-    """MC-GRPO: median baseline, one pivot per group dropped, MAD scale, then nonzero rows rescaled.
+    """MC-GRPO (median-centred GRPO): median baseline, one pivot per group dropped,
+    then the nonzero rows rescaled.
 
     Per group (sampled with G+1 rows): m = lower median; the pivot row (equal to m) gets keep=False.
-    ``scale="mad"`` (default, as the authors' code): A = (r - m) / (median|r - m| + eps_mad), eps_mad=1e-3.
-    With binary rewards the MAD is always 0, so A = +-1/eps_mad (= +-1000) and only minority-outcome rows are
-    nonzero; ``scale="none"`` avoids that blow-up with A = r - m unscaled. Finally the nonzero advantages of a
-    group are multiplied by group_size / #nonzero, keeping the group's total |signal| comparable. A size-1
-    group is its own pivot and trains nothing. params: scale ("mad" | "none"), eps_mad.
+    ``scale="mad"`` is the authors' code: A = (r - m) / (median|r - m| + eps_mad), eps_mad = 1e-3. With binary
+    rewards the MAD is always 0, so that gives A = +-1/eps_mad (= +-1000) and only minority-outcome rows are
+    nonzero - a flaw the spec flags. The default ``scale="auto"`` implements the intended behaviour: divide by
+    the MAD where it is > 0 (graded rewards), else use r - m unscaled (binary rewards: A = +-1 on the minority
+    rows). ``scale="none"`` is always r - m. Finally the nonzero advantages of a group are multiplied by
+    group_size / #nonzero, keeping the group's total |signal| comparable. A size-1 group is its own pivot
+    and trains nothing.
     """
     r = _check_inputs(rewards, group_index, ctx)
-    p = _params(ctx, "mc_grpo", {"scale": "mad", "eps_mad": 1e-3})
+    p = _params(ctx, "mc_grpo", McGrpoKnobs)
+    if p.scale not in ("auto", "mad", "none"):
+        raise ValueError(f"mc_grpo scale must be 'auto', 'mad' or 'none', got {p.scale!r}")
     G = ctx.num_groups
     median, pivot = _group_lower_median(r, group_index, G)  # [G], [G]
     adv = r - median[group_index]  # [N]
-    if p["scale"] == "mad":
+    if p.scale != "none":
         mad, _ = _group_lower_median(adv.abs(), group_index, G)  # [G], includes the pivot's 0
-        adv = adv / (mad[group_index] + p["eps_mad"])
-    elif p["scale"] != "none":
-        raise ValueError(f"mc_grpo scale must be 'mad' or 'none', got {p['scale']!r}")
+        denom = mad + p.eps_mad if p.scale == "mad" else torch.where(mad > 0, mad, torch.ones_like(mad))
+        adv = adv / denom[group_index]
     keep = torch.ones_like(r, dtype=torch.bool)
     keep[pivot[pivot >= 0]] = False
     adv = adv.masked_fill(~keep, 0.0)
@@ -185,14 +195,14 @@ def compute_pool_baseline_advantages(rewards: Tensor, group_index: Tensor,
     (not the whole pool, which this function does not see) plus eps; std_unbiased.
     """
     r = _check_inputs(rewards, group_index, ctx)
-    p = _params(ctx, "pool_baseline", {"norm_by_std": False, "std_unbiased": True})
+    p = _params(ctx, "pool_baseline", PoolBaselineKnobs)
     if ctx.baseline is None:
         raise ValueError("advantage estimator 'pool_baseline' needs ctx.baseline, a [G] per-group baseline")
     if ctx.baseline.shape != (ctx.num_groups,):
         raise ValueError(f"ctx.baseline must have shape [{ctx.num_groups}], got {tuple(ctx.baseline.shape)}")
     adv = r - ctx.baseline.to(r)[group_index]
-    if p["norm_by_std"]:
-        _, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p["std_unbiased"])
+    if p.norm_by_std:
+        _, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p.std_unbiased)
         adv = adv / (std[group_index] + ctx.eps)
     return AdvantageOutput(adv)
 
@@ -206,25 +216,19 @@ def compute_xrpo_advantages(rewards: Tensor, group_index: Tensor,
     kappa*A_i. params: lam=2.5, kappa=0.5, std_unbiased.
     """
     r = _check_inputs(rewards, group_index, ctx)
-    p = _params(ctx, "xrpo", {"lam": 2.5, "kappa": 0.5, "std_unbiased": True})
+    p = _params(ctx, "xrpo", XrpoKnobs)
     if ctx.seq_logprob is None:
         raise ValueError("advantage estimator 'xrpo' needs ctx.seq_logprob, the [N] mean token logprob")
     if ctx.seq_logprob.shape != r.shape:
         raise ValueError(f"ctx.seq_logprob must have shape {tuple(r.shape)}, "
                          f"got {tuple(ctx.seq_logprob.shape)}")
-    mean, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p["std_unbiased"])
+    mean, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p.std_unbiased)
     adv = (r - mean[group_index]) / (std[group_index] + ctx.eps)  # [N] GRPO
     s = ctx.seq_logprob.detach().to(r)
     sizes = group_sizes(group_index, ctx.num_groups).to(r.dtype)
     s_mean = _group_sum(s, group_index, ctx.num_groups) / sizes.clamp(min=1)  # [G]
     eta = torch.exp(s - s_mean[group_index])  # [N]
-    bonus = torch.minimum((p["lam"] * (1 - eta)).clamp(min=0), p["kappa"] * adv)
+    bonus = torch.minimum((p.lam * (1 - eta)).clamp(min=0), p.kappa * adv)
     return AdvantageOutput(torch.where(adv > 0, adv + bonus, adv))
 
 
-ADVANTAGES.register("grpo", compute_grpo_advantages)
-ADVANTAGES.register("dr_grpo", compute_dr_grpo_advantages)
-ADVANTAGES.register("rloo", compute_rloo_advantages)
-ADVANTAGES.register("mc_grpo", compute_mc_grpo_advantages)
-ADVANTAGES.register("pool_baseline", compute_pool_baseline_advantages)
-ADVANTAGES.register("xrpo", compute_xrpo_advantages)

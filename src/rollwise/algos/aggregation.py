@@ -20,11 +20,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rollwise.registry import Registry
+from rollwise.algos.catalog import AGGREGATIONS
 
 Total = float | Tensor | None
 AggregationFn = Callable[..., Tensor]
-AGGREGATIONS: Registry[AggregationFn] = Registry("loss aggregation")
 
 
 def count_tokens_and_seqs(mask: Tensor) -> tuple[float, float]:
@@ -84,7 +83,3 @@ def compute_aggregate(loss: Tensor, mask: Tensor, mode: str, *, num_tokens: Tota
     return fn(masked, m, num_tokens=num_tokens, num_seqs=num_seqs, norm_length=norm_length)
 
 
-AGGREGATIONS.register("token-mean", _token_mean)
-AGGREGATIONS.register("seq-mean-token-mean", _seq_mean_token_mean)
-AGGREGATIONS.register("seq-mean-token-sum", _seq_mean_token_sum)
-AGGREGATIONS.register("seq-mean-token-sum-norm", _seq_mean_token_sum_norm)

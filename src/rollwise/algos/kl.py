@@ -11,10 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rollwise.registry import Registry
-
 KLFn = Callable[[Tensor, Tensor], Tensor]
-KL_ESTIMATORS: Registry[KLFn] = Registry("kl estimator")
 
 
 def compute_kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
@@ -37,7 +34,3 @@ def compute_kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     return (torch.exp(d) - d - 1.0).clamp(-10.0, 10.0)
 
 
-KL_ESTIMATORS.register("k1", compute_kl_k1)
-KL_ESTIMATORS.register("k2", compute_kl_k2)
-KL_ESTIMATORS.register("k3", compute_kl_k3)
-KL_ESTIMATORS.register("low_var_kl", compute_kl_k3, doc="alias of k3 (verl's name)")

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rollwise.registry import Registry
-
 PPO_LOG_RATIO_CLAMP = 20.0  # verl clamps log(pi/pi_old) to +-20 before exp
 GSPO_LOG_RATIO_MAX = 10.0  # verl clamps the GSPO log sequence ratio at 10
 BEHAVIOUR_LOG_W_MAX = 20.0  # keeps exp() finite before the cap is applied
@@ -53,7 +51,6 @@ class LossParams:
 
 
 PolicyLossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
-POLICY_LOSSES: Registry[PolicyLossFn] = Registry("policy loss")
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -161,5 +158,3 @@ def compute_gspo_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor
     return _finish(loss, ratio, token_log_ratio, m, old, behaviour_logprobs, params, metrics)
 
 
-POLICY_LOSSES.register("ppo", compute_ppo_loss)
-POLICY_LOSSES.register("gspo", compute_gspo_loss)

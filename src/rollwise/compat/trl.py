@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rollwise.config import Config
+from rollwise.config import Config, load_config
 from rollwise.data.templates import render_prompt
 from rollwise.rewards.pool import VerifierPool, VerifierSpec
 from rollwise.types import Prompt
@@ -107,20 +107,21 @@ def grpo_config_kwargs(cfg: Config, *, micro_batch: int | None = None) -> dict[s
     """
     s, a, g = cfg.sampler, cfg.algo, cfg.generation
     problems = []
-    if s.type != "uniform" or any(v is not None for v in (s.selector, s.allocator, s.gates, s.downsampler,
-                                                           s.baseline, s.replay)):
+    plain = load_config(None, ["--sampler.type=uniform"]).sampler
+    slots = ("selector", "allocator", "gates", "downsampler", "baseline", "transform", "replay")
+    if s.type != "uniform" or any(getattr(s, k) != getattr(plain, k) for k in slots):
         problems.append("sampler: TRL samples prompts uniformly with a fixed group (sampler.type='uniform' only)")
     if s.rollout_budget is not None or s.token_budget is not None:
         problems.append("sampler budgets have no TRL equivalent")
-    adv = a.advantage or "grpo"
-    if adv not in TRL_SCALE_REWARDS or a.advantage_params.get("std_unbiased", True) is False:
+    adv = a.advantage.type
+    if adv not in TRL_SCALE_REWARDS or getattr(a.advantage, "std_unbiased", True) is False:
         problems.append(f"algo.advantage={adv!r}: TRL offers grpo (Bessel std) and dr_grpo (scale_rewards='none')")
-    if a.aggregation not in TRL_LOSS_TYPES:
-        problems.append(f"algo.aggregation={a.aggregation!r}: TRL matches {sorted(TRL_LOSS_TYPES)}")
-    if a.loss != "ppo":
-        problems.append(f"algo.loss={a.loss!r}: only the ppo token-ratio loss is cross-checked against TRL")
-    if a.kl_coef > 0 and a.kl_estimator != "k3":
-        problems.append(f"algo.kl_estimator={a.kl_estimator!r}: TRL's KL penalty is k3")
+    if a.aggregation.type not in TRL_LOSS_TYPES:
+        problems.append(f"algo.aggregation={a.aggregation.type!r}: TRL matches {sorted(TRL_LOSS_TYPES)}")
+    if a.loss.type != "ppo":
+        problems.append(f"algo.loss={a.loss.type!r}: only the ppo token-ratio loss is cross-checked against TRL")
+    if a.kl_coef > 0 and a.kl_estimator.type != "k3":
+        problems.append(f"algo.kl_estimator={a.kl_estimator.type!r}: TRL's KL penalty is k3")
     if a.dual_clip is not None or a.mini_batches != 1:
         problems.append("algo.dual_clip and algo.mini_batches > 1 have no TRL equivalent")
     if problems:
@@ -150,7 +151,7 @@ def grpo_config_kwargs(cfg: Config, *, micro_batch: int | None = None) -> dict[s
         "epsilon": a.clip_low,
         "epsilon_high": a.clip_high,
         "beta": a.kl_coef,
-        "loss_type": TRL_LOSS_TYPES[a.aggregation],
+        "loss_type": TRL_LOSS_TYPES[a.aggregation.type],
         "scale_rewards": TRL_SCALE_REWARDS[adv],
         "importance_sampling_level": "token",
         "seed": cfg.run.seed,

@@ -73,7 +73,7 @@ def check_request(prompts: list[list[int]], counts: list[int], params: SamplingP
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
 
 
-ENGINES: Registry[Any] = Registry("generation engine")
+ENGINES: Registry[Any] = Registry("generation engine", knobs_from_entry=False)
 
 
 def distinct_rows(prompts: list[list[int]]) -> tuple[list[list[int]], list[int]]:

@@ -10,6 +10,7 @@ from rollwise.sampling.base import (
     DOWNSAMPLERS,
     GATES,
     SELECTORS,
+    TRANSFORMS,
     Allocator,
     Baseline,
     Budget,
@@ -17,37 +18,40 @@ from rollwise.sampling.base import (
     Downsampler,
     Gate,
     GroupObs,
-    Replayed,
     Request,
     SampleContext,
     Selector,
     TrainGroup,
+    Transform,
 )
-from rollwise.sampling.pipeline import SamplingPipeline
+from rollwise.sampling.pipeline import SamplingPipeline, TrainPlan
 from rollwise.sampling.stats import PromptStats
 
-SELECTORS.register("uniform", "rollwise.sampling.uniform:UniformSelector")
-ALLOCATORS.register("fixed", "rollwise.sampling.uniform:FixedAllocator")
-DOWNSAMPLERS.register("all", "rollwise.sampling.uniform:KeepAll")
-BASELINES.register("none", "rollwise.sampling.uniform:NoBaseline")
-BASELINES.register("pool_mean", "rollwise.sampling.uniform:PoolMeanBaseline")
-GATES.register("dynamic", "rollwise.sampling.gates:DynamicSamplingGate")
-
 __all__ = [
-    "ALLOCATORS", "BASELINES", "DOWNSAMPLERS", "GATES", "SELECTORS", "Allocator", "Baseline", "Budget",
-    "Component", "Downsampler", "Gate", "GroupObs", "Replayed", "Request", "SampleContext", "SamplingPipeline",
-    "Selector", "PromptStats", "TrainGroup",
+    "ALLOCATORS", "BASELINES", "DOWNSAMPLERS", "GATES", "SELECTORS", "TRANSFORMS", "Allocator", "Baseline",
+    "Budget", "Component", "Downsampler", "Gate", "GroupObs", "Request", "SampleContext", "SamplingPipeline",
+    "Selector", "PromptStats", "TrainGroup", "TrainPlan", "Transform",
 ]
 
-ALLOCATORS.register("reinforce_ada", "rollwise.sampling.reinforce_ada:ReinforceAdaAllocator")
-DOWNSAMPLERS.register("balanced", "rollwise.sampling.reinforce_ada:BalancedDownsampler")
-ALLOCATORS.register("xrpo", "rollwise.sampling.xrpo:XrpoAllocator")
-ALLOCATORS.register("v05", "rollwise.sampling.v05:V05Allocator")
-BASELINES.register("v05", "rollwise.sampling.v05:V05Baseline")
-DOWNSAMPLERS.register("d3s", "rollwise.sampling.d3s:D3sDownsampler")
+SELECTORS.register("uniform", "rollwise.sampling.uniform:UniformSelector")
 SELECTORS.register("vade", "rollwise.sampling.vade:VadeSelector")
 SELECTORS.register("gdro", "rollwise.sampling.gdro:GdroSelector")
-ALLOCATORS.register("gdro_sqrt", "rollwise.sampling.gdro:GdroSqrtAllocator")
-ALLOCATORS.register("dars", "rollwise.sampling.dars:DarsAllocator")
-GATES.register("dars_filter", "rollwise.sampling.dars:DarsFilterGate")
 SELECTORS.register("dots", "rollwise.sampling.dots:DotsSelector")
+ALLOCATORS.register("fixed", "rollwise.sampling.uniform:FixedAllocator")
+ALLOCATORS.register("reinforce_ada", "rollwise.sampling.reinforce_ada:ReinforceAdaAllocator")
+ALLOCATORS.register("xrpo", "rollwise.sampling.xrpo:XrpoAllocator")
+ALLOCATORS.register("v05", "rollwise.sampling.v05:V05Allocator")
+ALLOCATORS.register("gdro_sqrt", "rollwise.sampling.gdro:GdroSqrtAllocator")
+ALLOCATORS.register("gdro_arms", "rollwise.sampling.gdro_arms:GdroArmsAllocator")
+ALLOCATORS.register("dars", "rollwise.sampling.dars:DarsAllocator")
+GATES.register("dynamic", "rollwise.sampling.gates:DynamicSamplingGate")
+GATES.register("dars_filter", "rollwise.sampling.dars:DarsFilterGate")
+DOWNSAMPLERS.register("all", "rollwise.sampling.uniform:KeepAll")
+DOWNSAMPLERS.register("balanced", "rollwise.sampling.reinforce_ada:BalancedDownsampler")
+DOWNSAMPLERS.register("d3s", "rollwise.sampling.d3s:D3sDownsampler")
+DOWNSAMPLERS.register("drop_min_abs", "rollwise.sampling.uniform:DropMinAbs")
+BASELINES.register("none", "rollwise.sampling.uniform:NoBaseline")
+BASELINES.register("pool_mean", "rollwise.sampling.uniform:PoolMeanBaseline")
+BASELINES.register("v05", "rollwise.sampling.v05:V05Baseline")
+TRANSFORMS.register("none", "rollwise.sampling.uniform:NoTransform")
+TRANSFORMS.register("xrpo_icl", "rollwise.sampling.xrpo:XrpoIclSeeding")

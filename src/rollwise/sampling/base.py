@@ -1,26 +1,35 @@
 """The sampler protocol: plug-in components that decide which prompts to roll out, how many rollouts each
-gets (possibly over several rounds), which groups survive, which rollouts are trained and what baseline they
-use. No torch and no backend imports here: everything a component sees is numpy.
+gets (possibly over several rounds), what context each prompt is shown, which groups survive, which rollouts
+are trained, what baseline they use and with what weight. No torch and no backend imports here: everything a
+component sees is numpy; the advantage estimator is injected as a callable (``SampleContext.estimate``).
 
 Hook order in one step (driven by :class:`rollwise.sampling.pipeline.SamplingPipeline`)::
 
-    prompts = selector.select(k)                   # which prompts  (uniform, vade, gdro, dots)
-    counts  = allocator.initial(prompts)           # first-round rollouts each  (fixed, gdro_sqrt, v05, ...)
-    loop:   extra = allocator.extend(round, pools) # successive rounds  (reinforce_ada, dars, xrpo, v05)
-            gates may ask for refills              # dapo dynamic sampling
-    keep    = downsampler.select(pools)            # which rollouts are trained  (balanced, mc pivot, d3s)
-    groups  = [g for g in pools if all(gate.keep(g))]
-    base    = baseline.compute(pools)              # external baseline (pool mean, V0.5 fusion)
-    every component .observe(step, pools, groups) after the update
+    prompts  = selector.select(k)                   # which prompts  (uniform, vade, gdro, dots)
+    counts   = allocator.initial(prompts)           # first-round rollouts each  (fixed, gdro_arms, v05, ...)
+    contexts = transform.contexts(prompts, pools)   # what each prompt is shown (XRPO in-context seeding)
+    loop:    extra = allocator.extend(round, pools) # successive rounds  (reinforce_ada, dars, xrpo, v05)
+             gates may ask for refills              # dapo dynamic sampling
+    every component .on_generated(pools)            # GDRO reclassifies with this step's outcomes
+    adv      = estimate(pools, baseline.compute())  # over each whole pool (unbiased statistics)
+    keep     = downsampler.select(pools)            # which rollouts are trained  (balanced, d3s, drop_min_abs)
+    groups   = [g for g in pools if all(gate.keep(g)) and len(keep) >= 2]
+    adv     *= selector.weights(pools, keep)        # Prompt-GDRO
+    + replayed groups, with the advantages they had when generated
+    every component .observe(step, pools, groups, losses) after the update
+
+Every component's knobs are a pydantic model (its ``Config``), so a misspelt knob fails when the config loads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from rollwise.components import Knobs
 from rollwise.registry import Registry
 from rollwise.sampling.stats import PromptStats
 
@@ -51,6 +60,7 @@ class Request:
 
     prompts: np.ndarray  # [P] int64 pool indices
     counts: np.ndarray  # [P] int64, >= 1
+    contexts: list[Any] | None = None  # [P] what to show before each prompt (None = the prompt alone)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -68,6 +78,8 @@ class GroupObs:
     rewards: np.ndarray  # [n] float, in generation order
     lengths: np.ndarray  # [n] int, completion tokens
     mean_logprob: np.ndarray | None = None  # [n] length-normalised behaviour logprob (optional)
+    payload: list[Any] | None = None  # [n] the trainer's rollouts, opaque here (kept for replay)
+    texts: list[str] | None = None  # [n] completion texts (the in-context seeding corpus)
 
     @property
     def n(self) -> int:
@@ -81,13 +93,19 @@ class GroupObs:
 
 @dataclass
 class TrainGroup:
-    """A group handed to the loss: which pool rollouts to train, their baseline, an advantage weight."""
+    """A group handed to the loss: its rollouts and the advantage of each (already weighted).
+
+    A fresh group's ``rollouts`` are its pool's payload at ``keep``; a replayed group carries the rollouts and
+    advantages it had when it was generated (its baseline came from its own pool), so replay never recomputes
+    them from a different group."""
 
     prompt: int
-    keep: np.ndarray  # [k] int indices into the pool's rollouts
-    baseline: float | None = None  # external baseline for the ``pool_baseline`` advantage estimator
-    weight: float = 1.0  # advantage multiplier (Prompt-GDRO)
-    loss: float | None = None  # mean per-rollout surrogate loss, filled by the trainer after the update
+    keep: np.ndarray  # [k] int indices into the pool's rollouts (fresh groups)
+    advantages: np.ndarray  # [k] float, one per trained rollout
+    rollouts: list[Any] = field(default_factory=list)  # [k] opaque trainer rollouts
+    weight: float = 1.0  # advantage multiplier applied (Prompt-GDRO)
+    replayed: bool = False  # drawn from the replay buffer (off-policy)
+    step: int = 0  # the step that generated it
 
 
 @dataclass
@@ -103,25 +121,68 @@ class SampleContext:
     budget: Budget
     levels: np.ndarray | None = None  # [N] int difficulty level per pool prompt (for metrics/bins), if known
     exclude: np.ndarray | None = None  # [k] prompts already used this step (refills must not repeat them)
+    estimate: Estimator | None = None  # the configured advantage estimator over whole pools
+    advantages: list[np.ndarray] | None = None  # [P][n] this step's pool advantages, once computed
 
     @property
     def progress(self) -> float:
         return min(self.step / max(self.total_steps, 1), 1.0)
 
 
-class Component:
-    """Base of every sampler plug-in: default no-op hooks and (empty) checkpointable state.
+#: ``estimate(pools, baselines) -> [(advantages [n], keep [n] bool)]`` per pool (keep: the estimator's own
+#: exclusions, e.g. MC-GRPO's pivot)
+Estimator = Callable[[list["GroupObs"], list[float | None]], list[tuple[np.ndarray, np.ndarray]]]
 
-    Subclasses are dataclass-like: keyword arguments come from the config's ``params`` table. Persistent state
+
+def estimate_grpo(pools: list[GroupObs], baselines: list[float | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Numpy GRPO over each pool, (r - mean) / (unbiased std + 1e-6), zeros for a pool of one; an external
+    baseline replaces the mean (A = r - b). The default estimator when none is injected (tests, benches)."""
+    out = []
+    for p, b in zip(pools, baselines):
+        r = p.rewards.astype(np.float64)
+        if b is not None:
+            adv = r - b
+        elif r.size < 2:
+            adv = np.zeros_like(r)
+        else:
+            adv = (r - r.mean()) / (r.std(ddof=1) + 1e-6)
+        out.append((adv, np.ones(r.size, dtype=bool)))
+    return out
+
+
+class Component:
+    """Base of every sampler plug-in: typed knobs, default no-op hooks and (empty) checkpointable state.
+
+    Knobs are declared once, in the nested pydantic ``Config`` (with a doc per field); the constructor
+    validates keyword arguments against it, sets them as attributes and calls :meth:`setup`. Persistent state
     must round-trip through ``state_dict`` so a restored component makes the same next decisions.
     """
 
-    kind: str = "component"
-    #: the advantage estimators this component needs (empty = any); checked when a pipeline is built
-    requires_advantage: tuple[str, ...] = ()
+    kind: ClassVar[str] = "component"
+    #: the advantage estimators this component needs (empty = any); checked when the config loads
+    requires_advantage: ClassVar[tuple[str, ...]] = ()
 
-    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
-        """Learn from this step's verified pools (after the update)."""
+    class Config(Knobs):
+        pass
+
+    def __init__(self, **knobs: Any) -> None:
+        self.cfg = self.Config.model_validate(knobs)
+        for name in type(self.cfg).model_fields:
+            if callable(getattr(type(self), name, None)):
+                raise TypeError(f"{type(self).__name__}: knob {name!r} would shadow a method; rename it")
+            setattr(self, name, getattr(self.cfg, name))
+        self.setup()
+
+    def setup(self) -> None:
+        """Derived state after the knobs are set (override instead of ``__init__``)."""
+
+    def on_generated(self, ctx: SampleContext, pools: list[GroupObs]) -> None:
+        """See this step's verified pools before groups are chosen (GDRO reclassifies here)."""
+
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
+        """Learn from this step's verified pools after the update; ``losses`` [len(trained)] is each trained
+        group's mean per-rollout surrogate loss (None when nothing was trained)."""
 
     def metrics(self) -> dict[str, float]:
         return {}
@@ -141,9 +202,9 @@ class Selector(Component):
         """Return ``k`` distinct pool indices (fewer if the pool is exhausted), avoiding ``ctx.exclude``."""
         raise NotImplementedError
 
-    def weights(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
-        """Advantage multiplier per prompt (Prompt-GDRO reweights bins); default all ones."""
-        return np.ones(len(prompts), dtype=np.float64)
+    def weights(self, pools: list[GroupObs], kept: list[np.ndarray], ctx: SampleContext) -> np.ndarray:
+        """Advantage multiplier per trained pool [P] (Prompt-GDRO reweights bins); default all ones."""
+        return np.ones(len(pools), dtype=np.float64)
 
 
 class Allocator(Component):
@@ -152,6 +213,15 @@ class Allocator(Component):
     #: False: a prompt given 0 extra rollouts in a round is done and leaves the active set (successive
     #: elimination). True: every prompt of the step stays eligible in later rounds (XRPO phases).
     revisit: bool = False
+
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        """(need, minimum) rollouts per step for ``prompts`` prompts: the most the method may spend, and the
+        least that lets it act (past its first round when it has several; one group when it has one)."""
+        return prompts * group_size, group_size
+
+    def first_round(self, group_size: int) -> int:
+        """Rollouts per prompt in the first round (on average)."""
+        return group_size
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         """First-round rollout count per prompt ([P] int >= 1)."""
@@ -167,6 +237,11 @@ class Gate(Component):
     kind = "gate"
     refill: bool = False  # whether dropped groups should be replaced by fresh prompts (DAPO)
     max_refills: int = 0
+    refill_scale: float = 3.0  # a refill asks for at most this many batches of prompts (DAPO's gen_bsz = 3B)
+
+    def refill_prompts(self, prompts: int) -> int:
+        """Most extra prompts this gate's refills may add in one step (0 without refill)."""
+        return int(self.max_refills * self.refill_scale * prompts) if self.refill else 0
 
     def keep(self, pools: list[GroupObs], kept: list[np.ndarray], ctx: SampleContext) -> np.ndarray:
         """Boolean mask [P]: which groups (with their kept rollouts) go to the loss."""
@@ -190,12 +265,11 @@ class FilterGate(Gate):
     def metrics(self) -> dict[str, float]:
         return {"dropped": self._dropped}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
 
 class Downsampler(Component):
     kind = "downsampler"
+    #: False: advantages come from the whole pool (D3S, Reinforce-Ada); True: from the kept rows alone
+    estimate_on_kept: ClassVar[bool] = False
 
     def select(self, pools: list[GroupObs], ctx: SampleContext) -> list[np.ndarray]:
         """Indices of the rollouts to train in each pool (may look across groups)."""
@@ -214,14 +288,15 @@ class Baseline(Component):
         return [None] * len(pools)
 
 
-@dataclass
-class Replayed:
-    """A group stored by a replay buffer: opaque trainer rollouts plus the step they were made."""
+class Transform(Component):
+    """What each prompt is shown before it is rolled out: None (the prompt alone) or a context the trainer
+    renders in front of it (XRPO's solved neighbours; later hints and prefixes for hard prompts)."""
 
-    prompt: int
-    rollouts: list[Any]
-    step: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    kind = "transform"
+
+    def contexts(self, prompts: np.ndarray, pools: dict[int, GroupObs], ctx: SampleContext) -> list[Any] | None:
+        """[P] context per requested prompt, or None for no change at all."""
+        return None
 
 
 SELECTORS: Registry[type[Selector]] = Registry("selector")
@@ -229,3 +304,4 @@ ALLOCATORS: Registry[type[Allocator]] = Registry("allocator")
 GATES: Registry[type[Gate]] = Registry("gate")
 DOWNSAMPLERS: Registry[type[Downsampler]] = Registry("downsampler")
 BASELINES: Registry[type[Baseline]] = Registry("baseline")
+TRANSFORMS: Registry[type[Transform]] = Registry("transform")

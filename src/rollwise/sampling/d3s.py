@@ -4,9 +4,9 @@ the top-K tokens by |A|*entropy, with both budgets relaxing over training.
 Spec: ``shared/methods/sampling.md`` section 11 (paper via summaries). Sample level here; the token mask is
 ``rollwise.algos.d3s.compute_d3s_token_mask``, driven by :meth:`D3sDownsampler.token_fraction`.
 
-- Advantages are GRPO's, computed per full group in numpy: (r - mean) / (std_unbiased + 1e-6), A = 0 for a
-  group of one. They are *not* renormalised after selection: the trainer must compute the estimator over the
-  whole pool and then train the kept rows (renormalising the kept subset would change them).
+- Advantages are the configured estimator's, computed by the pipeline over each full pool (``ctx.advantages``;
+  numpy GRPO when none is injected). They are *not* renormalised after selection: the kept rows train with
+  the advantages of their whole pool, and a replayed group keeps those it had when generated.
 - The max-variance subset of a fixed size is an extremes split: sort, try top-k + bottom-(N-k) for k = 0..N.
 - Schedule: [N_s, K] = (1-p)[n_init, k_init] + p[n_final, k_final], p = ctx.progress. N_s and K are
   *fractions* (of each group's rollouts, or of the batch's when ``cross_group``; of the kept valid tokens).
@@ -21,16 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 
-from rollwise.sampling.base import Downsampler, GroupObs, SampleContext
-
-
-def compute_group_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """GRPO advantages of one group ([n] float): (r - mean) / (unbiased std + eps); zeros when n < 2."""
-    r = np.asarray(rewards, dtype=np.float64)
-    if r.size < 2:
-        return np.zeros_like(r)
-    return (r - r.mean()) / (r.std(ddof=1) + eps)
+from rollwise.components import Knobs
+from rollwise.sampling.base import Downsampler, GroupObs, SampleContext, estimate_grpo
 
 
 def max_variance_subset(values: np.ndarray, size: int) -> np.ndarray:
@@ -66,13 +60,14 @@ def _count(fraction: float, n: int) -> int:
 class D3sDownsampler(Downsampler):
     """Keep the max-advantage-variance rollouts on a schedule; report the scheduled token fraction."""
 
-    def __init__(self, n_init: float = 0.5, n_final: float = 1.0, k_init: float = 0.2, k_final: float = 1.0,
-                 cross_group: bool = True) -> None:
-        for name, x in {"n_init": n_init, "n_final": n_final, "k_init": k_init, "k_final": k_final}.items():
-            if not 0 < x <= 1:
-                raise ValueError(f"d3s {name} is a fraction in (0, 1], got {x}")
-        self.n_init, self.n_final, self.k_init, self.k_final = n_init, n_final, k_init, k_final
-        self.cross_group = cross_group
+    class Config(Knobs):
+        n_init: float = Field(0.5, gt=0, le=1, description="share of rollouts kept at the start [unverified]")
+        n_final: float = Field(1.0, gt=0, le=1, description="share of rollouts kept at the end")
+        k_init: float = Field(0.2, gt=0, le=1, description="share of tokens kept at the start (< 20% per summary)")
+        k_final: float = Field(1.0, gt=0, le=1, description="share of tokens kept at the end")
+        cross_group: bool = Field(True, description="select over the whole batch (D3S default), not per group")
+
+    def setup(self) -> None:
         self._kept_share = 1.0
 
     def schedule(self, ctx: SampleContext) -> tuple[float, float]:
@@ -82,7 +77,9 @@ class D3sDownsampler(Downsampler):
 
     def select(self, pools: list[GroupObs], ctx: SampleContext) -> list[np.ndarray]:
         frac, _ = self.schedule(ctx)
-        advs = [compute_group_advantages(p.rewards) for p in pools]
+        advs = ctx.advantages
+        if advs is None:
+            advs = [a for a, _ in estimate_grpo(pools, [None] * len(pools))]
         if not self.cross_group:
             kept = [max_variance_subset(a, _count(frac, a.size)) for a in advs]
         else:

@@ -12,8 +12,12 @@ kept as published; cap it with ``n_max``.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Literal
 
+import numpy as np
+from pydantic import Field
+
+from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, FilterGate, GroupObs, SampleContext
 
 _SCHEDULES = ("et", "hw")
@@ -47,13 +51,22 @@ class DarsAllocator(Allocator):
 
     max_rounds = 2
 
-    def __init__(self, n: int | None = None, n_max: int = 32, schedule: str = "et", use_std: bool = False,
-                 positive_threshold: float | None = None) -> None:
-        if schedule not in _SCHEDULES:
-            raise ValueError(f"dars schedule must be one of {_SCHEDULES}, got {schedule!r}")
-        self.n, self.n_max, self.schedule, self.use_std = n, n_max, schedule, use_std
-        self.positive_threshold = positive_threshold
+    class Config(Knobs):
+        n: int | None = Field(None, ge=1, description="stage-1 rollouts per prompt (None = sampler.group_size)")
+        n_max: int = Field(32, ge=1, description="cap on a prompt's total rollouts (ET: 32, HW: 64)")
+        schedule: Literal["et", "hw"] = Field("et", description="extra-rollout target: equal treatment | "
+                                              "hardness-weighted")
+        use_std: bool = Field(False, description="advantage mass with std scaling (the authors' scripts: off)")
+
+    def setup(self) -> None:
         self._metrics: dict[str, float] = {}
+
+    def first_round(self, group_size: int) -> int:
+        return self.n or group_size
+
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        n = self.first_round(group_size)
+        return prompts * max(self.n_max, n), prompts * n + 1
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         return np.full(len(prompts), self.n or ctx.group_size, dtype=np.int64)
@@ -61,8 +74,7 @@ class DarsAllocator(Allocator):
     def extend(self, round_index: int, pools: list[GroupObs], ctx: SampleContext) -> np.ndarray:
         if round_index != 1 or not pools:
             return np.zeros(len(pools), dtype=np.int64)
-        thr = ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
-        n = self.n or ctx.group_size
+        thr, n = ctx.stats.positive_threshold, self.n or ctx.group_size
         acc = np.array([float((p.rewards > thr).mean()) if p.n else 0.0 for p in pools])  # [P]
         extra = compute_dars_extra(acc, n, self.n_max, self.schedule, self.use_std)
         self._metrics = {"extended_prompts": float((extra > 0).sum()), "extra_rollouts": float(extra.sum()),
@@ -78,8 +90,9 @@ class DarsFilterGate(FilterGate):
 
     refill = False
 
-    def __init__(self, upper_threshold: float = 1.0, lower_threshold: float = 0.0) -> None:
-        self.upper_threshold, self.lower_threshold = upper_threshold, lower_threshold
+    class Config(Knobs):
+        upper_threshold: float = Field(1.0, description="drop groups whose mean reward is >= this")
+        lower_threshold: float = Field(0.0, description="drop groups whose mean reward is <= this")
 
     def passes(self, pools: list[GroupObs], kept: list[np.ndarray]) -> np.ndarray:
         means = np.array([p.rewards[k].mean() if len(k) else np.nan for p, k in zip(pools, kept)])  # [P]

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from rollwise.components import Knobs
 from rollwise.registry import import_object
 from rollwise.sampling.base import SampleContext, Selector
 from rollwise.sampling.vade import top_k
@@ -89,16 +91,22 @@ def gumbel_top_k(scores: np.ndarray, k: int, rng: np.random.Generator, tau: floa
 class DotsSelector(Selector):
     """Every ``mu`` steps, sample prompts predicted near pass rate ``alpha`` (softmax at temperature tau)."""
 
-    def __init__(self, alpha: float = 0.5, tau: float = 1e-3, mu: int = 2, predictor: str = "level",
-                 window: int | None = None, bandwidth: float = 1.0, prior: float = 0.5,
-                 prior_rollouts: float = 8.0) -> None:
-        if mu < 1 or tau <= 0 or prior_rollouts <= 0:
-            raise ValueError("dots needs mu >= 1, tau > 0 and prior_rollouts > 0")
-        self.alpha, self.tau, self.mu = alpha, tau, mu
-        self.predictor_name = predictor
-        self._predict: Predictor = PREDICTORS.get(predictor) or import_object(predictor)
-        self.window = mu if window is None else window
-        self.kwargs = {"bandwidth": bandwidth, "prior": prior, "prior_rollouts": prior_rollouts}
+    class Config(Knobs):
+        alpha: float = Field(0.5, ge=0, le=1, description="target pass rate (DOTS: 0.5)")
+        tau: float = Field(1e-3, gt=0, description="softmax temperature of -|p - alpha| (DOTS: 1e-3, ~greedy)")
+        mu: int = Field(2, ge=1, description="steps between re-selections (DOTS: 2)")
+        predictor: str = Field("level", description="pass-rate predictor: level | package.module:function")
+        window: int | None = Field(None, ge=1, description="reference set = prompts rolled out in the last "
+                                   "this many steps (None = mu)")
+        bandwidth: float = Field(1.0, gt=0, description="level predictor: kernel width over levels")
+        prior: float = Field(0.5, ge=0, le=1, description="level predictor: pass rate before any data")
+        prior_rollouts: float = Field(8.0, gt=0, description="level predictor: pseudo-rollouts of the level "
+                                      "mean when shrinking a prompt's own estimate")
+
+    def setup(self) -> None:
+        self._predict: Predictor = PREDICTORS.get(self.predictor) or import_object(self.predictor)
+        self.window = self.mu if self.window is None else self.window
+        self.kwargs = {"bandwidth": self.bandwidth, "prior": self.prior, "prior_rollouts": self.prior_rollouts}
         self._queue = np.zeros(0, dtype=np.int64)  # planned prompts not yet served, in draw order
         self._plan_step = -(10**9)
         self.replans = 0

@@ -1,37 +1,42 @@
-"""GDRO over online pass@k bins (spec §5): Prompt-GDRO advantage weights and a square-root rollout allocator.
+"""GDRO over online pass@k bins (spec §5; arXiv:2601.19280): Prompt-GDRO advantage weights and a
+square-root rollout allocator.
 
 * ``PassKClassifier``: per prompt, c_t = 1 iff any rollout of the step's pool is correct; pass@k = mean of
   the last ``history`` flags (ring buffer rows allocated only for prompts seen) or of all flags
   (``history=0``); bins from ``edges`` with hysteresis; unseen prompts have accuracy 0. With
   ``exclude_extremes`` pass@k exactly 0 or 1 goes to a separate excluded bin (weight 1, not in the game).
-* ``GdroSelector`` (Prompt-GDRO): selection stays uniform (the paper acts through weights, not resampling);
-  ``weights`` gives each prompt min(q_b, w_max) renormalised to batch mean 1, clamped at w_max, with
-  q = (1-gamma) softmax(eta clip(S)) + gamma/B and S an EMA of the bin step score.
+* ``GdroSelector`` (Prompt-GDRO): selection stays uniform (the paper acts through weights, not resampling).
+  As the authors order it, prompts are reclassified with this step's any-correct flags right after
+  generation (``on_generated``), then ``weights`` gives each trained group min(q_b, w_max), renormalised so
+  the mean weight over the trained *rollouts* is 1, clamped at w_max, with q = (1-gamma) softmax(eta clip(S))
+  + gamma/B and S an EMA of the bin step score (updated after the update, in ``observe``).
+* Rollout-GDRO's arms game is ``gdro_arms.py`` (it shares ``PassKClassifier``).
 * ``GdroSqrtAllocator``: the Neyman plug-in n_b = n_mean sqrt(v_b) / sum_j qbar_j sqrt(v_j), v_b = p_b(1-p_b)
   from the stats store's EMA pass rates, made integer in [n_min, n_max] with the batch total n_mean * P exact.
 
 Choices (the spec marks k, C and the Table-1 edges [unverified]):
 * k = the step's pool size (the authors' code), not the paper's k = 8.
 * Score signal ``difficulty`` (1 - pool pass rate) by default: with GRPO's zero-mean advantages the mean
-  clipped-surrogate loss is ~0. ``loss`` reads ``TrainGroup.loss`` (falls back to difficulty when absent).
-* ``weights`` is called before ``observe`` in this pipeline, so it uses the bins as of the previous step
-  (the authors reclassify after generation). A bin never observed scores the mean of the observed bins.
+  clipped-surrogate loss is ~0. ``loss`` reads the ``losses`` handed to ``observe`` (each trained group's mean
+  surrogate loss; falls back to difficulty when there are none).
+* A bin never observed scores the mean of the observed bins.
 * ``norm_by_share`` (the code's ``loss_norm_by_class``) is off by default: it would favour rare bins twice
-  with the difficulty signal. The discrete-arm EXP3 + DP Rollout-GDRO is not implemented; the sqrt law is.
+  with the difficulty signal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, Selector, TrainGroup
 from rollwise.sampling.uniform import UniformSelector
 
 
-def parse_edges(edges: str | Sequence[float]) -> np.ndarray:
+def parse_edges(edges: str | list[float]) -> np.ndarray:
     """'0.4,0.75' or [0.4, 0.75] -> sorted float array; B = len(edges) + 1 bins."""
     vals = [float(x) for x in edges.split(",") if x.strip()] if isinstance(edges, str) else list(edges)
     arr = np.asarray(vals, dtype=np.float64)
@@ -48,14 +53,17 @@ def compute_gdro_q(scores: np.ndarray, eta: float, gamma: float, clip: float | N
     return (1 - gamma) * w / w.sum() + gamma / len(scores)
 
 
-def compute_gdro_weights(q: np.ndarray, bins: np.ndarray, w_max: float) -> np.ndarray:
-    """Advantage multipliers [P]: min(q_bin, w_max) renormalised to mean 1 over the in-game prompts, then
-    clamped at w_max. Prompts with ``bins >= len(q)`` (the excluded bin) get weight 1."""
+def compute_gdro_weights(q: np.ndarray, bins: np.ndarray, w_max: float,
+                         sizes: np.ndarray | None = None) -> np.ndarray:
+    """Advantage multipliers [P]: min(q_bin, w_max) renormalised to mean 1 over the in-game *rollouts*
+    (``sizes`` [P] rollouts trained per group; None = one each), then clamped at w_max. Prompts with
+    ``bins >= len(q)`` (the excluded bin) get weight 1."""
     w = np.ones(len(bins), dtype=np.float64)
     m = bins < len(q)
     if m.any():
+        n = np.ones(m.sum()) if sizes is None else np.asarray(sizes, dtype=np.float64)[m]
         raw = np.minimum(q[bins[m]], w_max)
-        w[m] = np.minimum(raw / raw.mean(), w_max)
+        w[m] = np.minimum(raw * n.sum() / (raw * n).sum(), w_max)
     return w
 
 
@@ -170,16 +178,24 @@ class PassKClassifier:
 class GdroSelector(Selector):
     """Prompt-GDRO: uniform prompts, advantage weights from an EXP3-style game over online pass@k bins."""
 
-    def __init__(self, edges: str | Sequence[float] = "0.4,0.75", history: int = 50, hysteresis: float = 0.03,
-                 exclude_extremes: bool = False, signal: str = "difficulty", eta: float = 0.65,
-                 gamma: float = 0.01, ema: float = 0.12, w_max: float = 15.0, score_clip: float | None = None,
-                 norm_by_share: bool = False, positive_threshold: float | None = None) -> None:
-        if signal not in ("difficulty", "loss"):
-            raise ValueError(f"gdro signal must be 'difficulty' or 'loss', got {signal!r}")
-        self.classifier = PassKClassifier(parse_edges(edges), history, hysteresis, exclude_extremes)
-        self.signal, self.eta, self.gamma, self.ema, self.w_max = signal, eta, gamma, ema, w_max
-        self.score_clip, self.norm_by_share = score_clip, norm_by_share
-        self.positive_threshold = positive_threshold
+    class Config(Knobs):
+        edges: str | list[float] = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
+        history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
+        hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
+        exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin (weight 1)")
+        signal: Literal["difficulty", "loss"] = Field("difficulty", description="bin score: 1 - pool pass "
+                                                      "rate, or the groups' mean surrogate loss (the code)")
+        eta: float = Field(0.65, ge=0, description="EXP3 step size eta_q")
+        gamma: float = Field(0.01, ge=0, le=1, description="uniform exploration mixed into q")
+        ema: float = Field(0.12, gt=0, le=1, description="EMA rate beta of the bin scores")
+        w_max: float = Field(15.0, gt=0, description="cap on a group's weight")
+        score_clip: float | None = Field(None, gt=0, description="clip bin scores to [-C, C] (None = off)")
+        norm_by_share: bool = Field(False, description="divide a bin's score by its batch share "
+                                    "(loss_norm_by_class)")
+
+    def setup(self) -> None:
+        self.classifier = PassKClassifier(parse_edges(self.edges), self.history, self.hysteresis,
+                                          self.exclude_extremes)
         self.scores = np.full(self.classifier.n_bins, np.nan)  # [B] EMA bin score S; NaN until observed
         self._uniform = UniformSelector()
         self._metrics: dict[str, float] = {}
@@ -193,26 +209,34 @@ class GdroSelector(Selector):
         s = np.where(seen, self.scores, self.scores[seen].mean() if seen.any() else 0.0)
         return compute_gdro_q(s, self.eta, self.gamma, self.score_clip)
 
-    def weights(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
-        bins = self.classifier.bins(np.asarray(prompts, dtype=np.int64))
-        w = compute_gdro_weights(self.q(), bins, self.w_max)
+    def on_generated(self, ctx: SampleContext, pools: list[GroupObs]) -> None:
+        """Reclassify this step's prompts with their any-correct flags before the weights are computed."""
+        if pools:
+            thr = ctx.stats.positive_threshold
+            prompts = np.array([p.prompt for p in pools], dtype=np.int64)  # [P]
+            self.classifier.update(prompts, np.array([bool((p.rewards > thr).any()) for p in pools]),
+                                   ctx.stats.size)
+
+    def weights(self, pools: list[GroupObs], kept: list[np.ndarray], ctx: SampleContext) -> np.ndarray:
+        bins = self.classifier.bins(np.array([p.prompt for p in pools], dtype=np.int64))
+        w = compute_gdro_weights(self.q(), bins, self.w_max, np.array([len(k) for k in kept]))
         if w.size:
             self._metrics |= {"weight_min": float(w.min()), "weight_max": float(w.max())}
         return w
 
-    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
         if not pools:
             return
-        thr = ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
+        thr = ctx.stats.positive_threshold
         prompts = np.array([p.prompt for p in pools], dtype=np.int64)  # [P]
         rates = np.array([float((p.rewards > thr).mean()) if p.n else 0.0 for p in pools])  # [P]
-        self.classifier.update(prompts, rates > 0, ctx.stats.size)
         signal = 1.0 - rates
-        if self.signal == "loss":
-            losses = {g.prompt: g.loss for g in trained if g.loss is not None}
-            if losses:
-                prompts = np.array(list(losses), dtype=np.int64)
-                signal = np.array(list(losses.values()), dtype=np.float64)
+        fresh = [(g.prompt, float(x)) for g, x in zip(trained, losses if losses is not None else [])
+                 if not g.replayed]
+        if self.signal == "loss" and fresh:
+            prompts = np.array([p for p, _ in fresh], dtype=np.int64)
+            signal = np.array([x for _, x in fresh], dtype=np.float64)
         bins = self.classifier.bins(prompts)
         nb = self.classifier.n_bins
         m = bins < nb
@@ -246,18 +270,33 @@ class GdroSqrtAllocator(Allocator):
     """Square-root (Neyman) rollout allocation over pass-rate bins: more rollouts where outcomes vary more,
     the batch total fixed at n_mean * P (compute-neutral). The shadow price mu is tracked as a metric."""
 
-    def __init__(self, n_mean: float | None = None, n_min: int = 2, n_max: int | None = None,
-                 edges: str | Sequence[float] = "0.4,0.75", var_floor: float = 0.01,
-                 unseen_prior: float = 0.5, dual_lr: float = 0.05) -> None:
-        self.n_mean, self.n_min, self.n_max = n_mean, n_min, n_max
-        self.edges, self.var_floor, self.unseen_prior = parse_edges(edges), var_floor, unseen_prior
-        self.dual_lr, self.mu = dual_lr, 0.0
+    class Config(Knobs):
+        n_mean: float | None = Field(None, gt=0, description="mean rollouts per prompt (None = group_size)")
+        n_min: int = Field(2, ge=2, description="fewest rollouts for one prompt")
+        n_max: int | None = Field(None, ge=2, description="most rollouts for one prompt (None = 3 x n_mean)")
+        edges: str | list[float] = Field("0.4,0.75", description="pass-rate bin edges")
+        var_floor: float = Field(0.01, gt=0, description="floor of a bin's variance p(1-p)")
+        unseen_prior: float = Field(0.5, ge=0, le=1, description="pass rate assumed for never-seen prompts")
+        dual_lr: float = Field(0.05, ge=0, description="dual ascent rate of the shadow price mu")
+
+    def setup(self) -> None:
+        self.edges = parse_edges(self.edges)
+        self.mu = 0.0
         self._metrics: dict[str, float] = {}
 
+    def first_round(self, group_size: int) -> int:
+        return int(round(self._bounds_g(group_size)[0]))
+
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        n = int(round(self._bounds_g(group_size)[0] * prompts))
+        return n, n
+
+    def _bounds_g(self, group_size: int) -> tuple[float, int, int]:
+        n_mean = float(self.n_mean or group_size)
+        return n_mean, self.n_min, self.n_max if self.n_max is not None else int(round(3 * n_mean))
+
     def _bounds(self, ctx: SampleContext) -> tuple[float, int, int]:
-        n_mean = float(self.n_mean or ctx.group_size)
-        n_max = self.n_max if self.n_max is not None else int(round(3 * n_mean))
-        return n_mean, self.n_min, n_max
+        return self._bounds_g(ctx.group_size)
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         n_mean, n_min, n_max = self._bounds(ctx)
@@ -278,7 +317,8 @@ class GdroSqrtAllocator(Allocator):
                               f"bin{b}_n": float(counts[sel].mean()) if sel.any() else 0.0}
         return counts
 
-    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
         if pools:
             n_mean, _, _ = self._bounds(ctx)
             realised = float(np.mean([p.n for p in pools]))

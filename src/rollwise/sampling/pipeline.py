@@ -2,10 +2,15 @@
 
 The trainer only ever calls ``begin_step`` -> ``next_request`` (until None) -> ``finalize`` -> ``observe``;
 every published method is a combination of registered components chosen in config (see ``presets.py``).
+The pipeline owns everything a method may change about a step: which prompts and contexts, how many
+rollouts, which groups and rollouts are trained, their advantages (through the injected estimator, over each
+whole pool), their weights, replayed groups and the token fraction. The trainer receives plain data.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,32 +21,46 @@ from rollwise.sampling.base import (
     Budget,
     Component,
     Downsampler,
+    Estimator,
     Gate,
     GroupObs,
-    Replayed,
     Request,
     SampleContext,
     Selector,
     TrainGroup,
+    Transform,
+    estimate_grpo,
 )
 from rollwise.sampling.replay import Replay
 from rollwise.sampling.stats import PromptStats
 
+MIN_GROUP = 2  # a group of one rollout has no contrast: never trained
 
-def fit_to_budget(prompts: np.ndarray, counts: np.ndarray, left: int) -> Request:
-    """Trim a request so its total fits in ``left`` rollouts (earlier prompts keep priority)."""
+
+@dataclass
+class TrainPlan:
+    """What one step trains: fresh groups first, replayed groups after, and the token fraction to keep."""
+
+    groups: list[TrainGroup]
+    token_fraction: float | None = None  # D3S token level: share of tokens kept by |A|*entropy (None = all)
+
+
+def fit_to_budget(prompts: np.ndarray, counts: np.ndarray, left: int, min_count: int = 1) -> Request:
+    """Trim a request so its total fits in ``left`` rollouts (earlier prompts keep priority); a prompt cut
+    below ``min_count`` rollouts is dropped rather than sampled as a group too small to train."""
     counts = np.asarray(counts, dtype=np.int64).copy()
     prompts = np.asarray(prompts, dtype=np.int64)
     over = np.cumsum(counts) - left
     if over.size and over[-1] > 0:
-        counts = np.maximum(counts - np.maximum(over, 0), 0)
-        # a prompt cut to zero is dropped; cumsum monotone so only a tail is affected
+        cut = np.maximum(counts - np.maximum(over, 0), 0)  # cumsum is monotone: only a tail is affected
+        counts = np.where(cut < np.minimum(counts, min_count), 0, cut)
     keep = counts > 0
     return Request(prompts[keep], counts[keep])
 
 
 class SamplingPipeline:
-    """Selector + allocator + gates + downsampler + baseline (+ replay), with a shared stats store and RNG."""
+    """Selector + allocator + transform + gates + downsampler + baseline (+ replay), with a shared stats store,
+    RNG and the advantage estimator."""
 
     def __init__(
         self,
@@ -51,6 +70,7 @@ class SamplingPipeline:
         gates: list[Gate],
         downsampler: Downsampler,
         baseline: Baseline,
+        transform: Transform,
         replay: Replay | None,
         pool_size: int,
         group_size: int,
@@ -60,43 +80,54 @@ class SamplingPipeline:
         levels: np.ndarray | None = None,
         positive_threshold: float = 0.5,
         ema_decay: float = 0.5,
+        estimate: Estimator = estimate_grpo,
     ) -> None:
         self.selector, self.allocator, self.gates = selector, allocator, gates
-        self.downsampler, self.baseline, self.replay = downsampler, baseline, replay
+        self.downsampler, self.baseline, self.transform, self.replay = downsampler, baseline, transform, replay
         self.group_size, self.batch_prompts, self.total_steps = group_size, batch_prompts, total_steps
-        self.levels = levels
+        self.levels, self.estimate = levels, estimate
         self.stats = PromptStats(pool_size, ema_decay=ema_decay, positive_threshold=positive_threshold)
         self.rng = np.random.default_rng(seed)
         self._metrics: dict[str, Any] = {}
         self._ctx: SampleContext | None = None
 
-    # ------------------------------------------------------------------ components
+    # ------------------------------------------------------------------ components and budget
     @property
     def components(self) -> dict[str, Component]:
         comps: dict[str, Component] = {"selector": self.selector, "allocator": self.allocator}
         comps |= {f"gate{i}": g for i, g in enumerate(self.gates)}
-        comps |= {"downsampler": self.downsampler, "baseline": self.baseline}
+        comps |= {"downsampler": self.downsampler, "baseline": self.baseline, "transform": self.transform}
         if self.replay is not None:
             comps["replay"] = self.replay
         return comps
 
+    def budget(self) -> tuple[int, int]:
+        """(need, minimum) rollouts per step: the most this composition may spend, and the least that lets
+        every component act (past the allocator's first round; one refill prompt for a refilling gate)."""
+        return compute_budget(self.allocator, self.gates, self.batch_prompts, self.group_size)
+
     def _context(self, step: int, budget: Budget) -> SampleContext:
         return SampleContext(step, self.total_steps, self.group_size, self.batch_prompts, self.stats, self.rng,
-                             budget, self.levels)
+                             budget, self.levels, estimate=self.estimate)
+
+    def _with_contexts(self, req: Request, pools: dict[int, GroupObs], ctx: SampleContext) -> Request:
+        req.contexts = self.transform.contexts(req.prompts, pools, ctx) if len(req) else None
+        return req
 
     # ------------------------------------------------------------------ one step
     def begin_step(self, step: int, budget: Budget) -> Request:
         """Plan the first generation round of ``step``."""
         ctx = self._ctx = self._context(step, budget)
-        self._round, self._refills = 1, 0
+        self._round, self._refills, self._dropped_small = 1, 0, 0
         k = self.batch_prompts
         if self.replay is not None and len(self.replay):
             k = max(int(round(k * self.replay.fresh_fraction)), 1)
+        self._fresh = k  # the rest of the batch is replayed
         prompts = self.selector.select(k, ctx)
-        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), budget.left())
+        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), budget.left(), MIN_GROUP)
         self._used = req.prompts.copy()
         self._active = req.prompts.copy()
-        return req
+        return self._with_contexts(req, {}, ctx)
 
     def next_request(self, pools: dict[int, GroupObs]) -> Request | None:
         """Another round for still-active prompts (successive sampling), else a refill (gates), else None."""
@@ -110,14 +141,14 @@ class SamplingPipeline:
             if len(req):
                 if not self.allocator.revisit:
                     self._active = req.prompts
-                return req
+                return self._with_contexts(req, pools, ctx)
         return self._refill(pools, ctx)
 
     def _refill(self, pools: dict[int, GroupObs], ctx: SampleContext) -> Request | None:
         refill_gates = [g for g in self.gates if g.refill]
         if not refill_gates or self._refills >= min(g.max_refills for g in refill_gates):
             return None
-        passing = int(self._gate_mask(list(pools.values()), ctx)[1].sum())
+        passing = int(self._gate(list(pools.values()), ctx)[1].sum())
         need = self.batch_prompts - passing
         if need <= 0 or ctx.budget.left() <= 0:
             return None
@@ -125,74 +156,87 @@ class SamplingPipeline:
         ctx.exclude = self._used
         # ask for the shortfall scaled by the observed pass rate of the gate, at least the shortfall
         pass_rate = max(passing / max(len(pools), 1), 0.1)
-        k = int(min(np.ceil(need / pass_rate), self.batch_prompts * 3))
+        cap = min(g.refill_prompts(self.batch_prompts) // max(g.max_refills, 1) for g in refill_gates)
+        k = int(min(np.ceil(need / pass_rate), max(cap, need)))
         prompts = self.selector.select(k, ctx)
         ctx.exclude = None
-        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), ctx.budget.left())
+        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), ctx.budget.left(), MIN_GROUP)
         if not len(req):
             return None
         self._used = np.concatenate([self._used, req.prompts])
         self._active, self._round = req.prompts, 1
-        return req
+        return self._with_contexts(req, pools, ctx)
 
-    def _gate_mask(self, pools: list[GroupObs], ctx: SampleContext) -> tuple[list[np.ndarray], np.ndarray]:
+    def _gate(self, pools: list[GroupObs], ctx: SampleContext) -> tuple[list[np.ndarray], np.ndarray]:
+        """Kept rollouts per pool (down-sampler, then the estimator's own exclusions) and the gate mask."""
+        bases = self.baseline.compute(pools, ctx)
+        est = self.estimate(pools, bases)
+        ctx.advantages = [a for a, _ in est]
         kept = self.downsampler.select(pools, ctx)
+        kept = [k[ek[k]] for k, (_, ek) in zip(kept, est)]
+        if self.downsampler.estimate_on_kept:  # the kept rows are the group (MC-GRPO's control)
+            sub = [dataclasses.replace(p, rewards=p.rewards[k], lengths=p.lengths[k], mean_logprob=None,
+                                       payload=None, texts=None) for p, k in zip(pools, kept)]
+            for i, (k, (a, _)) in enumerate(zip(kept, self.estimate(sub, [None] * len(sub)))):
+                ctx.advantages[i] = np.zeros(pools[i].n)
+                ctx.advantages[i][k] = a
         mask = np.ones(len(pools), dtype=bool)
         for gate in self.gates:
             mask &= np.asarray(gate.keep(pools, kept, ctx), dtype=bool)
-        mask &= np.array([len(k) > 0 for k in kept], dtype=bool)
         return kept, mask
 
-    def finalize(self, pools: dict[int, GroupObs]) -> list[TrainGroup]:
-        """Choose the rollouts and groups to train, their baselines and weights; record step metrics."""
+    def finalize(self, pools: dict[int, GroupObs]) -> TrainPlan:
+        """Choose the groups and rollouts to train with their (weighted) advantages, add replayed groups,
+        and record the step's metrics."""
         ctx = self._ctx
         assert ctx is not None, "begin_step first"
         obs = list(pools.values())
-        kept, mask = self._gate_mask(obs, ctx)
-        bases = self.baseline.compute(obs, ctx)
-        weights = self.selector.weights(np.array([p.prompt for p in obs], dtype=np.int64), ctx)
-        groups = [
-            TrainGroup(p.prompt, k, b, float(w))
-            for p, k, b, w, m in zip(obs, kept, bases, weights, mask)
-            if m
-        ]
+        for comp in self.components.values():
+            comp.on_generated(ctx, obs)
+        kept, mask = self._gate(obs, ctx)
+        small = np.array([len(k) < MIN_GROUP for k in kept], dtype=bool)
+        self._dropped_small = int((mask & small).sum())
+        mask &= ~small
+        sel = np.flatnonzero(mask)
+        chosen = [obs[i] for i in sel]
+        weights = self.selector.weights(chosen, [kept[i] for i in sel], ctx) if len(sel) else np.zeros(0)
+        groups = []
+        for i, w in zip(sel, weights):
+            p, k = obs[i], kept[i]
+            adv = ctx.advantages[i][k] * float(w)
+            rollouts = [p.payload[j] for j in k] if p.payload is not None else []
+            groups.append(TrainGroup(p.prompt, k, adv, rollouts, float(w), step=ctx.step))
         if any(g.refill for g in self.gates) and len(groups) > self.batch_prompts:
             groups = groups[: self.batch_prompts]  # DAPO trims to exactly the train batch
         self._record(obs, kept, groups, ctx)
-        return groups
+        replayed = self._replay_draw(ctx)
+        return TrainPlan(groups + replayed, self.downsampler.token_fraction(ctx))
 
-    def observe(self, pools: dict[int, GroupObs], trained: list[TrainGroup]) -> None:
-        """Update the stats store and every component after the optimiser step."""
+    def observe(self, pools: dict[int, GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
+        """After the optimiser step: update the stats store and every component (``losses`` [len(trained)]:
+        each trained group's mean surrogate loss), and buffer the fresh groups for replay."""
         ctx = self._ctx
         assert ctx is not None, "begin_step first"
         obs = list(pools.values())
         self.stats.update(np.array([p.prompt for p in obs], dtype=np.int64), [p.rewards for p in obs], ctx.step)
         for comp in self.components.values():
-            comp.observe(ctx, obs, trained)
-
-    def token_fraction(self) -> float | None:
-        assert self._ctx is not None
-        return self.downsampler.token_fraction(self._ctx)
-
-    # ------------------------------------------------------------------ replay
-    def replay_draw(self) -> list[Replayed]:
-        """Stored groups to mix into this step's batch (DOTS rollout replay); empty without replay."""
-        if self.replay is None or self._ctx is None:
-            return []
-        k = self.batch_prompts - int(round(self.batch_prompts * self.replay.fresh_fraction))
-        return self.replay.draw(k, self._ctx) if len(self.replay) else []
-
-    def replay_push(self, groups: list[Replayed]) -> None:
+            comp.observe(ctx, obs, trained, losses)
         if self.replay is not None:
-            self.replay.push(groups)
+            self.replay.push(trained)
+
+    def _replay_draw(self, ctx: SampleContext) -> list[TrainGroup]:
+        if self.replay is None or not len(self.replay):
+            return []
+        return self.replay.draw(self.batch_prompts - self._fresh, ctx)
 
     # ------------------------------------------------------------------ books
     def _record(self, obs: list[GroupObs], kept: list[np.ndarray], groups: list[TrainGroup],
                 ctx: SampleContext) -> None:
         n = np.array([p.n for p in obs], dtype=np.int64)
         trained_prompts = {g.prompt for g in groups}
-        by_prompt = {p.prompt: (p, k) for p, k in zip(obs, kept)}
-        mixed = [by_prompt[g.prompt][0].is_mixed(g.keep) for g in groups]
+        by_prompt = {p.prompt: p for p in obs}
+        mixed = [by_prompt[g.prompt].is_mixed(g.keep) for g in groups]
         wasted = sum(p.n for p, k in zip(obs, kept) if p.prompt not in trained_prompts or not p.is_mixed(k))
         est = self.stats.pass_rate(np.array([p.prompt for p in obs], dtype=np.int64))
         self._metrics = {
@@ -203,6 +247,7 @@ class SamplingPipeline:
             "sampler/budget": ctx.budget.rollouts,
             "sampler/budget_spent": ctx.budget.spent_rollouts,
             "sampler/wasted_rollouts": int(wasted),
+            "sampler/dropped_small": self._dropped_small,
             "sampler/rounds": self._round,
             "sampler/refills": self._refills,
             "sampler/rollouts_per_prompt_min": int(n.min()) if n.size else 0,
@@ -244,3 +289,15 @@ class SamplingPipeline:
                 raise ValueError(f"sampler checkpoint {key} is a {cls_name}, config builds "
                                  f"{type(comps[key]).__name__}")
             comps[key].load_state_dict(sub)
+
+
+def compute_budget(allocator: Allocator, gates: list[Gate], prompts: int, group_size: int) -> tuple[int, int]:
+    """(need, minimum) rollouts per step of an allocator and gates at ``prompts`` x ``group_size``: a
+    refilling gate adds its refill prompts at the allocator's per-prompt maximum to the need, and needs the
+    first round plus one refill prompt to act."""
+    need, minimum = allocator.budget(prompts, group_size)
+    refill = sum(g.refill_prompts(prompts) for g in gates)
+    if refill:
+        need += refill * allocator.budget(1, group_size)[0]
+        minimum = max(minimum, (prompts + 1) * allocator.first_round(group_size))
+    return need, minimum

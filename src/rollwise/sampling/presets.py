@@ -1,8 +1,9 @@
-"""Named compositions of components (``--sampler.type=NAME``) and the builder that validates them.
+"""Named compositions of components (``--sampler.type=NAME``), the merge of a preset with explicit config,
+the per-step budget each composition needs, and the builder.
 
-A preset fills the component slots; anything set explicitly in config overrides it. Adding a method is one
-component class plus one registration line in ``sampling/__init__.py`` (and, for a published recipe, one
-preset line here).
+A preset fills the component slots with typed configs; a slot set in config overrides it (a table without
+``type`` tunes the preset's own component). Adding a method is one component class plus one registration line
+in ``sampling/__init__.py`` (and, for a published recipe, one preset line here).
 """
 
 from __future__ import annotations
@@ -12,114 +13,176 @@ from typing import Any
 
 import numpy as np
 
+from rollwise.components import knobs
 from rollwise.registry import Registry
-from rollwise.sampling.base import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS
-from rollwise.sampling.pipeline import SamplingPipeline
+from rollwise.sampling.base import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS, Estimator
+from rollwise.sampling.pipeline import SamplingPipeline, compute_budget
 from rollwise.sampling.replay import Replay
+
+#: component slot -> its registry (gates are a list of GATES entries; replay is on/off with knobs)
+SLOTS: dict[str, Registry] = {"selector": SELECTORS, "allocator": ALLOCATORS, "downsampler": DOWNSAMPLERS,
+                              "baseline": BASELINES, "transform": TRANSFORMS}
+Spec = str | dict[str, Any]  # a component: its name, or a table with ``type`` and knobs
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A published method as a composition of components (None = the default component)."""
+    """A published method as a composition of components."""
 
     doc: str
-    selector: str = "uniform"
-    allocator: str = "fixed"
-    gates: tuple[str, ...] = ()
-    downsampler: str = "all"
-    baseline: str = "none"
+    selector: Spec = "uniform"
+    allocator: Spec = "fixed"
+    gates: tuple[Spec, ...] = ()
+    downsampler: Spec = "all"
+    baseline: Spec = "none"
+    transform: Spec = "none"
     replay: bool = False
-    advantage: str | None = None  # the estimator the method needs (None = the config's choice)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    advantage: str | None = None  # the estimator the method needs (None = the config's choice, else grpo)
+    breadth: int = 1  # prompts per step = sampler.batch_prompts x breadth (DARS-B's large-breadth batches)
+    algo: dict[str, Any] = field(default_factory=dict)  # defaults for algo options the config leaves unset
 
 
 PRESETS: Registry[Preset] = Registry("sampler preset")
 PRESETS.register("uniform", Preset("uniform prompts, fixed G rollouts each (plain GRPO)"))
-PRESETS.register("dapo", Preset("DAPO dynamic sampling: drop all-equal groups, refill the batch", gates=("dynamic",)))
+PRESETS.register("dapo", Preset("DAPO dynamic sampling: drop all-equal groups, refill the batch (<= 10 calls)",
+                                gates=("dynamic",)))
 PRESETS.register("vade", Preset("VADE: Thompson draws from Beta posteriors scored by p(1-p)^2", selector="vade"))
 PRESETS.register("reinforce_ada", Preset(
     "Reinforce-Ada: sample in rounds until both outcomes, balanced groups, global pool baseline",
     allocator="reinforce_ada", downsampler="balanced", baseline="pool_mean", advantage="pool_baseline"))
-PRESETS.register("gdro", Preset("GDRO: pass@k bins, prompt bandit weights, square-root rollout allocation",
-                                selector="gdro", allocator="gdro_sqrt"))
+PRESETS.register("gdro", Preset("Prompt-GDRO: EXP3 advantage weights over online pass@k bins",
+                                selector="gdro"))
+PRESETS.register("gdro_rollout", Preset("Rollout-GDRO: EXP3 arms game over rollout counts per pass@k bin, "
+                                        "compute-neutral (dynamic programme + shadow price)",
+                                        allocator="gdro_arms"))
 PRESETS.register("dars", Preset("DARS: extra rollouts for low-accuracy prompts (closed form), filter 0<mean<1",
                                 allocator="dars", gates=("dars_filter",), advantage="dr_grpo"))
+PRESETS.register("dars_b", Preset("DARS-B: DARS with 4x the prompts per step, one full-batch update, 2 epochs",
+                                  allocator="dars", gates=("dars_filter",), advantage="dr_grpo", breadth=4,
+                                  algo={"epochs": 2, "mini_batches": 1}))
 PRESETS.register("dots", Preset("DOTS: pick prompts predicted near 50% pass rate, with rollout replay",
                                 selector="dots", replay=True))
-PRESETS.register("xrpo", Preset("XRPO: phased allocation by CI shrinkage + UCB bonus, novelty sharpening",
-                                allocator="xrpo", advantage="xrpo"))
+PRESETS.register("xrpo", Preset("XRPO: phased allocation by CI shrinkage + UCB bonus, in-context seeding of "
+                                "all-wrong prompts, novelty sharpening",
+                                allocator="xrpo", transform="xrpo_icl", advantage="xrpo"))
 PRESETS.register("mc_grpo", Preset("MC-GRPO: G+1 rollouts, median baseline, pivot dropped",
-                                   params={"fixed": {"extra": 1}}, advantage="mc_grpo"))
+                                   allocator={"type": "fixed", "extra": 1}, advantage="mc_grpo"))
+PRESETS.register("mc_grpo_control", Preset("MC-GRPO's control: G+1 rollouts, drop the smallest |reward|, GRPO",
+                                           allocator={"type": "fixed", "extra": 1}, downsampler="drop_min_abs"))
 PRESETS.register("d3s", Preset("D3S: keep max-advantage-variance rollouts and top |A|*H tokens on a schedule",
                                downsampler="d3s"))
 PRESETS.register("v05", Preset("V0.5-style: store estimate as prior, fused baseline, extra rollouts on conflict",
                                allocator="v05", baseline="v05", advantage="pool_baseline"))
-PRESETS.register("brorl", Preset("BroRL: uniform with a large N per prompt", params={"fixed": {"n": 64}}))
+PRESETS.register("brorl", Preset("BroRL: uniform with a large N per prompt", allocator={"type": "fixed", "n": 64}))
 
 
-def _instantiate(registry: Registry, name: str, params: dict[str, dict[str, Any]]) -> Any:
-    cls = registry.get(name)
-    kwargs = params.get(name, {})
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"sampler.params.{name}: {exc}") from exc
+def _as_table(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, str):
+        return {"type": spec}
+    if hasattr(spec, "model_dump"):
+        return spec.model_dump()
+    return dict(spec)
 
 
-def build_pipeline(
-    *,
-    preset: str = "uniform",
-    selector: str | None = None,
-    allocator: str | None = None,
-    gates: list[str] | None = None,
-    downsampler: str | None = None,
-    baseline: str | None = None,
-    replay: bool | None = None,
-    params: dict[str, dict[str, Any]] | None = None,
-    advantage: str | None = None,
-    pool_size: int,
-    group_size: int,
-    batch_prompts: int,
-    total_steps: int,
-    seed: int,
-    levels: np.ndarray | None = None,
-    positive_threshold: float = 0.5,
-) -> tuple[SamplingPipeline, str | None]:
-    """Build the pipeline of a preset with explicit overrides; return it with the advantage estimator the
-    composition requires (None when any estimator will do). Invalid combinations raise ``ValueError``."""
-    p = PRESETS.get(preset)
-    merged = {k: dict(v) for k, v in p.params.items()}
-    for k, v in (params or {}).items():
-        merged.setdefault(k, {}).update(v)
-    parts = {
-        "selector": _instantiate(SELECTORS, selector or p.selector, merged),
-        "allocator": _instantiate(ALLOCATORS, allocator or p.allocator, merged),
-        "gates": [_instantiate(GATES, g, merged) for g in (gates if gates is not None else p.gates)],
-        "downsampler": _instantiate(DOWNSAMPLERS, downsampler or p.downsampler, merged),
-        "baseline": _instantiate(BASELINES, baseline or p.baseline, merged),
-    }
-    use_replay = p.replay if replay is None else replay
-    rp = Replay(**merged.get("replay", {})) if use_replay else None
-    need = _required_advantage(parts, p.advantage, advantage)
-    pipe = SamplingPipeline(**parts, replay=rp, pool_size=pool_size, group_size=group_size,
-                            batch_prompts=batch_prompts, total_steps=total_steps, seed=seed, levels=levels,
-                            positive_threshold=positive_threshold)
-    return pipe, need
+def merge_slot(base: Spec, given: Any) -> dict[str, Any]:
+    """The preset's component ``base`` under the config's ``given`` (None, a name or a table): a table
+    without ``type`` (or with the same type) tunes the preset's component; another type replaces it."""
+    b = _as_table(base)
+    if given is None:
+        return b
+    g = _as_table(given)
+    if "type" not in g or g["type"] == b["type"]:
+        return b | g
+    return g
 
 
-def _required_advantage(parts: dict[str, Any], preset_adv: str | None, chosen: str | None) -> str | None:
-    comps = [parts["selector"], parts["allocator"], *parts["gates"], parts["downsampler"], parts["baseline"]]
+def resolve(data: dict[str, Any]) -> dict[str, Any]:
+    """Raw ``[sampler]`` table -> the same with every slot filled from its preset (before validation)."""
+    out = dict(data)
+    preset = PRESETS.get(str(out.get("type", "uniform")))
+    for slot in SLOTS:
+        out[slot] = merge_slot(getattr(preset, slot), out.get(slot))
+    gates = out.get("gates")
+    out["gates"] = [_as_table(g) for g in (preset.gates if gates is None else gates)]
+    replay = out.get("replay")
+    if replay is None or replay is True:
+        replay = {} if (replay is True or preset.replay) else None
+    out["replay"] = None if replay is False else replay
+    return out
+
+
+def build_components(s: Any) -> dict[str, Any]:
+    """Instantiate the components of a validated ``SamplerConfig``."""
+    parts: dict[str, Any] = {slot: reg.get(getattr(s, slot).type)(**knobs(getattr(s, slot)))
+                             for slot, reg in SLOTS.items()}
+    parts["gates"] = [GATES.get(g.type)(**knobs(g)) for g in s.gates]
+    parts["replay"] = Replay(**knobs(s.replay)) if s.replay is not None else None
+    return parts
+
+
+def prompts_per_step(s: Any) -> int:
+    return s.batch_prompts * PRESETS.get(s.type).breadth
+
+
+def step_budget(s: Any, parts: dict[str, Any] | None = None) -> tuple[int, int]:
+    """(need, minimum) rollouts per step of a validated ``SamplerConfig`` (see ``compute_budget``)."""
+    parts = parts or build_components(s)
+    return compute_budget(parts["allocator"], parts["gates"], prompts_per_step(s), s.group_size)
+
+
+def required_advantage(s: Any, chosen: str | None) -> str:
+    """The estimator a composition runs with: what its components or preset need, else ``chosen``, else
+    grpo. Raises ``ValueError`` on a conflict (two needs, or a choice the sampler cannot work with)."""
+    comps = [SLOTS[slot].get(getattr(s, slot).type) for slot in SLOTS] + [GATES.get(g.type) for g in s.gates]
     needs = {a for c in comps for a in getattr(c, "requires_advantage", ())}
     if len(needs) > 1:
         raise ValueError(f"sampler components need different advantage estimators: {sorted(needs)}")
+    preset_adv = PRESETS.get(s.type).advantage
     need = next(iter(needs), None) or preset_adv
-    has_baseline = type(parts["baseline"]).__name__ != "NoBaseline"
-    if chosen is not None and need is not None and chosen != need and not (needs == set() and preset_adv):
+    if chosen is not None and need is not None and chosen != need and (needs or not preset_adv):
         raise ValueError(f"algo.advantage={chosen!r} conflicts with the sampler, which needs {need!r}")
-    final = chosen or need
+    final = chosen or need or "grpo"
+    has_baseline = s.baseline.type != "none"
     if final == "pool_baseline" and not has_baseline:
         raise ValueError("algo.advantage='pool_baseline' needs a sampler baseline (sampler.baseline=pool_mean|v05)")
-    if has_baseline and final not in (None, "pool_baseline"):
-        raise ValueError(f"sampler.baseline={type(parts['baseline']).__name__} is ignored by "
-                         f"algo.advantage={final!r}; use 'pool_baseline'")
+    if has_baseline and final != "pool_baseline":
+        raise ValueError(f"sampler.baseline={s.baseline.type!r} is ignored by algo.advantage={final!r}; "
+                         "use 'pool_baseline'")
     return final
+
+
+def build_pipeline(s: Any = None, *, pool_size: int, total_steps: int, seed: int,
+                   levels: np.ndarray | None = None, estimate: Estimator | None = None,
+                   **overrides: Any) -> SamplingPipeline:
+    """The pipeline of a validated ``SamplerConfig`` ``s``; or, for tests and benches, of the sampler table
+    given as keyword arguments (``preset=`` is ``type=``; ``params={component name: knobs}`` tunes whichever
+    slot holds that component)."""
+    if s is None:
+        s = sampler_config(**overrides)
+    parts = build_components(s)
+    kw = {"estimate": estimate} if estimate is not None else {}
+    return SamplingPipeline(**parts, pool_size=pool_size, group_size=s.group_size,
+                            batch_prompts=prompts_per_step(s), total_steps=total_steps, seed=seed, levels=levels,
+                            positive_threshold=s.positive_threshold, ema_decay=s.ema_decay, **kw)
+
+
+def sampler_config(preset: str = "uniform", params: dict[str, dict[str, Any]] | None = None,
+                   **table: Any) -> Any:
+    """A validated ``SamplerConfig`` from keyword arguments (see :func:`build_pipeline`)."""
+    from rollwise.config import SamplerConfig
+
+    data = resolve({"type": preset, **table})
+    for name, kn in (params or {}).items():
+        hits = [slot for slot in [*SLOTS, "replay"] if isinstance(data.get(slot), dict)
+                and (data[slot].get("type") == name or slot == name)]
+        hits += [f"gates.{i}" for i, g in enumerate(data["gates"]) if g["type"] == name]
+        if not hits:
+            raise ValueError(f"params for {name!r}: no slot of this sampler holds it")
+        if len(hits) > 1:
+            raise ValueError(f"params for {name!r} match slots {hits}; key the knobs by slot name")
+        for slot in hits:
+            if slot.startswith("gates."):
+                data["gates"][int(slot[6:])] |= kn
+            else:
+                data[slot] = data[slot] | kn
+    return SamplerConfig.model_validate(data)

@@ -11,26 +11,25 @@ Spec: ``shared/methods/sampling.md`` section 3 (rules from the authors' code, co
   rollouts generated for the prompt, with the ``pool_baseline`` estimator (A = r - mean, no std, as the
   released script).
 
-A rollout is positive iff reward > threshold (the authors use 0.7; here the pipeline's
-``positive_threshold`` unless a component is given its own - keep the baseline's threshold consistent).
+A rollout is positive iff reward > ``sampler.positive_threshold`` (the authors use 0.7), one threshold shared
+by the allocator, the down-sampler and the baseline so they stay consistent.
+
+Budget: the most a step spends is P x round_size x rounds (the default budget); a budget below one full
+first round plus one more round for one prompt is refused when the config loads.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, Downsampler, GroupObs, SampleContext
 
-MODES = ("balanced", "positive_focused")
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"reinforce_ada mode must be one of {MODES}, got {mode!r}")
-    return mode
+Mode = Literal["balanced", "positive_focused"]
 
 
 def ada_exited(n_pos: int, n_neg: int, n: int, mode: str) -> bool:
@@ -73,18 +72,21 @@ class ReinforceAdaAllocator(Allocator):
     ``ctx.budget.left()`` allows (a partial round would break the per-round rule; the rest is left unspent).
     """
 
-    def __init__(self, round_size: int = 8, rounds: int = 4, exit: str = "balanced",
-                 positive_threshold: float | None = None) -> None:
-        if round_size < 1 or rounds < 1:
-            raise ValueError("reinforce_ada round_size and rounds must be >= 1")
-        self.round_size, self.max_rounds = int(round_size), int(rounds)
-        self.exit = _check_mode(exit)
-        self.positive_threshold = positive_threshold
+    class Config(Knobs):
+        round_size: int = Field(8, ge=1, description="rollouts per active prompt per round (M; authors: 8)")
+        rounds: int = Field(4, ge=1, description="most rounds per step (N; authors: 4)")
+        exit: Mode = Field("balanced", description="exit rule: balanced (n/2 of each outcome) | positive_focused")
+
+    def setup(self) -> None:
+        self.max_rounds = self.rounds
         self._step = -1
         self._active: list[int] = []  # prompts sampled in each round of the current step
 
-    def _threshold(self, ctx: SampleContext) -> float:
-        return ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        return prompts * self.round_size * self.rounds, (prompts + 1) * self.round_size
+
+    def first_round(self, group_size: int) -> int:
+        return self.round_size
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         if ctx.step != self._step:
@@ -93,7 +95,7 @@ class ReinforceAdaAllocator(Allocator):
         return np.full(len(prompts), self.round_size, dtype=np.int64)
 
     def extend(self, round_index: int, pools: list[GroupObs], ctx: SampleContext) -> np.ndarray:
-        thr, n = self._threshold(ctx), ctx.group_size
+        thr, n = ctx.stats.positive_threshold, ctx.group_size
         out = np.zeros(len(pools), dtype=np.int64)
         affordable = ctx.budget.left() // self.round_size
         for i, p in enumerate(pools):
@@ -119,17 +121,17 @@ class BalancedDownsampler(Downsampler):
     """Keep ``ctx.group_size`` rollouts per pool with enforced reward diversity (first-come, not random);
     see :func:`compute_balanced_keep`. ``mode`` should match the allocator's ``exit``."""
 
-    def __init__(self, mode: str = "balanced", drop_unfinished: bool = False,
-                 positive_threshold: float | None = None) -> None:
-        self.mode = _check_mode(mode)
-        self.drop_unfinished = drop_unfinished
-        self.positive_threshold = positive_threshold
+    class Config(Knobs):
+        mode: Mode = Field("balanced", description="keep rule; should match the allocator's exit")
+        drop_unfinished: bool = Field(False, description="train nothing from a pool that never produced both "
+                                      "outcomes (the authors keep it, with all-zero advantages)")
+
+    def setup(self) -> None:
         self._dropped = 0
         self._unfinished = 0
 
     def select(self, pools: list[GroupObs], ctx: SampleContext) -> list[np.ndarray]:
-        thr = ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
-        n = ctx.group_size
+        thr, n = ctx.stats.positive_threshold, ctx.group_size
         kept: list[np.ndarray] = []
         unfinished = 0
         for p in pools:

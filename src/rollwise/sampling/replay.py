@@ -1,15 +1,21 @@
 """Rollout replay (DOTS+RR): a FIFO buffer of recent informative groups mixed into later batches.
 
-The buffered rollouts are opaque to the sampler (the trainer's ``Rollout`` objects with their behaviour
-logprobs); the loss corrects them with the decoupled importance ratio pi_old / mu.
+A buffered group is a :class:`TrainGroup` exactly as it was trained when generated: its opaque rollouts (with
+behaviour logprobs and policy version) and the advantages they had then, so a replayed group keeps its own
+pool's baseline whatever estimator is configured; the loss corrects it with the decoupled ratio pi_old / mu.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Any
 
-from rollwise.sampling.base import Component, Replayed, SampleContext
+import numpy as np
+from pydantic import Field
+
+from rollwise.components import Knobs
+from rollwise.sampling.base import Component, SampleContext, TrainGroup
 
 
 class Replay(Component):
@@ -17,33 +23,36 @@ class Replay(Component):
 
     kind = "replay"
 
-    def __init__(self, capacity: int = 512, fresh_fraction: float = 0.5) -> None:
-        if not 0 < fresh_fraction <= 1:
-            raise ValueError("replay fresh_fraction must be in (0, 1]")
-        self.capacity, self.fresh_fraction = capacity, fresh_fraction
-        self._buf: OrderedDict[int, Replayed] = OrderedDict()
+    class Config(Knobs):
+        capacity: int = Field(512, ge=1, description="groups kept in the buffer (DOTS: 512)")
+        fresh_fraction: float = Field(0.5, gt=0, le=1, description="share of each batch freshly generated "
+                                      "(DOTS sigma = 0.5); the rest is replayed")
+
+    def setup(self) -> None:
+        self._buf: OrderedDict[int, TrainGroup] = OrderedDict()
         self._drawn = 0
 
     def __len__(self) -> int:
         return len(self._buf)
 
-    def push(self, groups: list[Replayed]) -> None:
+    def push(self, groups: list[TrainGroup]) -> None:
+        """Buffer this step's fresh trained groups that carry a signal (non-zero advantages)."""
         for g in groups:
-            rewards = [r.reward for r in g.rollouts]
-            if len(rewards) < 2 or max(rewards) == min(rewards):
-                continue  # zero-variance groups carry no gradient: never buffered
+            if g.replayed or len(g.rollouts) < 2 or not np.any(g.advantages):
+                continue  # zero-advantage groups carry no gradient: never buffered
             self._buf.pop(g.prompt, None)
             self._buf[g.prompt] = g
             while len(self._buf) > self.capacity:
                 self._buf.popitem(last=False)
 
-    def draw(self, k: int, ctx: SampleContext) -> list[Replayed]:
+    def draw(self, k: int, ctx: SampleContext) -> list[TrainGroup]:
         keys = list(self._buf)
         if k <= 0 or not keys:
+            self._drawn = 0
             return []
         idx = ctx.rng.choice(len(keys), size=min(k, len(keys)), replace=False)
         self._drawn = len(idx)
-        return [self._buf[keys[i]] for i in sorted(idx)]
+        return [dataclasses.replace(self._buf[keys[i]], replayed=True) for i in sorted(idx)]
 
     def metrics(self) -> dict[str, float]:
         return {"size": len(self._buf), "drawn": self._drawn}

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from rollwise.sampling.base import Allocator, Baseline, Downsampler, GroupObs, SampleContext, Selector
+from rollwise.components import Knobs
+from rollwise.sampling.base import Allocator, Baseline, Downsampler, GroupObs, SampleContext, Selector, Transform
 
 
 class UniformSelector(Selector):
     """Uniform without replacement: walk a seeded random permutation of the pool, reshuffling each epoch."""
 
-    def __init__(self) -> None:
+    def setup(self) -> None:
         self._order: np.ndarray | None = None
         self._cursor = 0
         self.epoch = 0
@@ -48,13 +50,21 @@ class FixedAllocator(Allocator):
     """The same number of rollouts for every prompt: G (default), a fixed ``n`` (BroRL's large N), plus
     ``extra`` (MC-GRPO samples G+1 and drops the median pivot)."""
 
-    def __init__(self, n: int | None = None, extra: int = 0) -> None:
-        if n is not None and n < 1:
-            raise ValueError("fixed allocator n must be >= 1")
-        self.n, self.extra = n, extra
+    class Config(Knobs):
+        n: int | None = Field(None, ge=1, description="rollouts per prompt (None = sampler.group_size)")
+        extra: int = Field(0, ge=0, description="rollouts added to n (MC-GRPO's +1)")
+
+    def per_prompt(self, group_size: int) -> int:
+        return (self.n or group_size) + self.extra
+
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        return prompts * self.per_prompt(group_size), self.per_prompt(group_size)
+
+    def first_round(self, group_size: int) -> int:
+        return self.per_prompt(group_size)
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
-        return np.full(len(prompts), (self.n or ctx.group_size) + self.extra, dtype=np.int64)
+        return np.full(len(prompts), self.per_prompt(ctx.group_size), dtype=np.int64)
 
 
 class KeepAll(Downsampler):
@@ -67,11 +77,11 @@ class NoBaseline(Baseline):
 
 class PoolMeanBaseline(Baseline):
     """Mean reward over every rollout generated for the prompt this step (all rounds), so a downsampled
-    group keeps the unbiased pool's centre (Reinforce-Ada's global baseline; binarised at the store's
+    group keeps the unbiased pool's centre (Reinforce-Ada's global baseline; binarised at the sampler's
     positive threshold as in the authors' code)."""
 
-    def __init__(self, binarize: bool = True) -> None:
-        self.binarize = binarize
+    class Config(Knobs):
+        binarize: bool = Field(True, description="average 0/1 outcomes (reward > sampler.positive_threshold)")
 
     def compute(self, pools: list[GroupObs], ctx: SampleContext) -> list[float | None]:
         thr = ctx.stats.positive_threshold
@@ -80,3 +90,22 @@ class PoolMeanBaseline(Baseline):
             r = (p.rewards > thr).astype(np.float64) if self.binarize else p.rewards
             out.append(float(r.mean()) if p.n > 1 else 0.0)
         return out
+
+
+class DropMinAbs(Downsampler):
+    """MC-GRPO's control arm (the authors' ``mc = False``): of G+1 rollouts, drop the one with the smallest
+    |reward| (the first in generation order on ties) and train the other G with the configured estimator,
+    computed over those G alone (``estimate_on_kept``)."""
+
+    estimate_on_kept = True
+
+    def select(self, pools: list[GroupObs], ctx: SampleContext) -> list[np.ndarray]:
+        out = []
+        for p in pools:
+            drop = int(np.argmin(np.abs(p.rewards))) if p.n else -1
+            out.append(np.array([i for i in range(p.n) if i != drop], dtype=np.int64))
+        return out
+
+
+class NoTransform(Transform):
+    """Every prompt is shown as it is."""

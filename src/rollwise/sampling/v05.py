@@ -24,7 +24,9 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, Baseline, GroupObs, SampleContext
 
 
@@ -66,25 +68,35 @@ def _prior(ctx: SampleContext, prompt: int) -> float | None:
 
 
 class V05Allocator(Allocator):
-    """``initial`` rollouts per prompt (None = the config's group size), then ``chunk`` more per round while
+    """``first`` rollouts per prompt (None = the config's group size), then ``chunk`` more per round while
     the one-step look-ahead MSE gain per rollout exceeds ``cost`` (default 2e-3 [unverified]: with p = 0.5
     and no prior, sampling stops at 12 rollouts), up to ``max_rollouts``. When the budget cannot cover every
     request, the largest gains per rollout are served first."""
 
-    def __init__(self, initial: int | None = 4, max_rollouts: int = 16, cost: float = 2e-3, chunk: int = 2,
-                 c: float = 1.0) -> None:
-        if (initial is not None and initial < 1) or chunk < 1 or cost < 0 or c < 0:
-            raise ValueError("v05 needs initial >= 1, chunk >= 1, cost >= 0, c >= 0")
-        self.initial_n, self.max_rollouts, self.cost = initial, max_rollouts, cost
-        self.chunk, self.c = chunk, c
-        start = initial if initial is not None else 1
-        self.max_rounds = 1 + max(math.ceil((max_rollouts - start) / chunk), 0)
+    class Config(Knobs):
+        first: int | None = Field(4, ge=1, description="first-round rollouts per prompt (V0.5: G = 4; "
+                                  "None = sampler.group_size)")
+        max_rollouts: int = Field(16, ge=1, description="most rollouts per prompt per step")
+        cost: float = Field(2e-3, ge=0, description="price of one rollout in MSE units (OSLA) [unverified]")
+        chunk: int = Field(2, ge=1, description="rollouts added per extra round")
+        c: float = Field(1.0, ge=0, description="shrinkage constant of the fusion (1 = plug-in MSE-optimal)")
+
+    def setup(self) -> None:
+        self.initial_n = self.first
+        start = self.first if self.first is not None else 1
+        self.max_rounds = 1 + max(math.ceil((self.max_rollouts - start) / self.chunk), 0)
         self._extra = 0
+
+    def first_round(self, group_size: int) -> int:
+        return min(self.initial_n or group_size, self.max_rollouts)
+
+    def budget(self, prompts: int, group_size: int) -> tuple[int, int]:
+        return prompts * max(self.max_rollouts, self.first_round(group_size)), \
+            prompts * self.first_round(group_size) + self.chunk
 
     def initial(self, prompts: np.ndarray, ctx: SampleContext) -> np.ndarray:
         self._extra = 0
-        n = self.initial_n if self.initial_n is not None else ctx.group_size
-        return np.full(len(prompts), min(n, self.max_rollouts), dtype=np.int64)
+        return np.full(len(prompts), self.first_round(ctx.group_size), dtype=np.int64)
 
     def extend(self, round_index: int, pools: list[GroupObs], ctx: SampleContext) -> np.ndarray:
         thr = ctx.stats.positive_threshold
@@ -118,8 +130,10 @@ class V05Baseline(Baseline):
     """b = v + lam*(r - v) per pool (:func:`compute_v05_fusion`); logs the mean lam and the prior-rejection
     rate (share of prompts with a prior whose lam > 0.5)."""
 
-    def __init__(self, c: float = 1.0) -> None:
-        self.c = c
+    class Config(Knobs):
+        c: float = Field(1.0, ge=0, description="shrinkage constant of the fusion (1 = plug-in MSE-optimal)")
+
+    def setup(self) -> None:
         self._lams: list[float] = []
         self._no_prior = 0
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from rollwise.components import Knobs
 from rollwise.sampling.base import GroupObs, SampleContext, Selector, TrainGroup
 
 _SCORES = ("info_gain", "variance")
@@ -91,22 +93,17 @@ class VadeSelector(Selector):
     """Thompson-sample p ~ Beta(alpha+1, beta+1) for every prompt, pick the top-k by p(1-p)^2; selected
     prompts' counts are refreshed fast (lambda1), all others decay slowly (lambda2) every step."""
 
-    def __init__(
-        self,
-        lambda1: float = 0.2,
-        lambda2: float = 0.999,
-        positive_threshold: float | None = None,
-        score: str = "info_gain",
-        thompson: bool = True,
-        threads: int | None = None,
-    ) -> None:
-        if score not in _SCORES:
-            raise ValueError(f"vade score must be one of {_SCORES}, got {score!r}")
-        if not (0 <= lambda1 <= 1 and 0 <= lambda2 <= 1):
-            raise ValueError("vade lambda1 and lambda2 must be in [0, 1]")
-        self.lambda1, self.lambda2 = lambda1, lambda2
-        self.positive_threshold, self.score, self.thompson = positive_threshold, score, thompson
-        self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)  # speed only
+    class Config(Knobs):
+        lambda1: float = Field(0.2, ge=0, le=1, description="decay of a selected prompt's counts before its new "
+                               "outcomes are added (fast adaptation) [unverified: read off the paper's figure]")
+        lambda2: float = Field(0.999, ge=0, le=1, description="per-step decay of every other prompt's counts")
+        score: Literal["info_gain", "variance"] = Field("info_gain", description="p(1-p)^2 (VADE) or p(1-p)")
+        thompson: bool = Field(True, description="Thompson draw (VADE); False scores the posterior mean")
+        threads: int | None = Field(None, ge=1, description="threads for the Beta draws (speed only; "
+                                    "None = min(4, cores))")
+
+    def setup(self) -> None:
+        self.threads = self.threads if self.threads is not None else min(4, os.cpu_count() or 1)
         self._alpha = np.zeros(0)  # [N] decayed success counts
         self._beta = np.zeros(0)  # [N] decayed failure counts
         self._touched = np.zeros(0, dtype=bool)  # [N] ever updated (else the posterior is exactly uniform)
@@ -155,9 +152,10 @@ class VadeSelector(Selector):
                              "info_gain": float(np.mean(info[chosen]))}
         return chosen
 
-    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup]) -> None:
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
         self._ensure(ctx.stats.size)
-        thr = ctx.stats.positive_threshold if self.positive_threshold is None else self.positive_threshold
+        thr = ctx.stats.positive_threshold
         prompts = np.array([p.prompt for p in pools], dtype=np.int64)  # [P] every prompt rolled out this step
         succ = np.array([(p.rewards > thr).sum() for p in pools], dtype=np.float64)  # [P]
         fail = np.array([p.n for p in pools], dtype=np.float64) - succ  # [P]

@@ -67,3 +67,24 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:
     with open(ckpt / "trainer_state.pkl", "rb") as f:
         return pickle.load(f)
+
+
+def load_checkpoint(ckpt: Path, *, model: Any, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore weights (a LoRA checkpoint holds the adapter only), optimiser and every RNG from ``ckpt``;
+    return the trainer state saved with it (step, ledger, sampler, scheduler, ...)."""
+    from safetensors.torch import load_file
+
+    if (ckpt / "adapter_model.safetensors").is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
+    else:
+        weights = load_file(str(ckpt / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise RuntimeError(f"checkpoint {ckpt} does not match the model: missing {missing}, "
+                               f"unexpected {unexpected}")
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+    state = load_trainer_state(ckpt)
+    set_rng_state(state["rng"])
+    return state

@@ -1,5 +1,5 @@
-"""One step's rollout collection: ask the sampler pipeline what to generate, generate, verify, repeat
-(successive rounds and refills), all within the step's budget."""
+"""One step's rollout collection: ask the sampler pipeline what to generate (with what context before each
+prompt), generate, verify, repeat (successive rounds and refills), all within the step's budget."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class StepRollouts:
     verify_failures: int = 0  # checks that timed out or raised (scored 0)
 
     def obs(self) -> dict[int, GroupObs]:
+        """The sampler's view of every pool, with the rollouts as its opaque payload."""
         out = {}
         for p, rs in self.rollouts.items():
             out[p] = GroupObs(
@@ -32,8 +33,25 @@ class StepRollouts:
                 np.array([r.reward for r in rs], dtype=np.float64),
                 np.array([r.num_tokens for r in rs], dtype=np.int64),
                 np.array([np.mean(r.behaviour_logprobs) if r.behaviour_logprobs else 0.0 for r in rs]),
+                payload=list(rs),
+                texts=[r.text for r in rs],
             )
         return out
+
+    def metrics(self) -> dict[str, float]:
+        """The step's rollout and generation metrics (``rollout/``, ``perf/``)."""
+        rs = [r for v in self.rollouts.values() for r in v]
+        n = max(len(rs), 1)
+        return {
+            "rollout/reward_mean": sum(r.reward for r in rs) / n,
+            "rollout/parsed_share": sum(r.parsed for r in rs) / n,
+            "rollout/length_mean": self.num_tokens / n,
+            "rollout/truncated_share": sum(r.finish_reason == "length" for r in rs) / n,
+            "rollout/verify_failures": self.verify_failures,
+            "perf/generate_seconds": self.gen_seconds,
+            "perf/verify_seconds": self.verify_seconds,
+            "perf/generate_calls": self.calls,
+        }
 
     @property
     def num_rollouts(self) -> int:
@@ -42,6 +60,14 @@ class StepRollouts:
     @property
     def num_tokens(self) -> int:
         return sum(r.num_tokens for v in self.rollouts.values() for r in v)
+
+
+def render_context(context: Any, pool: list[Prompt], text: str) -> str:
+    """A prompt shown after a sampler context: solved examples ``((pool index, solution), ...)``, each as
+    prompt + solution on its own line (XRPO's in-context seeding), then the prompt itself."""
+    if context is None:
+        return text
+    return "".join(f"{pool[j].text}{sol}\n" for j, sol in context) + text
 
 
 class RolloutCollector:
@@ -53,7 +79,9 @@ class RolloutCollector:
         self._encode = encode
         self._token_cache: dict[int, list[int]] = {}
 
-    def prompt_ids(self, index: int) -> list[int]:
+    def prompt_ids(self, index: int, context: Any = None) -> list[int]:
+        if context is not None:
+            return self._encode(render_context(context, self.pool, self.pool[index].text))
         ids = self._token_cache.get(index)
         if ids is None:
             ids = self._token_cache[index] = self._encode(self.pool[index].text)
@@ -70,7 +98,8 @@ class RolloutCollector:
 
     def _run(self, req: Request, out: StepRollouts, budget: Budget, seed: int, version: int) -> None:
         prompts = [int(p) for p in req.prompts]
-        ids = [self.prompt_ids(p) for p in prompts]
+        contexts = req.contexts or [None] * len(prompts)
+        ids = [self.prompt_ids(p, c) for p, c in zip(prompts, contexts)]
         t0 = time.perf_counter()
         params = SamplingParams(self.params.temperature, self.params.top_p, self.params.max_new_tokens,
                                 self.params.stop_token_ids, seed)

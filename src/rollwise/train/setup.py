@@ -89,8 +89,10 @@ def build_policy(cfg: Config, task: TaskData, log: Any = None) -> tuple[torch.nn
 
 
 def build_engine(cfg: Config, model: torch.nn.Module, tok: Any) -> Any:
-    cls = ENGINES.get(cfg.generation.engine)
-    return cls(model, tok, batch_size=cfg.generation.batch_size)
+    from rollwise.components import knobs
+
+    cls = ENGINES.get(cfg.generation.engine.type)
+    return cls(model, tok, batch_size=cfg.generation.batch_size, **knobs(cfg.generation.engine))
 
 
 def sampling_params(cfg: Config, tok: Any, eval_mode: bool = False) -> SamplingParams:
@@ -106,17 +108,39 @@ def build_verifier(cfg: Config) -> Any:
     return VerifierPool(cfg.task.verifier_name())
 
 
-def build_sampler(cfg: Config, task: TaskData) -> tuple[Any, str]:
-    """The sampler pipeline and the advantage estimator the run will use."""
-    s = cfg.sampler
-    pipe, need = build_pipeline(
-        preset=s.type, selector=s.selector, allocator=s.allocator, gates=s.gates, downsampler=s.downsampler,
-        baseline=s.baseline, replay=s.replay, params=s.params, advantage=cfg.algo.advantage,
-        pool_size=len(task.pool), group_size=s.group_size, batch_prompts=s.batch_prompts,
-        total_steps=cfg.trainer.steps, seed=cfg.run.seed + 1, levels=task.levels,
-        positive_threshold=s.positive_threshold,
-    )
-    return pipe, (need or "grpo")
+def build_estimator(cfg: Config) -> Any:
+    """The configured advantage estimator as the sampler's numpy callable: each whole pool's advantages (and
+    the estimator's own row exclusions), one vectorised call over all pools of the step."""
+    from rollwise.algos import ADVANTAGES, AdvantageContext
+    from rollwise.components import knobs
+
+    adv_cfg = cfg.algo.advantage
+    fn, params = ADVANTAGES.get(adv_cfg.type), knobs(adv_cfg)
+
+    def estimate(pools: list, baselines: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        if not pools:
+            return []
+        sizes = [p.n for p in pools]
+        rewards = torch.tensor(np.concatenate([p.rewards for p in pools]), dtype=torch.float32)  # [R]
+        group_index = torch.repeat_interleave(torch.arange(len(pools)), torch.tensor(sizes))  # [R]
+        base = None
+        if any(b is not None for b in baselines):
+            base = torch.tensor([b if b is not None else float(p.rewards.mean()) for p, b in zip(pools, baselines)],
+                                dtype=torch.float32)  # [G]
+        lp = [p.mean_logprob if p.mean_logprob is not None else np.zeros(p.n) for p in pools]
+        seq_lp = torch.tensor(np.concatenate(lp), dtype=torch.float32)  # [R]
+        out = fn(rewards, group_index, AdvantageContext(len(pools), base, seq_lp, params=params))
+        keep = out.keep if out.keep is not None else torch.ones(len(rewards), dtype=torch.bool)
+        cuts = np.cumsum(sizes)[:-1]
+        return list(zip(np.split(out.advantages.double().numpy(), cuts), np.split(keep.numpy(), cuts)))
+
+    return estimate
+
+
+def build_sampler(cfg: Config, task: TaskData) -> Any:
+    """The sampler pipeline, with the configured advantage estimator injected."""
+    return build_pipeline(cfg.sampler, pool_size=len(task.pool), total_steps=cfg.trainer.steps,
+                          seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg))
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:

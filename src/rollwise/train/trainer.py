@@ -1,20 +1,18 @@
 """The RL loop. One step reads top to bottom:
 
-    plan (sampler) -> generate (engine) -> verify (rewards) -> gate/down-sample (sampler)
-    -> advantages (algos, variable-size groups) -> loss, micro-batched (algos) -> optimiser step
-    -> sync weights -> observe (sampler) -> log -> eval -> checkpoint
+    plan + generate + verify (sampler, engine, rewards; as many rounds and refills as the sampler asks)
+    -> train plan (sampler: groups, advantages over whole pools, weights, replay, token fraction)
+    -> update, micro-batched (algos) -> sync weights -> observe (sampler) -> log -> eval -> checkpoint
 
 Algorithmic choices (estimator, loss, aggregation, clip, KL, sampler composition) are looked up by name in
-registries, so this file never branches on a method.
+registries and reach this file as data, so it never branches on a method.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import os
-import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,13 @@ import torch
 from rollwise.config import Config, dump_toml
 from rollwise.data.templates import render_prompt
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
-from rollwise.sampling import Budget, Replayed
+from rollwise.sampling import Budget
 from rollwise.train import checkpoint as ckpt
 from rollwise.train import setup
-from rollwise.train.batch import Optimiser, build_train_batch, make_micro_batches
+from rollwise.train.batch import TrainBatch, build_train_batch, group_losses, make_micro_batches
 from rollwise.train.evaluate import evaluate
-from rollwise.train.rollout import RolloutCollector
+from rollwise.train.rollout import RolloutCollector, StepRollouts
+from rollwise.train.update import PolicyUpdate
 
 
 class TrainingError(RuntimeError):
@@ -37,12 +36,13 @@ class TrainingError(RuntimeError):
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path | None = None, logger: MultiLogger | None = None,
-                 console: Any = None) -> None:
+                 console: Any = None, on_checkpoint: Callable[[int], None] | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir or Path(cfg.run.out_dir) / cfg.run.name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(dump_toml(cfg))
         self.console = console
+        self.on_checkpoint = on_checkpoint  # called with the step after each checkpoint (tests inject faults)
         setup.set_threads(cfg)
         torch.manual_seed(cfg.run.seed)
         self.task = setup.build_task(cfg)
@@ -51,15 +51,17 @@ class Trainer:
         self.engine = setup.build_engine(cfg, self.model, self.tok)
         self.verifier = setup.build_verifier(cfg)
         self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
-        self.pipeline, self.estimator = setup.build_sampler(cfg, self.task)
+        self.pipeline = setup.build_sampler(cfg, self.task)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
-        self.optimiser = Optimiser(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
+        self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
                                    cfg.generation.max_new_tokens, self.ref_model)
         self.collector = RolloutCollector(self.engine, self.verifier, self.task.pool, self.encode,
                                           setup.sampling_params(cfg, self.tok))
         self.logger = logger or build_logger(cfg.trainer.loggers, self.run_dir)
         self.step_index = 0
-        self.ledger = {"ledger/rollouts": 0, "ledger/tokens": 0, "ledger/seconds": 0.0, "ledger/rollouts_trained": 0}
+        # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
+        self.ledger = {"ledger/rollouts": 0, "ledger/tokens": 0, "ledger/seconds": 0.0, "ledger/rollouts_trained": 0,
+                       "ledger/tokens_trained": 0}
         self.nan_streak = 0
 
     def encode(self, text: str) -> list[int]:
@@ -94,8 +96,8 @@ class Trainer:
             self._print(row)
             if last or (steps.checkpoint_every and self.step_index % steps.checkpoint_every == 0):
                 self.save()
-                if os.environ.get("ROLLWISE_KILL_AFTER_STEP") == str(self.step_index):
-                    os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the resume test
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(self.step_index)
         return final
 
     def _done(self) -> bool:
@@ -110,52 +112,38 @@ class Trainer:
         got = self.collector.collect(self.pipeline, step, budget, seed=cfg.run.seed * 1_000_003 + step,
                                      version=step)
         pools = got.obs()
-        # 2. the sampler chooses which groups and rollouts are trained (gates, down-sampling, baselines)
-        groups = self.pipeline.finalize(pools)
-        replayed = self.pipeline.replay_draw()
-        # 3. advantages over variable-size groups
-        batch = build_train_batch(groups, got.rollouts, replayed, self.estimator, cfg.algo.advantage_params,
-                                  version=step)
-        # 4. loss and optimiser step(s), micro-batched with global normalisers
+        # 2. the sampler's train plan: groups, advantages over whole pools, weights, replay, token fraction
+        batch = build_train_batch(self.pipeline.finalize(pools), version=step)
+        # 3. loss and optimiser step(s), micro-batched with global normalisers
         t0 = time.perf_counter()
-        metrics: dict[str, float] = {}
-        if batch.rollouts:
-            micro = make_micro_batches(batch, cfg.algo.micro_batch, self.tok.pad_token_id, self.device)
-            self.optimiser.prepare(micro, batch, self.pipeline.token_fraction())
-            self.model.train()
-            metrics, per_row, ok = self.optimiser.run(micro, len(batch.rollouts))
-            self._check_finite(ok, step)
-            self.scheduler.step()
-            for gi, g in enumerate(batch.groups[: len(groups)]):
-                rows = (batch.group_index == gi).nonzero().squeeze(-1)
-                g.loss = float(per_row[rows].mean()) if len(rows) else None
+        metrics, losses = self._update(batch, step)
         train_seconds = time.perf_counter() - t0
-        # 5. the engine sees the new weights; the sampler learns from this step's outcomes
+        # 4. the engine sees the new weights; the sampler learns from this step's outcomes
         self.engine.sync_weights(self.model, step + 1)
-        self.pipeline.observe(pools, groups)
-        self.pipeline.replay_push([Replayed(g.prompt, [got.rollouts[g.prompt][int(i)] for i in g.keep], step)
-                                   for g in groups])
-        # 6. books
+        self.pipeline.observe(pools, batch.groups, losses)
+        # 5. books
+        self._charge(got, batch)
+        return {**got.metrics(), "rollout/advantage_abs_mean": float(batch.advantages.abs().mean())
+                if batch.rollouts else 0.0, **metrics, **self.pipeline.metrics(),
+                "perf/train_seconds": train_seconds, "perf/lr": self.scheduler.get_last_lr()[0]}
+
+    def _update(self, batch: TrainBatch, step: int) -> tuple[dict[str, float], Any]:
+        """Optimise on the batch; return the loss metrics and each group's mean surrogate loss."""
+        if not batch.rollouts:
+            return {}, None
+        micro = make_micro_batches(batch, self.cfg.algo.micro_batch, self.tok.pad_token_id, self.device)
+        self.update.prepare(micro, batch)
+        self.model.train()
+        metrics, per_row, ok = self.update.run(micro, len(batch.rollouts))
+        self._check_finite(ok, step)
+        self.scheduler.step()
+        return metrics, group_losses(batch, per_row)
+
+    def _charge(self, got: StepRollouts, batch: TrainBatch) -> None:
         self.ledger["ledger/rollouts"] += got.num_rollouts
         self.ledger["ledger/tokens"] += got.num_tokens
         self.ledger["ledger/rollouts_trained"] += len(batch.rollouts)
-        rewards = [r.reward for rs in got.rollouts.values() for r in rs]
-        return {
-            "rollout/reward_mean": sum(rewards) / max(len(rewards), 1),
-            "rollout/parsed_share": sum(r.parsed for rs in got.rollouts.values() for r in rs) / max(len(rewards), 1),
-            "rollout/length_mean": got.num_tokens / max(got.num_rollouts, 1),
-            "rollout/truncated_share": sum(r.finish_reason == "length" for rs in got.rollouts.values() for r in rs)
-            / max(len(rewards), 1),
-            "rollout/verify_failures": got.verify_failures,
-            "rollout/advantage_abs_mean": float(batch.advantages.abs().mean()) if batch.rollouts else 0.0,
-            **metrics,
-            **self.pipeline.metrics(),
-            "perf/generate_seconds": got.gen_seconds,
-            "perf/verify_seconds": got.verify_seconds,
-            "perf/train_seconds": train_seconds,
-            "perf/generate_calls": got.calls,
-            "perf/lr": self.scheduler.get_last_lr()[0],
-        }
+        self.ledger["ledger/tokens_trained"] += batch.num_tokens
 
     def _check_finite(self, ok: bool, step: int) -> None:
         if ok:
@@ -187,26 +175,12 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.run_dir)
         if path is None:
             return False
-        from safetensors.torch import load_file
-
-        if (path / "adapter_model.safetensors").is_file():  # LoRA: the checkpoint holds the adapter only
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
-        else:
-            weights = load_file(str(path / "model.safetensors"))
-            missing, unexpected = self.model.load_state_dict(weights, strict=False)
-            if unexpected or [k for k in missing if "lm_head" not in k]:
-                raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, "
-                                   f"unexpected {unexpected}")
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        state = ckpt.load_trainer_state(path)
+        state = ckpt.load_checkpoint(path, model=self.model, optimizer=self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.pipeline.load_state_dict(state["sampler"])
-        self.ledger = state["ledger"]
+        self.ledger = self.ledger | state["ledger"]
         self.nan_streak = state["nan_streak"]
         self.step_index = state["step"]
-        ckpt.set_rng_state(state["rng"])
         self.engine.sync_weights(self.model, self.step_index)
         truncate_metrics(self.run_dir, self.step_index)
         self._print({"resumed_from": str(path), "step": self.step_index})
@@ -218,6 +192,3 @@ class Trainer:
         if close is not None:
             close()
 
-
-def is_finite(x: float) -> bool:
-    return math.isfinite(x)

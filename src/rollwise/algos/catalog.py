@@ -1,0 +1,74 @@
+"""The names and knobs of the pure-math parts, without importing torch: the registries of advantage
+estimators, policy losses, loss aggregations and KL estimators, each entry a lazy ``module:function`` with its
+knobs as a dataclass (``field(metadata={"doc": ...})``). The config validates names and knobs against this
+catalog when it loads (fast: no torch), and the trainer imports an entry only when it runs it.
+
+Adding an estimator: write ``compute_my_advantages`` in ``advantages.py`` and add one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rollwise.registry import Registry
+
+ADVANTAGES: Registry = Registry("advantage estimator", knobs_from_entry=False)
+POLICY_LOSSES: Registry = Registry("policy loss", knobs_from_entry=False)
+AGGREGATIONS: Registry = Registry("loss aggregation", knobs_from_entry=False)
+KL_ESTIMATORS: Registry = Registry("kl estimator", knobs_from_entry=False)
+
+
+@dataclass(frozen=True)
+class GrpoKnobs:
+    std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in the group std (verl's torch.std)"})
+
+
+@dataclass(frozen=True)
+class McGrpoKnobs:
+    scale: Literal["auto", "mad", "none"] = field(default="auto", metadata={
+        "doc": "auto: divide by the group MAD where it is > 0, else none (binary rewards: MAD is always 0, "
+               "so the authors' 1e-3 floor gives +-1000); mad: the authors' (r - m)/(MAD + eps_mad); none: r - m"})
+    eps_mad: float = field(default=1e-3, metadata={"doc": "floor added to the MAD under scale = 'mad'"})
+
+
+@dataclass(frozen=True)
+class PoolBaselineKnobs:
+    norm_by_std: bool = field(default=False, metadata={"doc": "divide r - baseline by the group std "
+                                                                "(Reinforce-Ada's released script: off)"})
+    std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in that std"})
+
+
+@dataclass(frozen=True)
+class XrpoKnobs:
+    lam: float = field(default=2.5, metadata={"doc": "novelty bonus scale lambda_nov (XRPO: 2.5)"})
+    kappa: float = field(default=0.5, metadata={"doc": "bonus cap as a share of A (XRPO: 0.5)"})
+    std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in the GRPO std"})
+
+
+_A = "rollwise.algos.advantages:"
+ADVANTAGES.register("grpo", _A + "compute_grpo_advantages", config=GrpoKnobs,
+                    doc="GRPO: (r - mean) / (std + eps) per group")
+ADVANTAGES.register("dr_grpo", _A + "compute_dr_grpo_advantages", doc="Dr.GRPO: r - mean, no std")
+ADVANTAGES.register("rloo", _A + "compute_rloo_advantages", doc="RLOO: r - mean of the other rows")
+ADVANTAGES.register("mc_grpo", _A + "compute_mc_grpo_advantages", config=McGrpoKnobs,
+                    doc="MC-GRPO: median baseline, pivot dropped")
+ADVANTAGES.register("pool_baseline", _A + "compute_pool_baseline_advantages", config=PoolBaselineKnobs,
+                    doc="r - an external baseline from the sampler (Reinforce-Ada, V0.5)")
+ADVANTAGES.register("xrpo", _A + "compute_xrpo_advantages", config=XrpoKnobs,
+                    doc="XRPO: GRPO with novelty sharpening of rare correct answers")
+
+POLICY_LOSSES.register("ppo", "rollwise.algos.losses:compute_ppo_loss", doc="PPO/GRPO clipped token ratio")
+POLICY_LOSSES.register("gspo", "rollwise.algos.losses:compute_gspo_loss", doc="GSPO clipped sequence ratio")
+
+_G = "rollwise.algos.aggregation:"
+AGGREGATIONS.register("token-mean", _G + "_token_mean", doc="mean over all tokens of the batch (DAPO)")
+AGGREGATIONS.register("seq-mean-token-mean", _G + "_seq_mean_token_mean", doc="mean of per-sequence token means")
+AGGREGATIONS.register("seq-mean-token-sum", _G + "_seq_mean_token_sum", doc="mean of per-sequence token sums")
+AGGREGATIONS.register("seq-mean-token-sum-norm", _G + "_seq_mean_token_sum_norm",
+                      doc="token sums / max length (Dr.GRPO)")
+
+KL_ESTIMATORS.register("k1", "rollwise.algos.kl:compute_kl_k1", doc="log ratio")
+KL_ESTIMATORS.register("k2", "rollwise.algos.kl:compute_kl_k2", doc="half squared log ratio")
+KL_ESTIMATORS.register("k3", "rollwise.algos.kl:compute_kl_k3", doc="exp(-x) - 1 + x, unbiased, >= 0")
+KL_ESTIMATORS.register("low_var_kl", "rollwise.algos.kl:compute_kl_k3", doc="alias of k3 (verl's name)")
