@@ -105,6 +105,15 @@ class TaskConfig(_Section):
     eval_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for eval")
     group_by: str = Field("level", description="dataset meta field that defines eval groups / sampler levels")
     on_error: Literal["raise", "skip"] = Field("raise", description="malformed dataset rows: error or counted skip")
+    max_prompt_chars: int = Field(8192, ge=1, description="longest prompt accepted at load (file:line on a longer one)")
+    max_reference_chars: int = Field(4096, ge=1, description="longest reference answer accepted at load")
+    verify_timeout: float = Field(2.0, gt=0, description="seconds one verifier check may take (then it scores 0 "
+                                  "and counts as a timeout)")
+    reward_range: tuple[float, float] = Field((0.0, 1.0), description="rewards a verifier may return [low, high]")
+    out_of_range: Literal["error", "clamp"] = Field("error", description="a reward outside reward_range: stop "
+                                                    "with an error, or clamp it and count it")
+    max_verify_failures: float = Field(0.5, ge=0, le=1, description="stop when more than this share of a step's "
+                                       "checks fail (error, timeout, crash, out of range)")
     verifier: str = Field("auto", description="verifier name or package.module:function; 'auto' = the arith "
                           "format's own (by scratchpad) or the dataset family's")
 
