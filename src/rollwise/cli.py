@@ -13,7 +13,50 @@ from rich.table import Table
 
 from rollwise.config import ConfigError, describe, dump_toml, load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+class UserError(Exception):
+    """Marker base for errors that are the user's to fix (printed as one line, no traceback)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input (config, data, run directory, verifier, non-finite training), not
+    a rollwise bug: the CLI prints their message on one line and exits 1 or 2."""
+    from rollwise.train.checkpoint import CheckpointError
+    from rollwise.train.rundir import RunDirError
+    from rollwise.train.trainer import TrainingError
+
+    found: list[type[BaseException]] = [ConfigError, RunDirError, CheckpointError, TrainingError, UserError]
+    for module, name in (("rollwise.train.rollout", "VerifierFailureError"), ("rollwise.rewards.base",
+                         "RewardRangeError"), ("rollwise.data.loaders", "DatasetError"),
+                         ("rollwise.train.model", "ModelLoadError")):
+        cls = getattr(__import__(module, fromlist=[name]), name, None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+class _App(typer.Typer):
+    """Typer app whose unexpected errors keep their traceback and ask for a bug report; user errors are one
+    line each (see ``user_errors``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit:
+            raise
+        except Exception as exc:
+            if isinstance(exc, user_errors()):
+                Console(stderr=True).print(f"[red]{exc}[/red]", highlight=False)
+                raise SystemExit(1) from None
+            import traceback
+
+            traceback.print_exc()
+            Console(stderr=True).print("[red]This is an unexpected internal error in rollwise: please report it "
+                                       "with the command you ran and the traceback above.[/red]")
+            raise SystemExit(1) from None
+
+
+app = _App(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
@@ -37,22 +80,28 @@ def train(
     ctx: typer.Context,
     config: Annotated[str | None, typer.Argument(help="TOML config (default: the embedded tiny run)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the run's latest checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="delete the run already in the run directory "
+                                            "and start again")] = False,
 ) -> None:
     """Train with RL. No arguments: the embedded default (warm start + RL on the arithmetic suite).
     Overrides: --section.key=value, e.g. --trainer.steps=50 --sampler.type=vade."""
     cfg = _load(config, ctx)
     from rollwise.progress import ProgressConsole
-    from rollwise.train.trainer import Trainer, TrainingError
+    from rollwise.train.rundir import RunDir
+    from rollwise.train.trainer import Trainer
 
-    with ProgressConsole(cfg.trainer.steps, enabled=cfg.trainer.progress, console=console) as progress:
-        trainer = Trainer(cfg, console=progress.update)
-        try:
-            trainer.train(resume=resume)
-        except TrainingError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
-        finally:
-            trainer.close()
+    rundir = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
+    rundir.acquire()  # before any model is built: a directory in use or holding another run fails now
+    try:
+        rundir.check(resume=resume, overwrite=overwrite)
+        with ProgressConsole(cfg.trainer.steps, enabled=cfg.trainer.progress, console=console) as progress:
+            trainer = Trainer(cfg, console=progress.update, rundir=rundir)
+            try:
+                trainer.train(resume=resume, overwrite=overwrite)
+            finally:
+                trainer.close()
+    finally:
+        rundir.release()
     _report(trainer.run_dir, plots=cfg.trainer.plots)
 
 
@@ -144,7 +193,7 @@ def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
     data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test) or 'arith'")] = "arith",
-    n: Annotated[int, typer.Option("--n", help="samples per prompt")] = 1,
+    n: Annotated[int, typer.Option("--n", min=1, help="samples per prompt (>= 1)")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
     config: Annotated[str | None, typer.Option("--config", help="TOML config for template/verifier")] = None,
     allocator: Annotated[str, typer.Option("--allocator", help="uniform | pets | pets_offline: test-time "

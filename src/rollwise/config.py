@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rollwise.algos.catalog import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rollwise.algos.catalog import ADVANTAGES, AGGREGATIONS, GROUP_RELATIVE, KL_ESTIMATORS, POLICY_LOSSES
 from rollwise.components import component_union
 from rollwise.generation.base import ENGINES
 from rollwise.registry import Registry
@@ -267,6 +267,10 @@ class Config(_Section):
         need = sampler_presets.required_advantage(s, chosen)
         if self.algo.advantage is None:
             self.algo.advantage = {"type": need}
+        first = sampler_presets.build_components(s)["allocator"].first_round(s.group_size)
+        if first < 2 and self.algo.advantage.type in GROUP_RELATIVE:
+            raise ValueError(f"sampler.group_size: {s.group_size} rollout(s) per prompt give the group-relative "
+                             f"estimator {self.algo.advantage.type!r} no contrast (every advantage 0); use >= 2")
         budget, minimum = sampler_presets.step_budget(s)
         if s.rollout_budget is not None and s.rollout_budget < minimum:
             raise ValueError(f"sampler.rollout_budget: {s.rollout_budget} rollouts per step cannot let preset "
@@ -291,6 +295,9 @@ class Config(_Section):
         if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
             raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
                              f"its answers; use task.verifier = {want!r} (or 'auto')")
+        low, high = self.task.reward_range
+        if not low < high:
+            raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")
         if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
             raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
                              "samples; set generation.eval_temperature > 0 or eval_samples = 1")
@@ -306,7 +313,10 @@ class ConfigError(ValueError):
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value as a TOML literal (numbers, booleans, arrays, tables), else a bare string."""
+    """Parse an override value as a TOML literal (numbers, booleans, arrays, tables), else a bare string.
+    ``nan`` and ``inf`` stay strings (a run named 'nan' is a name; a float field still accepts them)."""
+    if text.strip().lstrip("+-").lower() in ("nan", "inf"):
+        return text
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -450,7 +460,7 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, str):
         return json.dumps(v)
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         if set(v) == {"type"}:  # a component without knobs: its name

@@ -14,7 +14,6 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
              budget: float | None = None) -> dict[str, Any]:
     from rollwise.data.sources import group_prompts, to_prompts
     from rollwise.data.templates import render_prompt
-    from rollwise.rewards.pool import VerifierPool
     from rollwise.train import pets_eval, setup
     from rollwise.train.evaluate import evaluate
     from rollwise.train.model import load_model, resolve_device
@@ -33,7 +32,9 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
     else:
         from rollwise.data.loaders import load_preset
 
-        prompts = to_prompts(load_preset(data, limit=cfg.task.eval_limit, on_error=cfg.task.on_error))
+        prompts = to_prompts(load_preset(data, limit=cfg.task.eval_limit, on_error=cfg.task.on_error,
+                                            max_prompt_chars=cfg.task.max_prompt_chars,
+                                            max_reference_chars=cfg.task.max_reference_chars))
         by = "subject" if any("subject" in p.meta for p in prompts) else cfg.task.group_by
         sets = {"all": prompts} | ({} if by is None else
                                    {k: v for k, v in group_prompts(prompts, by).items() if k != "all"})
@@ -45,7 +46,7 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
         return tok(render_prompt(text, cfg.task, tok), add_special_tokens=False)["input_ids"]
 
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n)
-    with VerifierPool(verifier_name) as verifier:
+    with setup.build_verifier(cfg, verifier_name) as verifier:
         recorder = None if allocator == "uniform" else pets_eval.RecordingVerifier(verifier)
         result = evaluate(engine, recorder or verifier, sets, encode, params, n=n, ks=ks)
         result["verifier/timeouts"] = verifier.stats["timeouts"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class JsonlLogger:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
         self._f.write(json.dumps(clean) + "\n")
         self._f.flush()
+        os.fsync(self._f.fileno())
 
     def close(self) -> None:
         self._f.close()
@@ -102,13 +104,47 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a kill mid-append; the next resume drops it
+            continue
+    return rows
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old or the new file, never a torn one:
+    write aside, fsync, rename, fsync the directory."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
-    """Drop rows logged after ``after_step`` (a resumed run rewrites them)."""
+    """Drop rows logged after ``after_step`` (a resumed run rewrites them), atomically: a kill during the
+    rewrite leaves the old file. A torn last line (a kill mid-append) is dropped too."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", -1) <= after_step]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    keep = []
+    for ln in path.read_text().splitlines():
+        try:
+            row = json.loads(ln) if ln.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if row is not None and row.get("step", -1) <= after_step:
+            keep.append(ln)
+    atomic_write(path, "".join(ln + "\n" for ln in keep))

@@ -14,6 +14,8 @@ from typing import Literal
 from rollwise.registry import Registry
 
 ADVANTAGES: Registry = Registry("advantage estimator", knobs_from_entry=False)
+#: estimators whose baseline is the group's own rollouts: a group of one has no signal under them
+GROUP_RELATIVE = frozenset({"grpo", "dr_grpo", "rloo", "mc_grpo", "xrpo"})
 POLICY_LOSSES: Registry = Registry("policy loss", knobs_from_entry=False)
 AGGREGATIONS: Registry = Registry("loss aggregation", knobs_from_entry=False)
 KL_ESTIMATORS: Registry = Registry("kl estimator", knobs_from_entry=False)

@@ -1,9 +1,13 @@
 """Load verifiable examples from jsonl, parquet or HF ``datasets`` with a field mapping, or by preset name.
 
 Every source becomes a list of :class:`Example` (stable ``uid``, ``prompt``, ``reference`` answer string,
-``meta``). A malformed row (bad JSON, missing field, answer that cannot be extracted) raises a ValueError
-naming the file and line, or with ``on_error="skip"`` is logged and counted in ``ExampleList.skipped``.
-pyarrow and ``datasets`` are imported only when those formats are used.
+``meta``). A bad row raises a one-line :class:`DatasetError` naming the file and line (the source and row for
+parquet / HF), or with ``on_error="skip"`` is logged and counted by reason in ``ExampleList.skipped_by``:
+``malformed`` (bad JSON, missing field, answer that cannot be extracted, duplicate id), ``too_long`` (prompt
+or reference over ``max_prompt_chars`` / ``max_reference_chars``: a 1 MB prompt would otherwise be accepted
+and fail steps later allocating for it) and ``decode`` (a jsonl line that is not UTF-8; the file is read as
+bytes and decoded line by line so the other lines still load). pyarrow and ``datasets`` are imported only
+when those formats are used.
 
 Presets (``gsm8k:train``, ``gsm8k:test``, ``math500:test``, ``aime24:test``, ``amc23:test``) read the shared
 benchmark files from ``$ROLLWISE_DATA_DIR`` or else the ``shared/data`` folder beside the repository.
@@ -11,6 +15,7 @@ benchmark files from ``$ROLLWISE_DATA_DIR`` or else the ``shared/data`` folder b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -24,7 +29,11 @@ from rollwise.rewards.extract import last_boxed
 
 __all__ = [
     "ANSWER_EXTRACTORS",
+    "DEFAULT_MAX_PROMPT_CHARS",
+    "DEFAULT_MAX_REFERENCE_CHARS",
     "PRESETS",
+    "SKIP_REASONS",
+    "DatasetError",
     "Example",
     "ExampleList",
     "Preset",
@@ -35,6 +44,45 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
+SKIP_REASONS = ("malformed", "too_long", "decode")
+DEFAULT_MAX_PROMPT_CHARS = 8192  # = TaskConfig.max_prompt_chars
+DEFAULT_MAX_REFERENCE_CHARS = 4096  # = TaskConfig.max_reference_chars
+_MAX_MESSAGE_CHARS = 300  # a bad row's error quotes at most this much, so it stays one readable line
+
+
+class DatasetError(ValueError):
+    """A user error in a dataset (bad row, missing file, unknown name): one line, shown without a traceback.
+
+    Subclasses also derive from the builtin a caller may already catch (KeyError, FileNotFoundError,
+    ConnectionError); ``str()`` is always the plain message (KeyError's would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownDatasetError(DatasetError, KeyError):
+    """A name that is neither a preset, a file nor a loadable dataset."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset path (or a preset's file) that does not exist."""
+
+
+class DatasetUnreachableError(DatasetError, ConnectionError):
+    """An HF hub id that could not be fetched."""
+
+
+class _RowError(ValueError):
+    """A bad row with the reason it is counted under (a plain ValueError counts as ``malformed``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -48,9 +96,16 @@ class Example:
 
 
 class ExampleList(list[Example]):
-    """A plain list of examples that also says how many malformed rows were skipped."""
+    """A plain list of examples that also says how many bad rows were skipped, by reason (``SKIP_REASONS``)."""
 
-    skipped: int = 0
+    def __init__(self, examples: Iterable[Example] = ()) -> None:
+        super().__init__(examples)
+        self.skipped_by: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+
+    @property
+    def skipped(self) -> int:
+        """Rows skipped for any reason."""
+        return sum(self.skipped_by.values())
 
 
 def render_answer(value: Any) -> str:
@@ -126,9 +181,16 @@ def data_dir() -> Path:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-    """(line number, row or the error) for every non-blank line."""
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    """(line number, row or the error) for every non-blank line. Read as bytes and decoded line by line, so
+    one non-UTF-8 line is one bad row (with its line number) rather than an error for the whole file."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:  # utf-8-sig on line 1: a byte-order mark is not part of the first row
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                byte = raw[exc.start : exc.start + 1].hex()
+                yield lineno, _RowError(f"not valid UTF-8 (byte 0x{byte} at column {exc.start + 1})", "decode")
+                continue
             if not line.strip():
                 continue
             try:
@@ -140,15 +202,26 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-    import pyarrow.parquet as pq  # lazy: optional dependency (rollwise[data])
-
-    yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+    try:
+        import pyarrow.parquet as pq  # lazy: optional dependency (rollwise[data])
+    except ImportError:
+        raise DatasetError(f"{path}: reading parquet needs pyarrow (pip install 'rollwise[data]')") from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DatasetError(f"{path}: not a readable parquet file ({_one_line(str(exc))})") from None
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def _hf_rows(source: str, split: str, config: str | None) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-    import datasets  # lazy: optional dependency (rollwise[data])
-
     path = Path(source)
+    try:
+        import datasets  # lazy: optional dependency (rollwise[data])
+    except ImportError:
+        what = "an HF dataset folder" if path.exists() else "no such file or folder; as an HF hub id it"
+        raise DatasetError(
+            f"{source}: {what} needs the 'datasets' package (pip install 'rollwise[data]')"
+        ) from None
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         ds = datasets.load_from_disk(source)  # a folder written by save_to_disk
     elif path.exists():  # a local folder of data files
@@ -157,10 +230,12 @@ def _hf_rows(source: str, split: str, config: str | None) -> Iterator[tuple[int,
         try:
             ds = datasets.load_dataset(source, config, split=split)
         except Exception as exc:
-            raise ConnectionError(f"cannot load {source!r} from the HF hub (offline? typo?): {exc}") from exc
+            raise DatasetUnreachableError(
+                f"cannot load {source!r} from the HF hub (offline? typo?): {_one_line(str(exc))}"
+            ) from exc
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise ValueError(f"{source}: no split {split!r}; has {sorted(ds)}")
+            raise DatasetError(f"{source}: no split {split!r}; has {sorted(ds)}")
         ds = ds[split]
     yield from enumerate(ds, start=1)
 
@@ -176,25 +251,49 @@ def _rows(
             fmt = "parquet"
         else:
             fmt = "hf"
+    if fmt in ("jsonl", "parquet") and not path.is_file():  # checked now: the row readers are lazy
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise DatasetNotFoundError(f"{source}: {what} (format {fmt})")
     if fmt == "jsonl":
         return "line", _jsonl_rows(path)
     if fmt == "parquet":
         return "row", _parquet_rows(path)
     if fmt == "hf":
         return "row", _hf_rows(source, split, config)
-    raise ValueError(f"unknown format {fmt!r}; choose jsonl, parquet or hf")
+    raise DatasetError(f"unknown format {fmt!r}; choose jsonl, parquet or hf")
 
 
-def _example(row: dict[str, Any], index: int, spec: Preset, extract: Callable[[Any], str]) -> Example:
+@dataclass(frozen=True)
+class _Bounds:
+    prompt: int
+    reference: int
+
+
+def _check_length(text: str, limit: int, what: str, option: str) -> None:
+    if len(text) > limit:
+        raise _RowError(f"{what} is {len(text)} chars, over the limit {option}={limit}", "too_long")
+
+
+def _example(
+    row: dict[str, Any], index: int, spec: Preset, extract: Callable[[Any], str], bounds: _Bounds
+) -> Example:
     for name in (spec.prompt_field, spec.answer_field, *((spec.id_field,) if spec.id_field else ())):
         if name not in row or row[name] is None:
             raise ValueError(f"missing field {name!r}")
     prompt = row[spec.prompt_field]
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"field {spec.prompt_field!r} is not a non-empty string")
-    reference = extract(row[spec.answer_field])
+    _check_length(prompt, bounds.prompt, f"prompt (field {spec.prompt_field!r})", "task.max_prompt_chars")
+    try:
+        reference = extract(row[spec.answer_field])
+    except (TypeError, KeyError, IndexError, AttributeError) as exc:  # a user extractor meeting odd data
+        raise ValueError(f"answer extractor failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(reference, str):
+        raise ValueError(f"answer extractor returned {type(reference).__name__}, not a string")
     if not reference:
         raise ValueError(f"empty answer in field {spec.answer_field!r}")
+    _check_length(reference, bounds.reference, f"reference (field {spec.answer_field!r})",
+                  "task.max_reference_chars")
     if spec.id_field:
         raw = str(row[spec.id_field])
         uid = f"{spec.id_prefix}-{raw}" if spec.id_prefix else raw
@@ -218,6 +317,8 @@ def load_examples(
     hf_config: str | None = None,
     limit: int | None = None,
     on_error: OnError = "raise",
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    max_reference_chars: int = DEFAULT_MAX_REFERENCE_CHARS,
 ) -> ExampleList:
     """Examples from a jsonl / parquet file or an HF dataset (saved folder or hub id), mapping fields.
 
@@ -225,9 +326,15 @@ def load_examples(
     the row's id, prefixed when ``id_prefix`` is given. ``answer_extractor`` is a name in
     ``ANSWER_EXTRACTORS`` (``plain``, ``gsm8k``, ``boxed``), ``package.module:function`` or a callable.
     ``fmt`` (jsonl / parquet / hf) defaults from the suffix; ``split`` and ``hf_config`` apply to ``hf``.
+    A prompt longer than ``max_prompt_chars`` or a reference (the extracted answer) longer than
+    ``max_reference_chars`` makes its row bad. Bad rows raise :class:`DatasetError`, or with
+    ``on_error="skip"`` are counted in ``skipped_by``.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if max_prompt_chars < 1 or max_reference_chars < 1:
+        raise ValueError(f"length bounds must be >= 1, got {max_prompt_chars=}, {max_reference_chars=}")
+    bounds = _Bounds(max_prompt_chars, max_reference_chars)
     source = os.fspath(source)
     extract = (
         ANSWER_EXTRACTORS.get(answer_extractor) if isinstance(answer_extractor, str) else answer_extractor
@@ -242,36 +349,54 @@ def load_examples(
         try:
             if isinstance(row, Exception):
                 raise row
-            ex = _example(row, index, spec, extract)
+            ex = _example(row, index, spec, extract, bounds)
             if ex.uid in seen:
                 raise ValueError(f"duplicate id {ex.uid!r}")
         except ValueError as exc:
-            msg = f"{source}: {unit} {n}: {exc}"
+            msg = _one_line(f"{source}: {unit} {n}: {exc}")
             if on_error == "raise":
-                raise ValueError(msg) from exc
-            log.warning("skipping malformed row: %s", msg)
-            out.skipped += 1
+                raise DatasetError(msg) from None  # a user error in the data: the message is the whole story
+            reason = exc.reason if isinstance(exc, _RowError) else "malformed"
+            log.warning("skipping bad row (%s): %s", reason, msg)
+            out.skipped_by[reason] += 1
             continue
         seen.add(ex.uid)
         out.append(ex)
     if out.skipped:
-        log.warning("%s: skipped %d malformed rows", source, out.skipped)
+        counts = ", ".join(f"{k}={v}" for k, v in out.skipped_by.items() if v)
+        log.warning("%s: skipped %d bad rows (%s)", source, out.skipped, counts)
     return out
 
 
 DEFAULT_META = ("level", "subject", "type")  # metadata columns kept from a plain path when present
 
 
-def load_preset(name: str, *, limit: int | None = None, on_error: OnError = "raise") -> ExampleList:
+def load_preset(
+    name: str,
+    *,
+    limit: int | None = None,
+    on_error: OnError = "raise",
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    max_reference_chars: int = DEFAULT_MAX_REFERENCE_CHARS,
+) -> ExampleList:
     """Examples of a named preset (``gsm8k:test``...) or a path / hub id with default field names."""
+    bounds = dict(max_prompt_chars=max_prompt_chars, max_reference_chars=max_reference_chars)
     if name not in PRESETS:
+        choices = ", ".join(sorted(PRESETS))
         if ":" in name and not Path(name).exists():
-            raise KeyError(f"unknown dataset preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
-        return load_examples(name, limit=limit, on_error=on_error, meta_fields=DEFAULT_META)
+            raise UnknownDatasetError(f"unknown dataset preset {name!r}; choose one of: {choices}")
+        if not Path(name).exists() and importlib.util.find_spec("datasets") is None:
+            raise UnknownDatasetError(  # else the user sees "No module named 'datasets'" for a typo
+                f"unknown dataset {name!r}: not a preset ({choices}), not a file or folder, and loading it "
+                "as an HF hub id needs the 'datasets' package (pip install 'rollwise[data]')"
+            )
+        return load_examples(name, limit=limit, on_error=on_error, meta_fields=DEFAULT_META, **bounds)
     p = PRESETS[name]
     path = data_dir() / p.path
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found (preset {name!r}); set ROLLWISE_DATA_DIR to its folder")
+        raise DatasetNotFoundError(
+            f"{path} not found (preset {name!r}); set ROLLWISE_DATA_DIR to its folder"
+        )
     return load_examples(
         path,
         prompt_field=p.prompt_field,
@@ -282,4 +407,5 @@ def load_preset(name: str, *, limit: int | None = None, on_error: OnError = "rai
         answer_extractor=p.answer_extractor,
         limit=limit,
         on_error=on_error,
+        **bounds,
     )

@@ -1,5 +1,7 @@
 """Dataset-backed tasks (``task.suite = "dataset"``): a training pool and held-out eval groups from the
-loaders, with a difficulty level per prompt when the data has one (MATH ``level``, or ``task.group_by``)."""
+loaders, with a difficulty level per prompt when the data has one (MATH ``level``, or ``task.group_by``).
+Rows skipped at load (``task.on_error = "skip"``) are counted by reason on the task (``skipped``) and reach
+metrics as ``data/skipped_*`` through :func:`skip_metrics`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from rollwise.data.loaders import Example, load_preset
+from rollwise.data.loaders import SKIP_REASONS, DatasetError, Example, ExampleList, load_preset
 from rollwise.types import Prompt
 
 
@@ -24,21 +26,39 @@ def group_prompts(prompts: list[Prompt], field: str) -> dict[str, list[Prompt]]:
     return dict(sorted(groups.items()))
 
 
+def skipped_by_reason(*loads: ExampleList) -> dict[str, int]:
+    """Rows skipped at load, summed over the given loads, by reason: ``{"malformed": n, "too_long": m, ...}``."""
+    return {r: sum(x.skipped_by[r] for x in loads) for r in SKIP_REASONS}
+
+
+def skip_metrics(task: Any) -> dict[str, int]:
+    """``data/skipped_<reason>`` for a task's load-time skips (all 0 for a task that skipped nothing, or one
+    built without data files, like the arithmetic suite)."""
+    skipped = getattr(task, "skipped", None) or {}
+    return {f"data/skipped_{r}": int(skipped.get(r, 0)) for r in SKIP_REASONS}
+
+
 def build_dataset_task(cfg: Any) -> Any:
-    """TaskData for a dataset preset or path (``task.dataset``), eval on ``task.eval_dataset``."""
+    """TaskData for a dataset preset or path (``task.dataset``), eval on ``task.eval_dataset``; rows skipped
+    at load (train and eval together) are counted by reason in its ``skipped``."""
     from rollwise.train.setup import TaskData
 
     t = cfg.task
     if not t.dataset:
-        raise ValueError("task.dataset must name a dataset (e.g. gsm8k:train) when task.suite='dataset'")
-    pool = to_prompts(load_preset(t.dataset, limit=t.train_limit, on_error=t.on_error))
+        raise DatasetError("task.dataset must name a dataset (e.g. gsm8k:train) when task.suite='dataset'")
+    load = dict(on_error=t.on_error, max_prompt_chars=t.max_prompt_chars, max_reference_chars=t.max_reference_chars)
+    train = load_preset(t.dataset, limit=t.train_limit, **load)
+    pool = to_prompts(train)
     if not pool:
-        raise ValueError(f"task.dataset {t.dataset!r} has no usable rows")
-    eval_prompts = to_prompts(load_preset(t.eval_dataset, limit=t.eval_limit, on_error=t.on_error)) \
-        if t.eval_dataset else []
+        why = f" (skipped: {skipped_by_reason(train)})" if train.skipped else ""
+        raise DatasetError(f"task.dataset {t.dataset!r} has no usable rows{why}")
+    evals = load_preset(t.eval_dataset, limit=t.eval_limit, **load) if t.eval_dataset else ExampleList()
+    eval_prompts = to_prompts(evals)
     names = sorted({str(p.meta.get(t.group_by)) for p in pool if p.meta.get(t.group_by) is not None})
     levels = None
     if names:
         index = {n: i for i, n in enumerate(names)}
         levels = np.array([index.get(str(p.meta.get(t.group_by)), 0) for p in pool], dtype=np.int64)
-    return TaskData(pool, levels, names, group_prompts(eval_prompts, t.group_by), set())
+    task = TaskData(pool, levels, names, group_prompts(eval_prompts, t.group_by), set())
+    task.skipped = skipped_by_reason(train, evals)  # TaskData has no field for it yet: an attribute
+    return task

@@ -7,6 +7,10 @@ VerifierPool`, which bounds every call in time and input size. A verifier marked
 
 User code plugs in by name: ``get_verifier("my_pkg.rewards:check")`` imports ``check`` and wraps it, so it
 may return a ``VerifyResult``, a ``float`` or a ``bool``.
+
+Faults are named by kind (``FAULTS``: the verifier raised, ran past its deadline, killed its process, or
+returned a reward outside the task's declared range); a faulty check's ``info["fault"]`` holds its kind, so
+every layer above counts faults from the results alone. :func:`check_reward_range` applies the range policy.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from typing import Any, Protocol
 from rollwise.registry import Registry
 
 __all__ = [
+    "FAULTS",
     "VERIFIERS",
     "FunctionVerifier",
+    "RewardRangeError",
     "Verifier",
     "VerifyResult",
     "as_verifier",
+    "check_reward_range",
     "get_verifier",
     "inline_safe",
     "is_inline_safe",
@@ -38,6 +45,14 @@ class VerifyResult:
     score: float
     parsed: bool
     info: dict[str, Any] = field(default_factory=dict)
+
+
+FAULTS = ("error", "timeout", "crash", "out_of_range")
+"""Kinds of verifier fault, as written in ``VerifyResult.info["fault"]``."""
+
+
+class RewardRangeError(ValueError):
+    """A verifier returned a reward outside the task's ``reward_range`` (with ``out_of_range = "error"``)."""
 
 
 class Verifier(Protocol):
@@ -66,6 +81,32 @@ def _coerce(value: Any) -> VerifyResult:
             raise ValueError(f"verifier returned a non-finite score {value!r}")
         return VerifyResult(score, True)
     raise TypeError(f"verifier must return VerifyResult, float or bool, got {type(value).__name__}")
+
+
+def check_reward_range(result: VerifyResult, reward_range: tuple[float, float], policy: str = "error",
+                       verifier: Any = "verifier") -> VerifyResult:
+    """``result`` if its score lies in ``reward_range`` (inclusive). Otherwise, by ``policy``: "error" raises
+    :class:`RewardRangeError` naming ``verifier``, the value and the range; "clamp" returns the score clamped
+    to the range, marked ``fault="out_of_range"`` with the ``raw_score``. A NaN score cannot be clamped: it is
+    an ``error`` fault scoring 0, like a verifier that raised."""
+    low, high = reward_range
+    try:
+        score = float(result.score)
+    except (TypeError, ValueError):
+        score = math.nan
+    if low <= score <= high:
+        return result
+    if policy == "error":
+        raise RewardRangeError(
+            f"verifier {verifier!r} returned reward {result.score!r}, outside task.reward_range [{low:g}, {high:g}]; "
+            "fix the verifier, declare its range in task.reward_range, or set task.out_of_range=clamp")
+    if policy != "clamp":
+        raise ValueError(f"out_of_range policy must be 'error' or 'clamp', got {policy!r}")
+    if math.isnan(score):
+        return VerifyResult(0.0, False, {**result.info, "reason": "error", "fault": "error",
+                                         "error": f"non-numeric score {result.score!r}"})
+    return VerifyResult(min(max(score, low), high), result.parsed,
+                        {**result.info, "fault": "out_of_range", "raw_score": score})
 
 
 class FunctionVerifier:

@@ -2,11 +2,18 @@
 
 Each check is bounded in input size (``max_chars``; longer texts are skipped unparsed, before any IPC) and
 in time (``timeout_s``; a worker still busy at its deadline is SIGKILLed and replaced). A worker that dies
-mid-check (segfault, out-of-memory abort) is replaced too. Timed-out, failed and crashed checks score 0 and
-are counted in ``stats``. Workers are started with ``spawn`` (not ``fork``: forking a process that holds
-torch/OpenMP threads can deadlock), announce themselves ready only after importing and warming up their
-verifier (so sympy's import is never charged to a check's time budget), ignore SIGINT, and run under an
-address-space limit so a runaway power like ``10^{10^{10}}`` fails there instead of swapping the host.
+mid-check (segfault, out-of-memory abort, ``os._exit``) is replaced too. Failed checks score 0, are marked
+with their kind in ``info["fault"]`` ("error", "timeout", "crash") and counted in ``stats``. Every score is
+checked against ``reward_range``: outside it, the batch raises :class:`RewardRangeError` (policy "error") or
+the score is clamped and counted as an "out_of_range" fault (policy "clamp").
+
+Workers are started with ``spawn`` (not ``fork``: forking a process that holds torch/OpenMP threads can
+deadlock), ignore SIGINT, and run under an address-space limit so a runaway power like ``10^{10^{10}}``
+fails there instead of swapping the host. A worker announces itself ready after importing its verifier and,
+for a built-in (registered) verifier only, one warm-up call on a known-good pair (so sympy's import is never
+charged to a check's time budget). User code is never called before a real check: a verifier that dies on
+an input the pool made up would otherwise kill the run. A warm-up that fails, hangs or kills its worker is
+not fatal either: the worker is replaced and later workers skip the warm-up.
 
 Verifiers marked ``safe_inline`` (``exact``, ``gsm8k``) run in-process instead: no IPC, no startup.
 Replacements start asynchronously; the time a batch takes is bounded by about
@@ -20,19 +27,30 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from rollwise.rewards.base import Verifier, VerifyResult, as_verifier, get_verifier, is_inline_safe
+from rollwise.rewards.base import (
+    FAULTS,
+    VERIFIERS,
+    Verifier,
+    VerifyResult,
+    as_verifier,
+    check_reward_range,
+    get_verifier,
+    is_inline_safe,
+)
 
 __all__ = ["DEFAULT_MAX_CHARS", "VerifierPool"]
 
 DEFAULT_MAX_CHARS = 64 * 1024
 _STARTUP_TIMEOUT_S = 120.0  # spawn + imports + warm-up of a fresh worker; generous for loaded CI machines
 _MAX_STARTUP_FAILURES = 3
-_WARMUP = ("The answer is \\boxed{\\frac{1}{2}}", "0.5")
+_WARMUP = ("The answer is \\boxed{\\frac{1}{2}}", "0.5")  # built-in verifiers only
+# stats key of each fault kind (the plural keys predate out_of_range; evaluation and tests read them)
+_STAT_KEY = {"error": "errors", "timeout": "timeouts", "crash": "crashes", "out_of_range": "out_of_range"}
 
 VerifierSpec = str | Callable[[str, str], Any]
 
@@ -59,18 +77,19 @@ def _limit_memory(extra_mb: int | None) -> None:
         pass
 
 
-def _worker_main(conn: Connection, spec: VerifierSpec, memory_mb: int | None) -> None:
+def _worker_main(conn: Connection, spec: VerifierSpec, memory_mb: int | None, warmup: bool) -> None:
     """Worker loop: receive ``(index, completion, reference)``, reply ``(kind, index, payload)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it closes the pool
     try:
         fn = _resolve(spec)
-        try:
-            fn(*_WARMUP)  # import sympy & co now, not inside the first check's time budget
-        except Exception:
-            pass
     except BaseException as exc:
         conn.send(("fatal", -1, f"{type(exc).__name__}: {exc}"))
         return
+    if warmup:
+        try:
+            fn(*_WARMUP)  # import sympy & co now, not inside the first check's time budget
+        except BaseException:  # even SystemExit: a warm-up is an optimisation, never a reason to stop
+            pass
     _limit_memory(memory_mb)
     conn.send(("ready", -1, None))
     while True:
@@ -94,11 +113,12 @@ def _worker_main(conn: Connection, spec: VerifierSpec, memory_mb: int | None) ->
 class _Worker:
     """One worker process, its pipe, and the check it is running (index, deadline)."""
 
-    def __init__(self, ctx: Any, spec: VerifierSpec, memory_mb: int | None) -> None:
+    def __init__(self, ctx: Any, spec: VerifierSpec, memory_mb: int | None, warmup: bool) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(child, spec, memory_mb), daemon=True, name="rollwise-verifier"
+            target=_worker_main, args=(child, spec, memory_mb, warmup), daemon=True, name="rollwise-verifier"
         )
+        self.warmup = warmup
         self.process.start()
         child.close()
         self.ready = False
@@ -127,6 +147,11 @@ class VerifierPool:
     ``verifier`` is a registered name, ``package.module:function``, or a picklable (module-level)
     function. ``inline`` None follows the verifier's ``safe_inline`` mark; False forces processes.
     ``max_memory_mb`` is the address space a worker may add after start-up (None: unlimited).
+    ``reward_range`` (low, high) bounds every score; ``out_of_range`` is "error" (raise
+    :class:`RewardRangeError`) or "clamp" (clamp and count).
+
+    ``stats`` counts checks, skipped (too long) checks and faults (keys "errors", "timeouts", "crashes",
+    "out_of_range"; a key never counted reads 0); :attr:`faults` gives the same counts by fault kind.
     """
 
     def __init__(
@@ -138,10 +163,19 @@ class VerifierPool:
         inline: bool | None = None,
         max_memory_mb: int | None = 2048,
         start_method: str = "spawn",
+        reward_range: tuple[float, float] = (0.0, 1.0),
+        out_of_range: str = "error",
     ) -> None:
         if workers < 1 or timeout_s <= 0 or max_chars < 1:
             raise ValueError("workers >= 1, timeout_s > 0 and max_chars >= 1 are required")
+        low, high = (float(x) for x in reward_range)
+        if not low <= high:
+            raise ValueError(f"reward_range must be (low, high) with low <= high, got {reward_range!r}")
+        if out_of_range not in ("error", "clamp"):
+            raise ValueError(f"out_of_range must be 'error' or 'clamp', got {out_of_range!r}")
+        self.reward_range, self.out_of_range = (low, high), out_of_range
         self.spec = verifier
+        self.name = verifier if isinstance(verifier, str) else getattr(verifier, "__name__", repr(verifier))
         self.fn = _resolve(verifier)  # resolve here too: an unknown name fails now, not in a worker
         safe = is_inline_safe(self.fn)
         if inline and not safe:
@@ -149,20 +183,29 @@ class VerifierPool:
         self.inline = safe if inline is None else inline
         self.timeout_s = timeout_s
         self.max_chars = max_chars
-        self.stats: dict[str, int] = {"checks": 0, "timeouts": 0, "errors": 0, "crashes": 0, "skipped": 0}
+        # a Counter: "out_of_range" appears once counted (callers and tests compare the other keys as a dict)
+        self.stats: Counter[str] = Counter(checks=0, timeouts=0, errors=0, crashes=0, skipped=0)
         self._lock = threading.Lock()
         self._ctx = mp.get_context(start_method)
         self._memory_mb = max_memory_mb
         self._startup_failures = 0
+        # warm up built-ins only; switched off for good once a warm-up killed or stalled a worker
+        self._warmup = isinstance(verifier, str) and verifier in VERIFIERS
         n = 0 if self.inline else workers
-        self._workers: list[_Worker] = [_Worker(self._ctx, verifier, max_memory_mb) for _ in range(n)]
+        self._workers: list[_Worker] = [self._new_worker() for _ in range(n)]
 
     # ---- public -------------------------------------------------------------------------------------
     def score(self, completion: str, reference: str) -> VerifyResult:
         return self.score_batch([completion], [reference])[0]
 
+    @property
+    def faults(self) -> dict[str, int]:
+        """Faults counted so far, by kind (``FAULTS``)."""
+        return {kind: self.stats[_STAT_KEY[kind]] for kind in FAULTS}
+
     def score_batch(self, completions: Sequence[str], references: Sequence[str]) -> list[VerifyResult]:
-        """One result per pair, in order; never raises for a bad answer (only for a broken verifier)."""
+        """One result per pair, in order. Never raises for a bad answer; raises :class:`RewardRangeError`
+        for a score outside ``reward_range`` under policy "error"."""
         if len(completions) != len(references):
             raise ValueError(f"{len(completions)} completions but {len(references)} references")
         with self._lock:
@@ -220,19 +263,30 @@ class VerifierPool:
             pass
 
     # ---- internals ----------------------------------------------------------------------------------
-    def _fail(self, counter: str, reason: str, **info: Any) -> VerifyResult:
-        self.stats[counter] += 1
-        return VerifyResult(0.0, False, {"reason": reason, **info})
+    def _fail(self, kind: str, **info: Any) -> VerifyResult:
+        self.stats[_STAT_KEY[kind]] += 1
+        return VerifyResult(0.0, False, {"reason": kind, "fault": kind, **info})
+
+    def _check_range(self, result: VerifyResult) -> VerifyResult:
+        """Apply the range policy to a verifier's own result (failed checks score 0 and are not checked)."""
+        checked = check_reward_range(result, self.reward_range, self.out_of_range, self.name)
+        if checked is not result:
+            self.stats[_STAT_KEY[checked.info["fault"]]] += 1
+        return checked
 
     def _inline(self, completion: str, reference: str) -> VerifyResult:
         try:
-            return self.fn(completion, reference)
+            result = self.fn(completion, reference)
         except Exception as exc:
-            return self._fail("errors", "error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            return self._fail("error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        return self._check_range(result)
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._ctx, self.spec, self._memory_mb, self._warmup)
 
     def _replace(self, w: _Worker) -> None:
         w.stop()
-        self._workers[self._workers.index(w)] = _Worker(self._ctx, self.spec, self._memory_mb)
+        self._workers[self._workers.index(w)] = self._new_worker()
 
     def _run(self, todo: deque[int], comps: Sequence[str], refs: Sequence[str], results: list[Any]) -> None:
         try:
@@ -280,16 +334,18 @@ class VerifierPool:
         elif w.task is not None:
             i, w.task = w.task[0], None
             if kind == "ok" and isinstance(payload, VerifyResult):
-                results[i] = payload
+                results[i] = self._check_range(payload)
             else:
-                results[i] = self._fail("errors", "error", error=str(payload))
+                results[i] = self._fail("error", error=str(payload))
 
     def _on_death(self, w: _Worker, results: list[Any]) -> None:
         w.process.join(0.5)
         code = w.process.exitcode
         if w.task is not None:
-            results[w.task[0]] = self._fail("crashes", "crash", exitcode=code)
+            results[w.task[0]] = self._fail("crash", exitcode=code)
             w.task = None
+        elif not w.ready and w.warmup:
+            self._warmup = False  # the warm-up killed it: replace it with one that skips the warm-up
         elif not w.ready:
             self._startup_failures += 1
             if self._startup_failures > _MAX_STARTUP_FAILURES:
@@ -300,10 +356,12 @@ class VerifierPool:
         now = time.monotonic()
         for w in list(self._workers):
             if w.task is not None and now >= w.task[1]:
-                results[w.task[0]] = self._fail("timeouts", "timeout", timeout_s=self.timeout_s)
+                results[w.task[0]] = self._fail("timeout", timeout_s=self.timeout_s)
                 w.task = None
                 self._replace(w)
             elif not w.ready and now - w.started > _STARTUP_TIMEOUT_S:
-                if not any(o.ready for o in self._workers):
+                if not w.warmup and not any(o.ready for o in self._workers):
                     raise RuntimeError(f"no verifier worker started within {_STARTUP_TIMEOUT_S:.0f} s")
+                if w.warmup:
+                    self._warmup = False  # a stalled warm-up is skipped from now on
                 self._replace(w)

@@ -59,18 +59,27 @@ def build_embedded_model(tokenizer: PreTrainedTokenizerFast, m: Any, seed: int) 
                             intermediate=m.intermediate, tie_embeddings=m.tie_embeddings, seed=seed)
 
 
+class ModelLoadError(RuntimeError):
+    """A model path that is missing or is not a loadable HF causal LM with its tokenizer."""
+
+
 def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device = "cpu") -> tuple[PreTrainedModel, Any]:
     """Load any local HF causal LM and its tokenizer (left padding, a pad token guaranteed)."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"model path not found: {p}")
-    tok = AutoTokenizer.from_pretrained(p)
+        raise ModelLoadError(f"model path not found: {p}")
+    try:
+        tok = AutoTokenizer.from_pretrained(p)
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{p} is not a loadable model directory (an HF causal LM with its tokenizer: "
+                             f"config.json, weights, tokenizer files): {first}") from None
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype).to(device)
-    return model, tok
+    return model.to(device), tok
 
 
 def resolve_device(name: str) -> torch.device:

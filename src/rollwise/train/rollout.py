@@ -1,5 +1,9 @@
 """One step's rollout collection: ask the sampler pipeline what to generate (with what context before each
-prompt), generate, verify, repeat (successive rounds and refills), all within the step's budget."""
+prompt), generate, verify, repeat (successive rounds and refills), all within the step's budget.
+
+Verifier faults (``info["fault"]``: error, timeout, crash, out_of_range) are counted per kind; a step in which
+more than ``max_failure_share`` of the checks failed stops the run with :class:`VerifierFailureError`, since
+its rewards (faults score 0 or are clamped) say more about the verifier than about the policy."""
 
 from __future__ import annotations
 
@@ -10,8 +14,25 @@ from typing import Any
 import numpy as np
 
 from rollwise.generation.base import Engine, SamplingParams
+from rollwise.rewards.base import FAULTS
 from rollwise.sampling import Budget, GroupObs, Request, SamplingPipeline
 from rollwise.types import Prompt, Rollout
+
+
+class VerifierFailureError(RuntimeError):
+    """More than the allowed share of a step's checks failed (``task.max_verify_failures``)."""
+
+
+def describe_fault(info: dict[str, Any]) -> str:
+    """One line on a failed check, from its ``VerifyResult.info``."""
+    fault = info.get("fault")
+    if fault == "timeout":
+        return f"timeout after {info.get('timeout_s', '?')} s"
+    if fault == "crash":
+        return f"verifier process died (exit code {info.get('exitcode')})"
+    if fault == "out_of_range":
+        return f"reward {info.get('raw_score')!r} clamped to the reward range"
+    return str(info.get("error", fault))
 
 
 @dataclass
@@ -22,7 +43,20 @@ class StepRollouts:
     gen_seconds: float = 0.0
     verify_seconds: float = 0.0
     calls: int = 0
-    verify_failures: int = 0  # checks that timed out or raised (scored 0)
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))  # failed checks by kind
+    last_fault: str = ""  # the last failed check, described in one line
+
+    def add_fault(self, info: dict[str, Any]) -> None:
+        """Count a check's fault, if its result is marked with one."""
+        fault = info.get("fault")
+        if fault in self.faults:
+            self.faults[fault] += 1
+            self.last_fault = " ".join(describe_fault(info).split())  # one line, whatever the verifier raised
+
+    @property
+    def verify_failures(self) -> int:
+        """Checks that failed this step, all kinds together."""
+        return sum(self.faults.values())
 
     def obs(self) -> dict[int, GroupObs]:
         """The sampler's view of every pool, with the rollouts as its opaque payload."""
@@ -48,6 +82,7 @@ class StepRollouts:
             "rollout/length_mean": self.num_tokens / n,
             "rollout/truncated_share": sum(r.finish_reason == "length" for r in rs) / n,
             "rollout/verify_failures": self.verify_failures,
+            **{f"rollout/verify_{kind}": count for kind, count in self.faults.items()},
             "perf/generate_seconds": self.gen_seconds,
             "perf/verify_seconds": self.verify_seconds,
             "perf/generate_calls": self.calls,
@@ -74,8 +109,11 @@ class RolloutCollector:
     """Turns sampler requests into verified rollouts: tokenise (cached), generate, verify, charge the budget."""
 
     def __init__(self, engine: Engine, verifier: Any, pool: list[Prompt], encode: Any,
-                 params: SamplingParams) -> None:
+                 params: SamplingParams, *, max_failure_share: float = 1.0) -> None:
+        if not 0.0 <= max_failure_share <= 1.0:
+            raise ValueError(f"max_failure_share must be in [0, 1], got {max_failure_share}")
         self.engine, self.verifier, self.pool, self.params = engine, verifier, pool, params
+        self.max_failure_share = max_failure_share  # 1.0 never stops
         self._encode = encode
         self._token_cache: dict[int, list[int]] = {}
 
@@ -94,7 +132,17 @@ class RolloutCollector:
         while req is not None and len(req):
             self._run(req, out, budget, seed + 7919 * out.calls, version)
             req = pipeline.next_request(out.obs())
+        self._check_faults(out, step)
         return out
+
+    def _check_faults(self, out: StepRollouts, step: int) -> None:
+        failed, checks = out.verify_failures, out.num_rollouts
+        if checks and failed / checks > self.max_failure_share:
+            kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in out.faults.items())
+            raise VerifierFailureError(
+                f"verifier failing at step {step + 1}: {failed} of {checks} checks failed this step ({kinds}) > max "
+                f"share {self.max_failure_share:g}; last error: {out.last_fault}; fix the verifier or raise "
+                "task.max_verify_failures")
 
     def _run(self, req: Request, out: StepRollouts, budget: Budget, seed: int, version: int) -> None:
         prompts = [int(p) for p in req.prompts]
@@ -114,7 +162,7 @@ class RolloutCollector:
         for (p, pid, c), res in zip(flat, results):
             r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, version,
                         float(res.score), bool(res.parsed), dict(res.info))
-            out.verify_failures += int(bool(res.info.get("timeout") or res.info.get("error")))
+            out.add_fault(res.info)
             out.rollouts.setdefault(p, []).append(r)
             tokens += r.num_tokens
         budget.charge(len(flat), tokens)

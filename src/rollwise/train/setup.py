@@ -4,7 +4,7 @@ know all layers (data, model, generation, rewards, sampling, algos)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ class TaskData:
     level_names: list[str]
     eval_sets: dict[str, list[Prompt]]
     heldout: set[str]  # prompt texts the warm start must not see
+    skipped: dict[str, int] = field(default_factory=dict)  # dataset rows skipped at load, by reason
 
 
 def train_eval_sets(task: TaskData, size: int) -> dict[str, list[Prompt]]:
@@ -102,10 +103,14 @@ def sampling_params(cfg: Config, tok: Any, eval_mode: bool = False) -> SamplingP
                           stop_token_ids=(tok.eos_token_id,), seed=cfg.run.seed)
 
 
-def build_verifier(cfg: Config) -> Any:
+def build_verifier(cfg: Config, verifier: str | None = None) -> Any:
+    """The task's verifier (or ``verifier``, e.g. an eval's own) in a pool with the task's time limit, reward
+    range and out-of-range policy."""
     from rollwise.rewards.pool import VerifierPool
 
-    return VerifierPool(cfg.task.verifier_name())
+    t = cfg.task
+    return VerifierPool(verifier or t.verifier_name(), timeout_s=t.verify_timeout, reward_range=t.reward_range,
+                        out_of_range=t.out_of_range)
 
 
 def build_estimator(cfg: Config) -> Any:

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from rollwise.config import Config, dump_toml
+from rollwise.config import Config
+from rollwise.data.sources import skip_metrics
 from rollwise.data.templates import render_prompt
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
 from rollwise.sampling import Budget
@@ -27,6 +28,7 @@ from rollwise.train import setup
 from rollwise.train.batch import TrainBatch, build_train_batch, group_losses, make_micro_batches
 from rollwise.train.evaluate import evaluate
 from rollwise.train.rollout import RolloutCollector, StepRollouts
+from rollwise.train.rundir import RunDir
 from rollwise.train.update import PolicyUpdate
 
 
@@ -36,11 +38,11 @@ class TrainingError(RuntimeError):
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path | None = None, logger: MultiLogger | None = None,
-                 console: Any = None, on_checkpoint: Callable[[int], None] | None = None) -> None:
+                 console: Any = None, on_checkpoint: Callable[[int], None] | None = None,
+                 rundir: RunDir | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir or Path(cfg.run.out_dir) / cfg.run.name)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(dump_toml(cfg))
+        self.rundir = rundir or RunDir(self.run_dir)  # locked and written only while training
         self.console = console
         self.on_checkpoint = on_checkpoint  # called with the step after each checkpoint (tests inject faults)
         setup.set_threads(cfg)
@@ -56,13 +58,15 @@ class Trainer:
         self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
                                    cfg.generation.max_new_tokens, self.ref_model)
         self.collector = RolloutCollector(self.engine, self.verifier, self.task.pool, self.encode,
-                                          setup.sampling_params(cfg, self.tok))
-        self.logger = logger or build_logger(cfg.trainer.loggers, self.run_dir)
+                                          setup.sampling_params(cfg, self.tok),
+                                          max_failure_share=cfg.task.max_verify_failures)
+        self.logger = logger
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
         self.ledger = {"ledger/rollouts": 0, "ledger/tokens": 0, "ledger/seconds": 0.0, "ledger/rollouts_trained": 0,
                        "ledger/tokens_trained": 0}
         self.nan_streak = 0
+        self.resume_changes: list[str] = []
 
     def encode(self, text: str) -> list[int]:
         """Prompt text -> token ids, through the configured template (and chat template, if any)."""
@@ -73,13 +77,29 @@ class Trainer:
             self.console(row)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool = False) -> dict[str, Any]:
-        """Run (or resume) training to ``trainer.steps``; return the final eval."""
-        if resume and self._resume():
-            pass
-        else:
+    def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Run (or resume) training to ``trainer.steps``; return the final eval. The run directory is locked
+        for the whole call; a directory holding another run needs ``resume`` or ``overwrite``."""
+        owner = not self.rundir.locked
+        if owner:
+            self.rundir.acquire()
+        try:
+            self._start(resume, overwrite)
+            return self._loop()
+        finally:
+            if owner:
+                self.rundir.release()
+
+    def _start(self, resume: bool, overwrite: bool) -> None:
+        changes = self.rundir.prepare(self.cfg, resume=resume, overwrite=overwrite)
+        resumed = resume and self._resume(changes)
+        if not resumed:
             truncate_metrics(self.run_dir, -1)
-            self.logger.log({"step": 0, **self.ledger, **self.evaluate()})
+        self.logger = self.logger or build_logger(self.cfg.trainer.loggers, self.run_dir)
+        if not resumed:
+            self.logger.log({"step": 0, **self.ledger, **skip_metrics(self.task), **self.evaluate()})
+
+    def _loop(self) -> dict[str, Any]:
         steps = self.cfg.trainer
         final: dict[str, Any] = {}
         while not self._done():
@@ -88,14 +108,17 @@ class Trainer:
             self.step_index += 1
             self.ledger["ledger/seconds"] += time.perf_counter() - t
             row |= {"step": self.step_index, **self.ledger}
+            if self.resume_changes:  # the first row after a resume records what the resume changed
+                row["run/resume_changes"], self.resume_changes = self.resume_changes, []
             last = self._done()
             if last or (steps.eval_every and self.step_index % steps.eval_every == 0):
                 final = self.evaluate()
                 row |= final
             self.logger.log(row)
             self._print(row)
-            if last or (steps.checkpoint_every and self.step_index % steps.checkpoint_every == 0):
-                self.save()
+            if self.nan_streak == 0 and (last or (steps.checkpoint_every
+                                                  and self.step_index % steps.checkpoint_every == 0)):
+                self.save()  # never while the latest step was non-finite
                 if self.on_checkpoint is not None:
                     self.on_checkpoint(self.step_index)
         return final
@@ -137,7 +160,7 @@ class Trainer:
         metrics, per_row, ok = self.update.run(micro, len(batch.rollouts))
         self._check_finite(ok, step)
         self.scheduler.step()
-        return metrics, group_losses(batch, per_row)
+        return metrics | {"loss/nonfinite_skip": int(not ok)}, group_losses(batch, per_row)
 
     def _charge(self, got: StepRollouts, batch: TrainBatch) -> None:
         self.ledger["ledger/rollouts"] += got.num_rollouts
@@ -146,14 +169,18 @@ class Trainer:
         self.ledger["ledger/tokens_trained"] += batch.num_tokens
 
     def _check_finite(self, ok: bool, step: int) -> None:
-        if ok:
+        """Count a skipped non-finite step (its update was not applied); stop after ``max_nan_skips`` in a row,
+        or at once if the weights themselves became non-finite. No checkpoint is written meanwhile."""
+        if ok and all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             self.nan_streak = 0
             return
         self.nan_streak += 1
-        self.logger.log({"step": step + 1, "loss/nonfinite_skip": 1})
-        if self.nan_streak > self.cfg.trainer.max_nan_skips:
-            raise TrainingError(f"{self.nan_streak} consecutive non-finite losses at step {step + 1}; "
-                                f"last checkpoint kept in {self.run_dir / 'checkpoints'}")
+        weights_bad = ok  # the loss and gradient were finite, yet the update made the weights non-finite
+        if weights_bad or self.nan_streak > self.cfg.trainer.max_nan_skips:
+            last = ckpt.latest_checkpoint(self.run_dir)
+            what = "non-finite weights" if weights_bad else f"{self.nan_streak} consecutive non-finite losses"
+            raise TrainingError(f"{what} at step {step + 1}; the last good checkpoint is "
+                                f"{last if last is not None else 'none (no checkpoint was written yet)'}")
 
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
@@ -169,25 +196,32 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "nan_streak": self.nan_streak}
         return ckpt.save_checkpoint(self.run_dir, self.step_index, model=self.model, tokenizer=self.tok,
                                     optimizer=self.optimizer, trainer_state=state,
-                                    keep=self.cfg.trainer.keep_checkpoints)
+                                    keep=self.cfg.trainer.keep_checkpoints, run_id=self.rundir.run_id)
 
-    def _resume(self) -> bool:
-        path = ckpt.latest_checkpoint(self.run_dir)
-        if path is None:
+    def _resume(self, changes: dict[str, tuple[Any, Any]]) -> bool:
+        """Restore the newest readable checkpoint and apply the allowed config ``changes`` (logged)."""
+        got = ckpt.load_latest(self.run_dir, model=self.model, optimizer=self.optimizer, run_id=self.rundir.run_id)
+        if got is None:
             return False
-        state = ckpt.load_checkpoint(path, model=self.model, optimizer=self.optimizer)
+        path, state = got
         self.scheduler.load_state_dict(state["scheduler"])
+        if "algo.lr" in changes:  # the saved scheduler holds the old base lr
+            self.scheduler.base_lrs = [self.cfg.algo.lr] * len(self.scheduler.base_lrs)
+            for g, f in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+                g["lr"] = self.cfg.algo.lr * f(self.scheduler.last_epoch)
         self.pipeline.load_state_dict(state["sampler"])
         self.ledger = self.ledger | state["ledger"]
         self.nan_streak = state["nan_streak"]
         self.step_index = state["step"]
         self.engine.sync_weights(self.model, self.step_index)
         truncate_metrics(self.run_dir, self.step_index)
-        self._print({"resumed_from": str(path), "step": self.step_index})
+        self.resume_changes = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()]
+        self._print({"resumed_from": str(path), "step": self.step_index, "changed": self.resume_changes})
         return True
 
     def close(self) -> None:
-        self.logger.close()
+        if self.logger is not None:
+            self.logger.close()
         close = getattr(self.verifier, "close", None)
         if close is not None:
             close()
