@@ -37,6 +37,7 @@ class Grid:
     metric: str = "eval/mean/pass@1"  # the accuracy curve compared (train_eval/mean/pass@1: fit of the pool)
     reach: float = 1.0  # target = reference start + reach x (reference final - start); 1 = the final accuracy
     interpolate: bool = False  # tokens at the target by linear interpolation between evals (else: first eval)
+    at_step: int | None = None  # also report the accuracy after at most this many optimiser steps (equal updates)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -44,13 +45,15 @@ def load_grid(path: str | Path) -> Grid:
     if not p.is_file():
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
-    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate"}
+    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate",
+                        "at_step"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
                 Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
-                d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)))
+                d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)),
+                d.get("at_step"))
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
@@ -103,6 +106,10 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
             d = grid.out / arm.name / f"seed{seed}"
             if (d / "metrics.jsonl").is_file():
                 runs.setdefault(arm.name, []).append(read_metrics(d))
+    if any(grid.metric in r for rs in runs.values() for run in rs for r in run):
+        # a run that has only just started has no eval yet: it is not counted
+        runs = {a: kept for a, rs in runs.items()
+                if (kept := [run for run in rs if any(grid.metric in r for r in run)])}
     if grid.reference not in runs:
         raise ValueError(f"no runs of the reference arm {grid.reference!r} in {grid.out}")
     def curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,8 +144,20 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
             "mixed_share": float(np.mean([r["sampler/mixed_share"] for r in steps])) if steps else float("nan"),
             "seconds_per_step": float(np.mean(sps)) if sps else float("nan"),
             "steps": float(np.mean([run[-1]["step"] for run in rs])),
+            "acc_at_step": _at_step(rs, grid.metric, grid.at_step),
+            "generated_per_step": float(np.mean([r.get("sampler/budget_spent", np.nan) for r in steps]))
+            if steps else float("nan"),
         })
     return out
+
+
+def _at_step(runs: list[list[dict[str, Any]]], key: str, step: int | None) -> float:
+    """Mean over runs of the last eval at or before optimiser step ``step`` (a run that stopped earlier, on the
+    token budget, contributes its final eval)."""
+    if step is None:
+        return float("nan")
+    vals = [ev[-1][key] for run in runs if (ev := [r for r in run if key in r and r.get("step", 0) <= step])]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
@@ -150,14 +169,16 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
         w.writeheader()
         w.writerows(rows)
     what = "ref final" if grid.reach == 1.0 else f"{grid.reach:.0%} of ref gain"
+    at = f" | acc @ step <= {grid.at_step}" if grid.at_step is not None else ""
     head = (f"| arm | seeds | start acc | final acc (± sd) | tokens to reach {what} | ratio to ref | "
-            "reached | mixed share | s/step | steps |")
-    lines = [head, "|" + "---|" * 10]
+            f"reached | mixed share | generated/step | s/step | steps{at} |")
+    lines = [head, "|" + "---|" * (11 + bool(at))]
     for r in rows:
+        tail = f" {r['acc_at_step']:.3f} |" if at else ""
         lines.append(f"| {r['arm']} | {r['seeds']} | {r['start_acc']:.3f} | {r['final_acc']:.3f} ± "
                      f"{r['final_acc_std']:.3f} | {r['tokens_to_ref']:.0f} | {r['ratio_to_ref']:.2f} | "
-                     f"{r['reached']}/{r['seeds']} | {r['mixed_share']:.2f} | {r['seconds_per_step']:.2f} | "
-                     f"{r['steps']:.0f} |")
+                     f"{r['reached']}/{r['seeds']} | {r['mixed_share']:.2f} | {r['generated_per_step']:.0f} | "
+                     f"{r['seconds_per_step']:.2f} | {r['steps']:.0f} |{tail}")
     md = grid.out / "results.md"
     md.write_text("\n".join(lines) + "\n")
     plot_grid(grid)
@@ -171,6 +192,7 @@ def plot_grid(grid: Grid) -> Path:
     for arm in grid.arms:
         curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric) for s in grid.seeds
                   if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
+        curves = [c for c in curves if len(c[1])]
         if not curves:
             continue
         grid_x = np.linspace(0, min(c[0][-1] for c in curves), 50)

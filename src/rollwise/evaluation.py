@@ -21,8 +21,6 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
     if allocator != "uniform":  # fail on a bad --allocator/--budget before loading anything
         budget = pets_eval.check_args(allocator, budget, n)
     setup.set_threads(cfg)
-    model, tok = load_model(model_path, device=resolve_device(cfg.run.device))
-    model.eval()
     if data == "arith":
         from rollwise.data.tasks import build_suite
 
@@ -39,6 +37,8 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
         sets = {"all": prompts} | ({} if by is None else
                                    {k: v for k, v in group_prompts(prompts, by).items() if k != "all"})
         verifier_name = cfg.task.verifier if cfg.task.verifier != "auto" else dataset_verifier(data)
+    model, tok = load_model(model_path, device=resolve_device(cfg.run.device))  # after the data: it fails first
+    model.eval()
     engine = setup.build_engine(cfg, model, tok)
     params = setup.sampling_params(cfg, tok, eval_mode=n == 1)
 

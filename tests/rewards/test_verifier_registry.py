@@ -1,4 +1,5 @@
-"""Registry lookup, user ``module:function`` verifiers and result coercion."""
+"""Registry lookup, user ``module:function`` verifiers and result coercion (of the raw verifier: a bounded one
+turns a coercion error into an "error" fault, see test_verifier_bounded.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rollwise.rewards import VERIFIERS, VerifyResult, get_verifier
-from rollwise.rewards.base import as_verifier, is_inline_safe
+from rollwise.rewards.base import as_verifier, is_inline_safe, raw_verifier
 
 HERE = str(Path(__file__).parent)
 if HERE not in sys.path:  # user-code verifiers live beside this file; pool workers inherit sys.path
@@ -44,12 +45,14 @@ def test_bool_result_becomes_score():
 
 def test_bad_return_type_raises():
     with pytest.raises(TypeError, match="VerifyResult, float or bool"):
-        get_verifier("rollwise_user_verifiers:bad_type")("a", "b")
+        raw_verifier("rollwise_user_verifiers:bad_type")("a", "b")
+    with pytest.raises(TypeError, match="VerifyResult, float or bool"):
+        get_verifier("rollwise_user_verifiers:bad_type", bounded=False)("a", "b")
 
 
 def test_non_finite_score_raises():
     with pytest.raises(ValueError, match="non-finite"):
-        as_verifier(lambda c, r: float("nan"))("a", "b")
+        as_verifier(lambda c, r: float("nan"), bounded=False)("a", "b")
 
 
 def test_safe_inline_marks():

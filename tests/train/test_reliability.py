@@ -159,6 +159,25 @@ def test_user_errors_are_one_line_without_a_traceback(args, needle, tmp_path):
     assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--n", "0"], "--n"),
+    (["--data", "nosuch"], "nosuch"),
+])
+def test_eval_user_errors_are_one_line(args, needle, tmp_path):
+    (tmp_path / "model").mkdir()
+    cmd = [sys.executable, "-m", "rollwise.cli", "eval", "--model", str(tmp_path / "model"), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
+    assert out.returncode in (1, 2) and needle in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+def test_a_file_as_out_dir_is_a_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cmd = [sys.executable, "-m", "rollwise.cli", "train", str(ROOT / "configs" / "smoke.toml"),
+           f"--run.out_dir={tmp_path / 'afile'}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
+    assert out.returncode == 1 and "cannot use run directory" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_config_rejects_degenerate_settings():
     with pytest.raises(ConfigError, match="group_size"):
         load_config(None, ["--sampler.group_size=1"])

@@ -5,6 +5,7 @@ metrics as ``data/skipped_*`` through :func:`skip_metrics`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,26 @@ def to_prompts(examples: list[Example]) -> list[Prompt]:
     return [Prompt(e.uid, e.prompt, e.reference, dict(e.meta)) for e in examples]
 
 
+_NUMBER = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
+_TAKEN = ("", "all", "mean")  # eval/all and eval/mean already name the whole set and the mean over sets
+
+
+def group_label(field: str, value: Any) -> str:
+    """The eval set name of prompts whose ``field`` is ``value``: the value itself (``add`` -> ``eval/add/...``),
+    but a number keeps the field's name (level 3 or "Level 3" -> ``level3``), as does a name already taken."""
+    text = str(value).strip()
+    if text[:len(field)].lower() == field.lower() and _NUMBER.fullmatch(text[len(field):].strip()):
+        text = text[len(field):].strip()  # MATH writes its levels "Level 3"
+    return f"{field}{text}" if _NUMBER.fullmatch(text) or text in _TAKEN else text
+
+
 def group_prompts(prompts: list[Prompt], field: str) -> dict[str, list[Prompt]]:
-    """Split prompts by a meta field (all in one group ``all`` when the field is absent)."""
+    """Split prompts by a meta field into sets named by :func:`group_label` (all in one group ``all`` when the
+    field is absent)."""
     groups: dict[str, list[Prompt]] = {}
     for p in prompts:
         key = p.meta.get(field)
-        groups.setdefault("all" if key is None else f"{field}{key}", []).append(p)
+        groups.setdefault("all" if key is None else group_label(field, key), []).append(p)
     return dict(sorted(groups.items()))
 
 

@@ -16,31 +16,39 @@ an input the pool made up would otherwise kill the run. A warm-up that fails, ha
 not fatal either: the worker is replaced and later workers skip the warm-up.
 
 Verifiers marked ``safe_inline`` (``exact``, ``gsm8k``) run in-process instead: no IPC, no startup.
+Workers run the raw verifier (a :class:`~rollwise.rewards.base.BoundedVerifier` given as ``verifier`` is
+unwrapped), so a worker never starts a pool; the shared pools behind ``get_verifier`` are instances of this class.
 Replacements start asynchronously; the time a batch takes is bounded by about
 ``ceil(n / workers) * timeout_s`` plus worker start-up when every worker had to be replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
+import types
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from rollwise.rewards.base import (
     FAULTS,
     VERIFIERS,
+    BoundedVerifier,
     Verifier,
+    VerifierSpec,
     VerifyResult,
-    as_verifier,
+    _mark_worker_process,
     check_reward_range,
-    get_verifier,
     is_inline_safe,
+    raw_verifier,
 )
 
 __all__ = ["DEFAULT_MAX_CHARS", "VerifierPool"]
@@ -52,11 +60,9 @@ _WARMUP = ("The answer is \\boxed{\\frac{1}{2}}", "0.5")  # built-in verifiers o
 # stats key of each fault kind (the plural keys predate out_of_range; evaluation and tests read them)
 _STAT_KEY = {"error": "errors", "timeout": "timeouts", "crash": "crashes", "out_of_range": "out_of_range"}
 
-VerifierSpec = str | Callable[[str, str], Any]
-
 
 def _resolve(spec: VerifierSpec) -> Verifier:
-    return get_verifier(spec) if isinstance(spec, str) else as_verifier(spec)
+    return raw_verifier(spec)  # never a BoundedVerifier: this pool is the bound
 
 
 def _limit_memory(extra_mb: int | None) -> None:
@@ -77,9 +83,30 @@ def _limit_memory(extra_mb: int | None) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _main_hidden(spec: VerifierSpec, start_method: str) -> Iterator[None]:
+    """Start a spawned worker without the parent's ``__main__``: spawn would re-run the user's script in the
+    worker, which fails (and recurses) in a script without an ``if __name__ == "__main__"`` guard. Kept when
+    the verifier itself lives there. Only ``Process.start`` runs inside (it reads ``sys.modules`` synchronously)."""
+    main = sys.modules.get("__main__")
+    try:
+        needs_main = b"__main__" in pickle.dumps(spec)
+    except Exception:  # unpicklable: let Process.start raise its own error
+        needs_main = True
+    if needs_main or main is None or start_method == "fork":  # a forked child would keep the stand-in
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__: nothing to re-run
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _worker_main(conn: Connection, spec: VerifierSpec, memory_mb: int | None, warmup: bool) -> None:
     """Worker loop: receive ``(index, completion, reference)``, reply ``(kind, index, payload)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it closes the pool
+    _mark_worker_process()  # bounded verifiers called by user code here run raw, under this worker's deadline
     try:
         fn = _resolve(spec)
     except BaseException as exc:
@@ -119,7 +146,8 @@ class _Worker:
             target=_worker_main, args=(child, spec, memory_mb, warmup), daemon=True, name="rollwise-verifier"
         )
         self.warmup = warmup
-        self.process.start()
+        with _main_hidden(spec, ctx.get_start_method()):
+            self.process.start()
         child.close()
         self.ready = False
         self.started = time.monotonic()
@@ -174,6 +202,8 @@ class VerifierPool:
         if out_of_range not in ("error", "clamp"):
             raise ValueError(f"out_of_range must be 'error' or 'clamp', got {out_of_range!r}")
         self.reward_range, self.out_of_range = (low, high), out_of_range
+        if isinstance(verifier, BoundedVerifier):
+            verifier = verifier.spec  # this pool bounds it; its workers resolve the raw verifier
         self.spec = verifier
         self.name = verifier if isinstance(verifier, str) else getattr(verifier, "__name__", repr(verifier))
         self.fn = _resolve(verifier)  # resolve here too: an unknown name fails now, not in a worker
@@ -192,6 +222,7 @@ class VerifierPool:
         # warm up built-ins only; switched off for good once a warm-up killed or stalled a worker
         self._warmup = isinstance(verifier, str) and verifier in VERIFIERS
         n = 0 if self.inline else workers
+        self._pid = os.getpid()  # a forked child's copy must not stop its parent's workers
         self._workers: list[_Worker] = [self._new_worker() for _ in range(n)]
 
     # ---- public -------------------------------------------------------------------------------------
@@ -243,7 +274,10 @@ class VerifierPool:
                         self._on_death(w, [])
 
     def close(self) -> None:
-        """Stop every worker (politely, then SIGKILL)."""
+        """Stop every worker (politely, then SIGKILL); in a forked child, only forget them."""
+        if os.getpid() != getattr(self, "_pid", os.getpid()):
+            self._workers = []
+            return
         for w in self._workers:
             w.ask_to_exit()
         for w in self._workers:

@@ -15,7 +15,8 @@ def verify_int(completion: str, reference: str) -> VerifyResult:
     head = completion.strip().split(maxsplit=1)[0] if completion.strip() else ""
     if not _INT.fullmatch(head):
         return VerifyResult(0.0, False, {"reason": "no integer"})
-    return VerifyResult(float(int(head) == int(reference)), True, {})
+    # "extracted": the final answer, so a majority vote (PETS, maj@k) compares answers, not working
+    return VerifyResult(float(int(head) == int(reference)), True, {"extracted": str(int(head))})
 
 
 verify_int.safe_inline = True  # type: ignore[attr-defined]

@@ -136,18 +136,20 @@ Estimator = Callable[[list["GroupObs"], list[float | None]], list[tuple[np.ndarr
 
 def estimate_grpo(pools: list[GroupObs], baselines: list[float | None]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Numpy GRPO over each pool, (r - mean) / (unbiased std + 1e-6), zeros for a pool of one; an external
-    baseline replaces the mean (A = r - b). The default estimator when none is injected (tests, benches)."""
-    out = []
-    for p, b in zip(pools, baselines):
-        r = p.rewards.astype(np.float64)
-        if b is not None:
-            adv = r - b
-        elif r.size < 2:
-            adv = np.zeros_like(r)
-        else:
-            adv = (r - r.mean()) / (r.std(ddof=1) + 1e-6)
-        out.append((adv, np.ones(r.size, dtype=bool)))
-    return out
+    baseline replaces the mean (A = r - b). The default estimator when none is injected (tests, benches).
+    Vectorised over all pools (a refill re-scores every pool of the step)."""
+    if not pools:
+        return []
+    sizes = np.array([p.n for p in pools], dtype=np.int64)  # [P]
+    r = np.concatenate([p.rewards for p in pools]).astype(np.float64)  # [R]
+    g = np.repeat(np.arange(len(pools)), sizes)  # [R] pool of each row
+    mean = np.bincount(g, r, len(pools)) / np.maximum(sizes, 1)  # [P]
+    std = np.sqrt(np.bincount(g, (r - mean[g]) ** 2, len(pools)) / np.maximum(sizes - 1, 1))  # [P]
+    adv = np.where(sizes[g] < 2, 0.0, (r - mean[g]) / (std[g] + 1e-6))
+    base = np.array([np.nan if b is None else float(b) for b in baselines])  # [P]
+    adv = np.where(np.isnan(base)[g], adv, r - np.nan_to_num(base)[g])
+    cuts = np.cumsum(sizes)[:-1]
+    return [(a, np.ones(a.size, dtype=bool)) for a in np.split(adv, cuts)]
 
 
 class Component:

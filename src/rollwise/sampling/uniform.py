@@ -23,8 +23,9 @@ class UniformSelector(Selector):
         n = ctx.stats.size
         if self._order is None:
             self._order = ctx.rng.permutation(n)
-        excluded = set() if ctx.exclude is None else set(int(x) for x in ctx.exclude)
+        excluded = set() if ctx.exclude is None else set(ctx.exclude.tolist())
         out: list[int] = []
+        chosen: set[int] = set()  # membership in O(1): a refill may ask for thousands of prompts
         scanned = 0
         while len(out) < k and scanned < 2 * n:
             if self._cursor >= n:
@@ -33,7 +34,10 @@ class UniformSelector(Selector):
             take = self._order[self._cursor : self._cursor + (k - len(out))]
             self._cursor += len(take)
             scanned += len(take)
-            out.extend(int(x) for x in take if int(x) not in excluded and int(x) not in out)
+            for x in take.tolist():
+                if x not in excluded and x not in chosen:
+                    chosen.add(x)
+                    out.append(x)
         return np.array(out, dtype=np.int64)
 
     def metrics(self) -> dict[str, float]:
