@@ -145,37 +145,51 @@ def test_torn_checkpoint_falls_back_with_a_warning(smoke_cfg):
 
 
 # 9, 10. degenerate settings and user errors: one line, no traceback
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """Run the ``rollwise`` app in-process (its error handling included); return (exit code, stderr)."""
+    from rollwise.cli import app
+
+    with pytest.raises(SystemExit) as exit_info:
+        app(list(args))
+    return int(exit_info.value.code or 0), " ".join(capsys.readouterr().err.split())
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["--sampler.group_size=1"], "no contrast"),
     (["--sampler.rollout_budget=1"], "cannot let preset 'uniform' act"),
     (["--run.out_dir=/proc/rollwise_cannot_write_here"], "cannot use run directory"),
     (["--model.path=/tmp"], "not a loadable model directory"),
 ])
-def test_user_errors_are_one_line_without_a_traceback(args, needle, tmp_path):
-    cmd = [sys.executable, "-m", "rollwise.cli", "train", str(ROOT / "configs" / "smoke.toml"),
-           f"--run.out_dir={tmp_path}", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
-    assert out.returncode in (1, 2), out.stderr[-2000:]
-    assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+def test_user_errors_are_one_line_without_a_traceback(args, needle, tmp_path, capsys):
+    code, err = _cli(capsys, "train", str(ROOT / "configs" / "smoke.toml"), f"--run.out_dir={tmp_path}", *args)
+    assert code in (1, 2) and needle in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--n", "0"], "--n"),
     (["--data", "nosuch"], "nosuch"),
 ])
-def test_eval_user_errors_are_one_line(args, needle, tmp_path):
+def test_eval_user_errors_are_one_line(args, needle, tmp_path, capsys):
     (tmp_path / "model").mkdir()
-    cmd = [sys.executable, "-m", "rollwise.cli", "eval", "--model", str(tmp_path / "model"), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
-    assert out.returncode in (1, 2) and needle in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    code, err = _cli(capsys, "eval", "--model", str(tmp_path / "model"), *args)
+    assert code in (1, 2) and needle in err and "Traceback" not in err, err
 
 
-def test_a_file_as_out_dir_is_a_one_line_error(tmp_path):
+def test_a_file_as_out_dir_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
-    cmd = [sys.executable, "-m", "rollwise.cli", "train", str(ROOT / "configs" / "smoke.toml"),
-           f"--run.out_dir={tmp_path / 'afile'}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
-    assert out.returncode == 1 and "cannot use run directory" in out.stderr and "Traceback" not in out.stderr
+    code, err = _cli(capsys, "train", str(ROOT / "configs" / "smoke.toml"), f"--run.out_dir={tmp_path / 'afile'}")
+    assert code == 1 and "cannot use run directory" in err and "Traceback" not in err
+
+
+def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    import rollwise.cli as cli
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "describe", boom)
+    code, err = _cli(capsys, "config", "show", "--docs")
+    assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err and "please report it" in err
 
 
 def test_config_rejects_degenerate_settings():
