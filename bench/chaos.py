@@ -5,11 +5,12 @@ bit-identical to an uninterrupted run (weights, optimiser, sampler state, RNG-dr
 
 Each trial starts the run (``rollwise train configs/tiny.toml``, shortened to ``--steps`` with a checkpoint
 every 2 steps and an eval every 10) in a fresh directory and kills it once with SIGKILL: at a random time
-(anywhere from start-up to the end, so some kills land in model loading or in a resume), or right after
-metrics.jsonl grows (a metric write). With probability ``--double`` the resumed process is killed again
-during its own start-up/resume. Then ``--resume`` runs to the end and the final state is compared with the
-reference. A trial is identical when every weight and optimiser tensor is equal, the pickled sampler state is
-equal, and the metrics rows (timing keys removed) are equal. Results go to ``OUT/chaos.json``.
+(anywhere from start-up to near the end, so some kills land in model loading), or right after metrics.jsonl
+grows (a metric write); a draw that comes after the run finished is drawn again, so every trial is killed.
+With probability ``--double`` the resumed process is killed again during its own start-up/resume. Then
+``--resume`` runs to the end and the final state is compared with the reference. A trial is identical when
+every weight and optimiser tensor is equal, the pickled sampler state is equal, and the metrics rows (timing
+keys removed) are equal. Results go to ``OUT/chaos.json``.
 """
 
 from __future__ import annotations
@@ -119,9 +120,13 @@ def main() -> None:
     for i in range(args.kills):
         name = f"trial{i:02d}"
         metrics = work / name / "metrics.jsonl"
-        on_write = rng.random() < 0.5
-        at = rng.uniform(0.5, ref_seconds)
-        code = run(command(work, name, args.steps, False), at, on_write, metrics)
+        code, tries = 0, 0
+        while code != -signal.SIGKILL:  # a kill that came too late (the run had finished) is drawn again
+            shutil.rmtree(work / name, ignore_errors=True)
+            on_write = rng.random() < 0.5
+            at = rng.uniform(0.5, 0.9 * ref_seconds)
+            code = run(command(work, name, args.steps, False), at, on_write, metrics)
+            tries += 1
         second = None
         if rng.random() < args.double:  # kill the resume itself, before or while it restores
             second = rng.uniform(0.2, 8.0)
@@ -129,7 +134,7 @@ def main() -> None:
         final = run(command(work, name, args.steps, True))
         bad = compare(ref, final_state(work / name)) if final == 0 else ["resume failed"]
         trials.append({"trial": i, "kill_at_s": round(at, 2), "kind": "metric write" if on_write else "random",
-                       "first_exit": code, "second_kill_at_s": second and round(second, 2),
+                       "first_exit": code, "tries": tries, "second_kill_at_s": second and round(second, 2),
                        "identical": not bad, "differs": bad})
         print(f"{name}: kill {'on write' if on_write else 'at'} {at:5.2f}s (exit {code})"
               f"{f', resume killed at {second:.2f}s' if second else ''} -> {'identical' if not bad else bad}",

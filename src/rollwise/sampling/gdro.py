@@ -175,14 +175,20 @@ class PassKClassifier:
         self._row[self.ids] = np.arange(self.rows)
 
 
+class PassKKnobs(Knobs):
+    """The online pass@k classifier's knobs, shared by both GDRO games."""
+
+    edges: str | list[float] = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
+    history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
+    hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
+    exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin, outside the "
+                                   "game (weight 1, n_mean rollouts)")
+
+
 class GdroSelector(Selector):
     """Prompt-GDRO: uniform prompts, advantage weights from an EXP3-style game over online pass@k bins."""
 
-    class Config(Knobs):
-        edges: str | list[float] = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
-        history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
-        hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
-        exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin (weight 1)")
+    class Config(PassKKnobs):
         signal: Literal["difficulty", "loss"] = Field("difficulty", description="bin score: 1 - pool pass "
                                                       "rate, or the groups' mean surrogate loss (the code)")
         eta: float = Field(0.65, ge=0, description="EXP3 step size eta_q")

@@ -8,9 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, TrainGroup
-from rollwise.sampling.gdro import PassKClassifier, parse_edges
+from rollwise.sampling.gdro import PassKClassifier, PassKKnobs, parse_edges
 
 
 def compute_arm_probs(scores: np.ndarray, eta: float, gamma: float) -> np.ndarray:
@@ -115,14 +114,10 @@ class GdroArmsAllocator(Allocator):
 
     TIE = 1e-9  # per rollout of distance from n_mean: breaks exact ties toward uniform, never a real preference
 
-    class Config(Knobs):
+    class Config(PassKKnobs):
         n_mean: int | None = Field(None, ge=1, description="mean rollouts per prompt (None = group_size)")
         n_min: int = Field(2, ge=2, description="smallest arm")
         n_max: int | None = Field(None, ge=2, description="largest arm (None = round(3 x n_mean))")
-        edges: str | list[float] = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
-        history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
-        hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
-        exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin (n_mean)")
         signal: Literal["difficulty", "loss"] = Field("difficulty", description="arm value: 1 - pool pass "
                                                       "rate of the bin, or its groups' mean surrogate loss")
         center: bool = Field(True, description="subtract the step's mean signal over in-game prompts, so the "

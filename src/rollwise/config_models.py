@@ -1,0 +1,304 @@
+"""The typed config models: one pydantic model per section, one doc line per field, every pluggable part a
+discriminated union chosen by ``type`` (``rollwise.components``). Loading, overrides, error messages and docs
+live in ``rollwise.config``, which re-exports these models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rollwise.algos.catalog import ADVANTAGES, AGGREGATIONS, GROUP_RELATIVE, KL_ESTIMATORS, POLICY_LOSSES
+from rollwise.components import component_union
+from rollwise.generation.base import ENGINES
+from rollwise.registry import Registry
+from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
+from rollwise.sampling import presets as sampler_presets
+
+SelectorCfg = component_union(SELECTORS)
+AllocatorCfg = component_union(ALLOCATORS)
+GateCfg = component_union(GATES)
+DownsamplerCfg = component_union(DOWNSAMPLERS)
+BaselineCfg = component_union(BASELINES)
+TransformCfg = component_union(TRANSFORMS)
+AdvantageCfg = component_union(ADVANTAGES)
+LossCfg = component_union(POLICY_LOSSES)
+AggregationCfg = component_union(AGGREGATIONS)
+KlCfg = component_union(KL_ESTIMATORS)
+EngineCfg = component_union(ENGINES)
+#: dotted config key of each typed component -> its registry (for docs and error messages)
+COMPONENT_KEYS: dict[str, Registry] = {
+    "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
+    "sampler.downsampler": DOWNSAMPLERS, "sampler.baseline": BASELINES, "sampler.transform": TRANSFORMS,
+    "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
+    "algo.kl_estimator": KL_ESTIMATORS, "generation.engine": ENGINES,
+}
+TASK_SUITES = ("arith", "dataset")
+
+# verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
+ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mixed": "synthetic_mixed"}
+DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
+
+
+def dataset_verifier(dataset: str | None) -> str:
+    """The verifier of a dataset preset's family (``gsm8k:test`` -> ``gsm8k``); ``math`` for anything else."""
+    return DATASET_VERIFIERS.get((dataset or "").split(":")[0], "math")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class RunConfig(_Section):
+    name: str = Field("tiny", description="run name; the run directory is out_dir/name")
+    out_dir: str = Field("runs", description="parent directory of run directories")
+    seed: int = Field(0, description="global seed: tasks, init, sampling, dropout")
+    device: str = Field("auto", description="torch device: auto | cpu | cuda | cuda:N")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0 = all available cores)")
+
+
+class ModelConfig(_Section):
+    path: str | None = Field(None, description="local HF checkpoint dir; None builds the embedded tiny Qwen2")
+    layers: int = Field(4, ge=1, description="embedded model: transformer layers")
+    hidden: int = Field(128, ge=8, description="embedded model: hidden size")
+    heads: int = Field(4, ge=1, description="embedded model: attention heads")
+    kv_heads: int = Field(2, ge=1, description="embedded model: key/value heads (GQA)")
+    intermediate: int = Field(384, ge=8, description="embedded model: MLP width")
+    tie_embeddings: bool = Field(True, description="embedded model: share input and output embeddings")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="parameter dtype")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    lora_rank: int = Field(0, ge=0, description="LoRA rank via peft (0 = full fine-tuning)")
+    lora_alpha: float = Field(16.0, description="LoRA alpha")
+    lora_targets: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], description="LoRA target modules")
+
+
+class TaskConfig(_Section):
+    suite: Literal[TASK_SUITES] = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
+    seed: int = Field(0, description="seed of the procedural pool and eval sets (fixed across RL seeds)")
+    levels: list[str] = Field(
+        ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
+        description="task levels in the train pool and eval (suite 'arith')",
+    )
+    answer_order: Literal["msb", "lsb"] = Field(
+        "msb", description="arith answers written most- or least-significant digit first (lsb: use verifier exact)")
+    scratchpad: Literal["none", "carries", "mixed"] = Field(
+        "mixed", description="arith warm-start targets: direct answers, carry scratchpads ('<carries>|<answer>'), "
+                             "or a mix ('#' starts an unprompted scratchpad; see docs/benchmarks.md section 1)")
+    scratchpad_share: float = Field(
+        0.2, ge=0, le=1, description="scratchpad 'mixed': share of unprompted warm-start targets with a scratchpad")
+    scratchpad_prompted: float = Field(
+        0.5, ge=0, le=1, description="scratchpad 'mixed': share of warm-start prompts ending in '#' (asking for one)")
+    train_size: int = Field(20000, ge=1, description="prompts in the train pool (spread evenly over levels)")
+    eval_size: int = Field(200, ge=1, description="held-out eval prompts per level")
+    dataset: str | None = Field(None, description="dataset preset or path for suite='dataset' (e.g. gsm8k:train)")
+    eval_dataset: str | None = Field(None, description="held-out dataset for suite='dataset' (e.g. gsm8k:test)")
+    template: str = Field("plain", description="prompt template preset or a string with {prompt}")
+    system_prompt: str | None = Field(None, description="system prompt when a chat template is used")
+    chat: bool | None = Field(None, description="wrap prompts in the tokenizer's chat template (None = if it has one)")
+    train_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for training")
+    eval_limit: int | None = Field(None, ge=1, description="use at most this many dataset rows for eval")
+    group_by: str = Field("level", description="dataset meta field that defines eval groups / sampler levels")
+    on_error: Literal["raise", "skip"] = Field("raise", description="malformed dataset rows: error or counted skip")
+    max_prompt_chars: int = Field(8192, ge=1, description="longest prompt accepted at load (file:line on a longer one)")
+    max_reference_chars: int = Field(4096, ge=1, description="longest reference answer accepted at load")
+    verify_timeout: float = Field(2.0, gt=0, description="seconds one verifier check may take (then it scores 0 "
+                                  "and counts as a timeout)")
+    reward_range: tuple[float, float] = Field((0.0, 1.0), description="rewards a verifier may return [low, high]")
+    out_of_range: Literal["error", "clamp"] = Field("error", description="a reward outside reward_range: stop "
+                                                    "with an error, or clamp it and count it")
+    max_verify_failures: float = Field(0.5, ge=0, le=1, description="stop when more than this share of a step's "
+                                       "checks fail (error, timeout, crash, out of range)")
+    verifier: str = Field("auto", description="verifier name or package.module:function; 'auto' = the arith "
+                          "format's own (by scratchpad) or the dataset family's")
+
+    def verifier_name(self) -> str:
+        """The verifier to use: ``verifier``, or for 'auto' the one that reads this task's answers."""
+        if self.verifier != "auto":
+            return self.verifier
+        if self.suite == "arith":
+            return "exact" if self.answer_order == "lsb" else ARITH_VERIFIERS[self.scratchpad]
+        return dataset_verifier(self.dataset)
+
+
+class WarmStartConfig(_Section):
+    enabled: bool = Field(True, description="supervised warm start before RL (embedded model only)")
+    seed: int = Field(0, description="seed of the warm start (fixed across RL seeds, so arms share it)")
+    steps: int = Field(1500, ge=0, description="SFT optimiser steps")
+    batch_size: int = Field(256, ge=1, description="SFT sequences per step")
+    lr: float = Field(5e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
+    final_lr_ratio: float = Field(0.0, ge=0, le=1, description="SFT cosine decays to lr x this (1 = constant)")
+    weight_decay: float = Field(0.01, ge=0, description="SFT AdamW weight decay")
+    level_weights: dict[str, float] = Field(
+        {"add1": 0.2, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 1.0, "mul2": 0.5},
+        description="relative SFT sampling weight per level (levels absent get none)",
+    )
+    cache_dir: str = Field(".cache/warmstart", description="where warm starts are cached by config hash")
+    checkpoint: str | None = Field(None, description="use this saved warm start instead of training one")
+
+
+class ReplayConfig(_Section):
+    capacity: int = Field(512, ge=1, description="groups kept in the buffer (DOTS: 512)")
+    fresh_fraction: float = Field(0.5, gt=0, le=1, description="share of each batch freshly generated (DOTS "
+                                  "sigma = 0.5); the rest is replayed with the advantages it had")
+
+
+class SamplerConfig(_Section):
+    """A preset fills every component slot; a slot given here replaces it (another ``type``) or tunes it (a
+    table without ``type``). After loading every slot is resolved, so ``config.toml`` shows what ran."""
+
+    type: str = Field("uniform", description="sampler preset (see `rollwise samplers`)")
+    selector: SelectorCfg = Field(None, description="prompt selector (default: the preset's)")
+    allocator: AllocatorCfg = Field(None, description="rollout allocator (default: the preset's)")
+    gates: list[GateCfg] = Field(None, description="group gates (default: the preset's)")
+    downsampler: DownsamplerCfg = Field(None, description="rollout/token down-sampler (default: the preset's)")
+    baseline: BaselineCfg = Field(None, description="external baseline (default: the preset's)")
+    transform: TransformCfg = Field(None, description="prompt transform, e.g. in-context seeding (default: "
+                                    "the preset's)")
+    replay: ReplayConfig | None = Field(None, description="rollout replay: true, false or a table (default: "
+                                        "the preset's)")
+    batch_prompts: int = Field(32, ge=1, description="prompts per step (nominal; samplers may change it)")
+    group_size: int = Field(8, ge=1, description="nominal rollouts per prompt G")
+    rollout_budget: int | None = Field(None, ge=1, description="max rollouts generated per step (None = what "
+                                       "the preset needs, see `rollwise samplers`)")
+    token_budget: int | None = Field(None, ge=1, description="max generated tokens per step (None = no cap)")
+    positive_threshold: float = Field(0.5, description="a reward above this counts as a success (sampler stats, "
+                                      "exit rules, baselines)")
+    ema_decay: float = Field(0.5, ge=0, le=1, description="decay of each prompt's EMA pass rate (stats store)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = str(data.get("type", "uniform"))
+        if name not in sampler_presets.PRESETS:
+            raise ValueError(f"unknown sampler preset {name!r}; {sampler_presets.PRESETS.suggest(name)}")
+        return sampler_presets.resolve(data)
+
+
+class GenerationConfig(_Section):
+    engine: EngineCfg = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(16, ge=1, description="max completion tokens")
+    batch_size: int = Field(256, ge=1, description="sequences decoded together")
+    eval_temperature: float = Field(0.0, ge=0, description="eval sampling temperature (0 = greedy)")
+
+
+class AlgoConfig(_Section):
+    advantage: AdvantageCfg | None = Field(None, description="advantage estimator and its knobs (None = the "
+                                           "sampler's, else grpo)")
+    loss: LossCfg = Field("ppo", description="policy loss: ppo | gspo | package.module:function")
+    clip_low: float = Field(0.2, ge=0, description="lower clip epsilon")
+    clip_high: float = Field(0.28, ge=0, description="upper clip epsilon (clip-higher)")
+    dual_clip: float | None = Field(None, description="dual-clip constant c for negative advantages (None = off)")
+    behaviour_is_cap: float | None = Field(5.0, description="cap of the decoupled pi_old/mu weight (replay)")
+    aggregation: AggregationCfg = Field("token-mean", description="loss aggregation mode")
+    kl_coef: float = Field(0.0, ge=0, description="k3 KL penalty to the frozen reference (0 = no reference)")
+    kl_estimator: KlCfg = Field("k3", description="KL estimator: k1 | k2 | k3")
+    epochs: int = Field(1, ge=1, description="optimisation passes over each batch (old logprobs kept)")
+    mini_batches: int = Field(1, ge=1, description="optimiser steps per pass (batch split in this many)")
+    micro_batch: int = Field(256, ge=1, description="sequences per forward/backward (gradient accumulation; "
+                             "lower it for large models)")
+    share_prefix: bool = Field(True, description="forward each distinct prompt once per micro-batch (exact)")
+    length_buckets: int = Field(3, ge=1, description="split each micro-batch's forward into up to N groups of "
+                                "similar completion length, cutting padding (exact)")
+    lr: float = Field(3e-5, gt=0, description="learning rate, constant after warm-up (see docs/benchmarks.md)")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
+
+
+class TrainerConfig(_Section):
+    steps: int = Field(150, ge=0, description="RL steps")
+    max_tokens: int | None = Field(None, ge=1, description="stop once this many rollout tokens are generated")
+    eval_every: int = Field(25, ge=0, description="held-out eval every K steps (0 = only at start and end)")
+    eval_samples: int = Field(1, ge=1, description="completions per eval prompt; pass@1 is their mean (sampled eval)")
+    train_eval_size: int = Field(0, ge=0, description="also evaluate this many train-pool prompts per level "
+                                 "(train_eval/...; 0 = off): how well RL fits the prompts it trains on")
+    checkpoint_every: int = Field(50, ge=0, description="checkpoint every K steps (0 = only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")
+    plots: bool = Field(True, description="write PNG plots at the end")
+    progress: bool = Field(True, description="show a rich progress bar")
+    loggers: list[str] = Field(["jsonl"], description="metric sinks: jsonl | tensorboard | wandb")
+    max_nan_skips: int = Field(3, ge=0, description="consecutive non-finite losses skipped before stopping")
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    warmstart: WarmStartConfig = WarmStartConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    generation: GenerationConfig = GenerationConfig()
+    algo: AlgoConfig = AlgoConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """A preset's defaults for other sections (DARS-B: 2 epochs), where the config leaves them unset."""
+        if not isinstance(data, dict) or not isinstance(data.get("sampler", {}), dict):
+            return data
+        name = str(data.get("sampler", {}).get("type", "uniform"))
+        if name not in sampler_presets.PRESETS:
+            return data
+        preset = sampler_presets.PRESETS.get(name)
+        algo = data.get("algo", {})
+        if isinstance(algo, dict):
+            algo = preset.algo | algo
+            adv = algo.get("advantage")
+            if isinstance(adv, dict) and "type" not in adv:  # knobs for the estimator the sampler runs
+                algo["advantage"] = {"type": preset.advantage or "grpo"} | adv
+            data = dict(data) | {"algo": algo}
+        return data
+
+    @model_validator(mode="after")
+    def _check_sampler(self) -> Config:
+        """Resolve the estimator the sampler needs and check that the step budget lets the method act."""
+        s = self.sampler
+        chosen = self.algo.advantage.type if self.algo.advantage is not None else None
+        need = sampler_presets.required_advantage(s, chosen)
+        if self.algo.advantage is None:
+            self.algo.advantage = {"type": need}
+        first = sampler_presets.build_components(s)["allocator"].first_round(s.group_size)
+        if first < 2 and self.algo.advantage.type in GROUP_RELATIVE:
+            raise ValueError(f"sampler.group_size: {s.group_size} rollout(s) per prompt give the group-relative "
+                             f"estimator {self.algo.advantage.type!r} no contrast (every advantage 0); use >= 2")
+        budget, minimum = sampler_presets.step_budget(s)
+        if s.rollout_budget is not None and s.rollout_budget < minimum:
+            raise ValueError(f"sampler.rollout_budget: {s.rollout_budget} rollouts per step cannot let preset "
+                             f"{s.type!r} act (it needs at least {minimum}, and spends up to {budget}); raise it "
+                             "or leave it unset")
+        return self
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.model.heads % self.model.kv_heads:
+            raise ValueError("model.heads must be a multiple of model.kv_heads")
+        if self.model.hidden % self.model.heads:
+            raise ValueError("model.hidden must be a multiple of model.heads")
+        verifier = self.task.verifier_name()
+        if self.task.answer_order == "lsb" and verifier == "synthetic_int":
+            raise ValueError("task.verifier: synthetic_int compares integers and would accept lsb answers without "
+                             "their leading zeros; use task.verifier = 'exact' (or 'auto') with answer_order = 'lsb'")
+        if self.task.scratchpad != "none" and self.task.answer_order == "lsb":
+            raise ValueError(f"task.scratchpad: {self.task.scratchpad!r} writes answers msb first; set "
+                             "task.answer_order = 'msb' or task.scratchpad = 'none'")
+        want = ARITH_VERIFIERS[self.task.scratchpad]
+        if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
+            raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
+                             f"its answers; use task.verifier = {want!r} (or 'auto')")
+        low, high = self.task.reward_range
+        if not low < high:
+            raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")
+        if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
+            raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
+                             "samples; set generation.eval_temperature > 0 or eval_samples = 1")
+        return self
+
+    def rollout_budget(self) -> int:
+        """Rollouts one step may generate: ``sampler.rollout_budget``, else what the sampler needs."""
+        return self.sampler.rollout_budget or sampler_presets.step_budget(self.sampler)[0]
+
+
