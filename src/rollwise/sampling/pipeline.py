@@ -198,6 +198,8 @@ class SamplingPipeline:
         self._dropped_small = int((mask & small).sum())
         mask &= ~small
         sel = np.flatnonzero(mask)
+        if any(g.refill for g in self.gates):
+            sel = sel[: self.batch_prompts]  # DAPO trims to exactly the train batch (before weights normalise)
         chosen = [obs[i] for i in sel]
         weights = self.selector.weights(chosen, [kept[i] for i in sel], ctx) if len(sel) else np.zeros(0)
         groups = []
@@ -206,8 +208,6 @@ class SamplingPipeline:
             adv = ctx.advantages[i][k] * float(w)
             rollouts = [p.payload[j] for j in k] if p.payload is not None else []
             groups.append(TrainGroup(p.prompt, k, adv, rollouts, float(w), step=ctx.step))
-        if any(g.refill for g in self.gates) and len(groups) > self.batch_prompts:
-            groups = groups[: self.batch_prompts]  # DAPO trims to exactly the train batch
         self._record(obs, kept, groups, ctx)
         replayed = self._replay_draw(ctx)
         return TrainPlan(groups + replayed, self.downsampler.token_fraction(ctx))
