@@ -28,7 +28,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = [ConfigError, RunDirError, CheckpointError, TrainingError, UserError]
     for module, name in (("rollwise.train.rollout", "VerifierFailureError"), ("rollwise.rewards.base",
                          "RewardRangeError"), ("rollwise.data.loaders", "DatasetError"),
-                         ("rollwise.train.model", "ModelLoadError")):
+                         ("rollwise.train.model", "ModelLoadError"),
+                         ("rollwise.train.gguf", "ModelImportError")):
         cls = getattr(__import__(module, fromlist=[name]), name, None)
         if isinstance(cls, type):
             found.append(cls)
@@ -252,3 +253,23 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+model_app = typer.Typer(no_args_is_help=True, help="Bring pretrained models into rollwise.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("import")
+def model_import(
+    gguf_file: Annotated[Path, typer.Argument(help="the .gguf model file")],
+    out_dir: Annotated[Path, typer.Argument(help="directory to write the Hugging Face model into")],
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 | float16: dtype the weights are "
+                                       "de-quantized to and saved in")] = "float32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="write into a non-empty OUT_DIR")] = False,
+) -> None:
+    """GGUF file -> plain HF directory (de-quantized weights, tokenizer, chat template) for --model."""
+    from rollwise.train.gguf import import_gguf
+
+    result = import_gguf(gguf_file, out_dir, dtype=dtype, overwrite=overwrite)
+    Console().print(f"imported {result.model_type} with {result.num_parameters:,} parameters ({result.dtype}) "
+                    f"to {result.path}", highlight=False)

@@ -158,7 +158,7 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
     (["--sampler.group_size=1"], "no contrast"),
     (["--sampler.rollout_budget=1"], "cannot let preset 'uniform' act"),
     (["--run.out_dir=/proc/rollwise_cannot_write_here"], "cannot use run directory"),
-    (["--model.path=/tmp"], "not a loadable model directory"),
+    (["--model.path=/tmp"], "is not a model directory"),
 ])
 def test_user_errors_are_one_line_without_a_traceback(args, needle, tmp_path, capsys):
     code, err = _cli(capsys, "train", str(ROOT / "configs" / "smoke.toml"), f"--run.out_dir={tmp_path}", *args)

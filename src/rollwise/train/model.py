@@ -69,6 +69,9 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"model path not found: {p}")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ModelLoadError(f"{p} is not a model directory: it has no config.json (an HF causal LM saved with "
+                             "save_pretrained, with its tokenizer files)")
     try:
         tok = AutoTokenizer.from_pretrained(p)
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
