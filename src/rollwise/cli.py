@@ -247,14 +247,6 @@ def bench(
     Console().print(md.read_text())
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
-
-
 model_app = typer.Typer(no_args_is_help=True, help="Bring pretrained models into rollwise.")
 app.add_typer(model_app, name="model")
 
@@ -273,3 +265,11 @@ def model_import(
     result = import_gguf(gguf_file, out_dir, dtype=dtype, overwrite=overwrite)
     Console().print(f"imported {result.model_type} with {result.num_parameters:,} parameters ({result.dtype}) "
                     f"to {result.path}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

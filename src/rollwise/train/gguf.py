@@ -16,6 +16,7 @@ non-empty ``OUT_DIR`` is refused unless ``overwrite``, which writes into it and 
 from __future__ import annotations
 
 import importlib.util
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,16 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise ModelImportError(f"{out_dir} exists and is not empty; pass --overwrite to write into it")
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as missing
+        return False
+
+
 def require_gguf_packages() -> None:
     """The packages transformers' GGUF loader needs, checked up front so a missing one is one line."""
-    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("gguf", "accelerate") if not _installed(name)]
     if missing:
         raise ModelImportError(f"importing a GGUF file needs the {' and '.join(missing)} package"
                                f"{'s' if len(missing) > 1 else ''}: {INSTALL_HINT}")
@@ -69,6 +77,17 @@ def require_gguf_packages() -> None:
 def clean_config_dict(config: dict) -> dict:
     """The config without what only describes the GGUF source (its quantization entry, the file path)."""
     return {k: v for k, v in config.items() if k not in ("quantization_config", "_model_name_or_path")}
+
+
+def _dequantize_kwargs() -> dict:
+    """transformers >= 5.19 may keep quantized blocks packed (``GgufLinear``) when the ``kernels`` package has a
+    matmul kernel for the device; ask for plain dense weights so the state dict is an ordinary model's.
+    Older versions always de-quantize and have no ``GgufConfig``."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
 
 
 def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "float32",
@@ -89,9 +108,10 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "flo
     source = str(gguf_path.resolve())
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=source)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=source, dtype=torch_dtype)
-    except (ValueError, KeyError, OSError, NotImplementedError) as exc:
-        # unsupported architecture / tokenizer type, truncated or corrupt file
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=source, dtype=torch_dtype,
+                                                      **_dequantize_kwargs())
+    except (ValueError, KeyError, IndexError, OSError, EOFError, NotImplementedError, struct.error) as exc:
+        # unsupported architecture or tokenizer type, truncated or corrupt file: the loader's own words
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(f"could not import {gguf_path}: {first}") from exc
 
