@@ -154,15 +154,19 @@ class Preset:
     id_prefix: str = ""
     meta_fields: tuple[str, ...] = ()
     answer_extractor: str = "plain"
+    hub: tuple[str, str | None, str] | None = None  # (hub id, config, split) when no local file: same fields
 
 
 PRESETS: dict[str, Preset] = {
     "gsm8k:train": Preset(
-        "gsm8k/train.jsonl", "question", "answer", None, "gsm8k-train", ("answer",), "gsm8k"
+        "gsm8k/train.jsonl", "question", "answer", None, "gsm8k-train", ("answer",), "gsm8k",
+        ("openai/gsm8k", "main", "train"),
     ),
-    "gsm8k:test": Preset("gsm8k/test.jsonl", "question", "answer", None, "gsm8k-test", ("answer",), "gsm8k"),
+    "gsm8k:test": Preset("gsm8k/test.jsonl", "question", "answer", None, "gsm8k-test", ("answer",), "gsm8k",
+                         ("openai/gsm8k", "main", "test")),
     "math500:test": Preset(
-        "math500/test.jsonl", "problem", "answer", "unique_id", "", ("subject", "level", "solution")
+        "math500/test.jsonl", "problem", "answer", "unique_id", "", ("subject", "level", "solution"), "plain",
+        ("HuggingFaceH4/MATH-500", None, "test"),
     ),
     "aime24:test": Preset("aime24/test.jsonl", "problem", "answer", "id", "aime24", ("url", "solution")),
     "amc23:test": Preset("amc23/test.jsonl", "problem", "answer", "id", "amc23", ("url",)),
@@ -392,13 +396,18 @@ def load_preset(
             )
         return load_examples(name, limit=limit, on_error=on_error, meta_fields=DEFAULT_META, **bounds)
     p = PRESETS[name]
-    path = data_dir() / p.path
-    if not path.exists():
-        raise DatasetNotFoundError(
-            f"{path} not found (preset {name!r}); set ROLLWISE_DATA_DIR to its folder"
-        )
+    path: str | Path = data_dir() / p.path
+    hub: dict[str, Any] = {}
+    if not Path(path).exists():  # no local copy: the same rows from the HF hub (cached by datasets)
+        if p.hub is None or importlib.util.find_spec("datasets") is None:
+            via = (f", or install 'datasets' (pip install 'rollwise[data]') to load it from the HF hub as "
+                   f"{p.hub[0]!r}") if p.hub is not None else ""
+            raise DatasetNotFoundError(f"{path} not found (preset {name!r}): set ROLLWISE_DATA_DIR to the folder "
+                                       f"that holds {p.path}{via}")
+        path, hub = p.hub[0], {"fmt": "hf", "hf_config": p.hub[1], "split": p.hub[2]}
     return load_examples(
         path,
+        **hub,
         prompt_field=p.prompt_field,
         answer_field=p.answer_field,
         id_field=p.id_field,
