@@ -56,7 +56,7 @@ def skip_metrics(task: Any) -> dict[str, int]:
 def build_dataset_task(cfg: Any) -> Any:
     """TaskData for a dataset preset or path (``task.dataset``), eval on ``task.eval_dataset``; rows skipped
     at load (train and eval together) are counted by reason in its ``skipped``."""
-    from rollwise.train.setup import TaskData
+    from rollwise.data.task import TaskData
 
     t = cfg.task
     if not t.dataset:
@@ -74,6 +74,6 @@ def build_dataset_task(cfg: Any) -> Any:
     if names:
         index = {n: i for i, n in enumerate(names)}
         levels = np.array([index.get(str(p.meta.get(t.group_by)), 0) for p in pool], dtype=np.int64)
-    task = TaskData(pool, levels, names, group_prompts(eval_prompts, t.group_by), set())
-    task.skipped = skipped_by_reason(train, evals)  # TaskData has no field for it yet: an attribute
+    task = TaskData(pool, levels, names, group_prompts(eval_prompts, t.group_by), set(),
+                    skipped=skipped_by_reason(train, evals))
     return task
