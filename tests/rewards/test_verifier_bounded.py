@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +22,6 @@ from test_verifier_hostile import MARKER, _corpus
 
 from rollwise.rewards import BoundedVerifier, VerifierPool, VerifyResult, as_verifier, get_verifier, inline_safe
 from rollwise.rewards.base import FunctionVerifier, close_shared_pools, raw_verifier
-
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:  # user-code verifiers live beside this file; pool workers inherit sys.path
-    sys.path.insert(0, HERE)
 
 TIMEOUT_S = 1.0
 BUDGET_S = 120.0  # a whole test, hang guard only: ~20 checks of which a few run into their 1 s deadline

@@ -4,20 +4,13 @@ range (an error or a counted clamp); the pool's warm-up can never kill it (issue
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from rollwise_fault_verifiers import WARMUP_TEXT, faulty_inline  # noqa: E402
 
 from rollwise.rewards import VerifierPool, VerifyResult
 from rollwise.rewards import pool as pool_module
 from rollwise.rewards.base import FAULTS, RewardRangeError, check_reward_range
-
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:  # user-code verifiers live beside this file; pool workers inherit sys.path
-    sys.path.insert(0, HERE)
-
-from rollwise_fault_verifiers import WARMUP_TEXT, faulty_inline  # noqa: E402
 
 USER = "rollwise_fault_verifiers:faulty"
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from rollwise.rewards import VerifierPool, VerifyResult
-
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:  # user-code verifiers live beside this file; pool workers inherit sys.path
-    sys.path.insert(0, HERE)
 
 USER = "rollwise_user_verifiers:misbehave"
 

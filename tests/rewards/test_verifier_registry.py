@@ -4,17 +4,11 @@ turns a coercion error into an "error" fault, see test_verifier_bounded.py)."""
 from __future__ import annotations
 
 import pickle
-import sys
-from pathlib import Path
 
 import pytest
 
 from rollwise.rewards import VERIFIERS, VerifyResult, get_verifier
 from rollwise.rewards.base import as_verifier, is_inline_safe, raw_verifier
-
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:  # user-code verifiers live beside this file; pool workers inherit sys.path
-    sys.path.insert(0, HERE)
 
 
 def test_builtin_names_registered():
