@@ -189,7 +189,8 @@ def plot_grid(grid: Grid) -> Path:
     from rollwise.plots import plt, save_figure  # Agg backend set there
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for arm in grid.arms:
+    colors = plt.get_cmap("tab20").colors  # more than 10 arms: the default cycle would repeat colours
+    for i, arm in enumerate(grid.arms):
         curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric) for s in grid.seeds
                   if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
         curves = [c for c in curves if len(c[1])]
@@ -198,7 +199,8 @@ def plot_grid(grid: Grid) -> Path:
         grid_x = np.linspace(0, min(c[0][-1] for c in curves), 50)
         ys = np.array([np.interp(grid_x, x, y) for x, y in curves])
         m = ys.mean(0)
-        line, = ax.plot(grid_x, m, label=arm.name)
+        line, = ax.plot(grid_x, m, label=arm.name, color=colors[(2 * i) % 20 + (i // 10) % 2],
+                        linestyle=("-", "--", ":")[i // 10 % 3])
         if len(curves) > 1:
             ax.fill_between(grid_x, ys.min(0), ys.max(0), alpha=0.15, color=line.get_color())
     what = "train-pool" if grid.metric.startswith("train_eval/") else "held-out"
