@@ -261,11 +261,12 @@ class Config(_Section):
         need = sampler_presets.required_advantage(s, chosen)
         if self.algo.advantage is None:
             self.algo.advantage = {"type": need}
-        first = sampler_presets.build_components(s)["allocator"].first_round(s.group_size)
+        parts = sampler_presets.build_components(s)
+        first = parts["allocator"].first_round(s.group_size)
         if first < 2 and self.algo.advantage.type in GROUP_RELATIVE:
             raise ValueError(f"sampler.group_size: {s.group_size} rollout(s) per prompt give the group-relative "
                              f"estimator {self.algo.advantage.type!r} no contrast (every advantage 0); use >= 2")
-        budget, minimum = sampler_presets.step_budget(s)
+        budget, minimum = sampler_presets.step_budget(s, parts)
         if s.rollout_budget is not None and s.rollout_budget < minimum:
             raise ValueError(f"sampler.rollout_budget: {s.rollout_budget} rollouts per step cannot let preset "
                              f"{s.type!r} act (it needs at least {minimum}, and spends up to {budget}); raise it "

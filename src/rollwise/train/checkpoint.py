@@ -84,12 +84,17 @@ def load_trainer_state(ckpt: Path) -> dict[str, Any]:
         return pickle.load(f)
 
 
+def own_checkpoints(run_dir: Path, run_id: str) -> list[Path]:
+    """Run ``run_id``'s complete checkpoints, oldest first (ones from before run ids count as its own)."""
+    return [c for c in list_checkpoints(run_dir) if checkpoint_run_id(c) in (run_id, "")]
+
+
 def load_latest(run_dir: Path, *, model: Any, optimizer: torch.optim.Optimizer,
                 run_id: str = "") -> tuple[Path, dict[str, Any]] | None:
     """Load run ``run_id``'s newest complete checkpoint that reads back whole (checkpoints of other runs are
     never loaded; ones from before run ids count as this run's), falling back to older ones with a warning;
     None when the run has none. Raises ``CheckpointError`` when every one is unreadable."""
-    ckpts = [c for c in list_checkpoints(run_dir) if checkpoint_run_id(c) in (run_id, "")]
+    ckpts = own_checkpoints(run_dir, run_id)
     for ckpt in reversed(ckpts):
         try:
             return ckpt, load_checkpoint(ckpt, model=model, optimizer=optimizer)

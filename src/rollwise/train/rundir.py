@@ -1,6 +1,6 @@
 """A run directory owned by one process, whose history nothing can silently lose or falsify.
 
-- **One owner.** ``RunDir.open`` takes an exclusive OS lock (``flock`` on ``run_dir/.lock``, released by the
+- **One owner.** ``RunDir.acquire`` takes an exclusive OS lock (``flock`` on ``run_dir/.lock``, released by the
   kernel when the process dies, even by SIGKILL) and writes the holder's pid into it; a second run into the
   same directory is refused with that pid.
 - **No accidental reuse.** A directory that already holds a run (checkpoints or metrics) is continued only

@@ -54,6 +54,7 @@ class Trainer:
         self.verifier = setup.build_verifier(cfg)
         self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
         self.pipeline = setup.build_sampler(cfg, self.task)
+        self.step_rollouts = cfg.rollout_budget()  # per-step rollout budget, resolved once (builds components)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
         self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
                                    cfg.generation.max_new_tokens, self.ref_model)
@@ -131,7 +132,7 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
         # 1. plan + generate + verify, in as many rounds/refills as the sampler asks for, within the budget
-        budget = Budget(cfg.rollout_budget(), cfg.sampler.token_budget)
+        budget = Budget(self.step_rollouts, cfg.sampler.token_budget)
         got = self.collector.collect(self.pipeline, step, budget, seed=cfg.run.seed * 1_000_003 + step,
                                      version=step)
         pools = got.obs()
@@ -177,7 +178,8 @@ class Trainer:
         self.nan_streak += 1
         weights_bad = ok  # the loss and gradient were finite, yet the update made the weights non-finite
         if weights_bad or self.nan_streak > self.cfg.trainer.max_nan_skips:
-            last = ckpt.latest_checkpoint(self.run_dir)
+            own = ckpt.own_checkpoints(self.run_dir, self.rundir.run_id)
+            last = own[-1] if own else None
             what = "non-finite weights" if weights_bad else f"{self.nan_streak} consecutive non-finite losses"
             raise TrainingError(f"{what} at step {step + 1}; the last good checkpoint is "
                                 f"{last if last is not None else 'none (no checkpoint was written yet)'}")
