@@ -8,10 +8,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rollwise.algos.catalog import ADVANTAGES, AGGREGATIONS, GROUP_RELATIVE, KL_ESTIMATORS, POLICY_LOSSES
+from rollwise.algos.catalog import (
+    ADVANTAGES,
+    AGGREGATIONS,
+    GROUP_RELATIVE,
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    SHAPERS,
+)
 from rollwise.components import component_union
 from rollwise.generation.base import ENGINES
 from rollwise.registry import Registry
+from rollwise.rewards.shaping import REWARD_SHAPERS
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
 from rollwise.sampling import presets as sampler_presets
 
@@ -25,13 +33,16 @@ AdvantageCfg = component_union(ADVANTAGES)
 LossCfg = component_union(POLICY_LOSSES)
 AggregationCfg = component_union(AGGREGATIONS)
 KlCfg = component_union(KL_ESTIMATORS)
+ShaperCfg = component_union(SHAPERS)
+RewardShapingCfg = component_union(REWARD_SHAPERS)
 EngineCfg = component_union(ENGINES)
 #: dotted config key of each typed component -> its registry (for docs and error messages)
 COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
     "sampler.downsampler": DOWNSAMPLERS, "sampler.baseline": BASELINES, "sampler.transform": TRANSFORMS,
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
-    "algo.kl_estimator": KL_ESTIMATORS, "generation.engine": ENGINES,
+    "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "task.reward_shaping": REWARD_SHAPERS,
+    "generation.engine": ENGINES,
 }
 TASK_SUITES = ("arith", "dataset")
 
@@ -110,6 +121,8 @@ class TaskConfig(_Section):
                                        "checks fail (error, timeout, crash, out of range)")
     verifier: str = Field("auto", description="verifier name or package.module:function; 'auto' = the arith "
                           "format's own (by scratchpad) or the dataset family's")
+    reward_shaping: RewardShapingCfg | None = Field(None, description="shaping of verified rewards, e.g. fapo "
+                                                    "(None = the verifier's reward as is)")
 
     def verifier_name(self) -> str:
         """The verifier to use: ``verifier``, or for 'auto' the one that reads this task's answers."""
@@ -122,6 +135,8 @@ class TaskConfig(_Section):
 
 class WarmStartConfig(_Section):
     enabled: bool = Field(True, description="supervised warm start before RL (embedded model only)")
+    objective: Literal["sft", "otr"] = Field("sft", description="warm-start objective: sft (cross-entropy on the "
+                                             "answer) or otr (One-Token Rollout policy gradient)")
     seed: int = Field(0, description="seed of the warm start (fixed across RL seeds, so arms share it)")
     steps: int = Field(1500, ge=0, description="SFT optimiser steps")
     batch_size: int = Field(256, ge=1, description="SFT sequences per step")
@@ -196,6 +211,8 @@ class AlgoConfig(_Section):
     aggregation: AggregationCfg = Field("token-mean", description="loss aggregation mode")
     kl_coef: float = Field(0.0, ge=0, description="k3 KL penalty to the frozen reference (0 = no reference)")
     kl_estimator: KlCfg = Field("k3", description="KL estimator: k1 | k2 | k3")
+    shaping: list[ShaperCfg] = Field([], description="advantage shapers applied in order inside the update "
+                                     "(e.g. ace)")
     epochs: int = Field(1, ge=1, description="optimisation passes over each batch (old logprobs kept)")
     mini_batches: int = Field(1, ge=1, description="optimiser steps per pass (batch split in this many)")
     micro_batch: int = Field(256, ge=1, description="sequences per forward/backward (gradient accumulation; "

@@ -19,6 +19,8 @@ GROUP_RELATIVE = frozenset({"grpo", "dr_grpo", "rloo", "mc_grpo", "xrpo"})
 POLICY_LOSSES: Registry = Registry("policy loss", knobs_from_entry=False)
 AGGREGATIONS: Registry = Registry("loss aggregation", knobs_from_entry=False)
 KL_ESTIMATORS: Registry = Registry("kl estimator", knobs_from_entry=False)
+#: advantage shapers: per-token rewrites of the advantages inside the update (ACE, MSSR's entropy term, ...)
+SHAPERS: Registry = Registry("advantage shaper", knobs_from_entry=False)
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,12 @@ KL_ESTIMATORS.register("k1", "rollwise.algos.kl:compute_kl_k1", doc="log ratio")
 KL_ESTIMATORS.register("k2", "rollwise.algos.kl:compute_kl_k2", doc="half squared log ratio")
 KL_ESTIMATORS.register("k3", "rollwise.algos.kl:compute_kl_k3", doc="exp(-x) - 1 + x, unbiased, >= 0")
 KL_ESTIMATORS.register("low_var_kl", "rollwise.algos.kl:compute_kl_k3", doc="alias of k3 (verl's name)")
+
+
+@dataclass(frozen=True)
+class AceKnobs:
+    alpha: float = field(default=1.0, metadata={"doc": "ACE: A <- A (1 + alpha softplus(c)) on incorrect rollouts"})
+
+
+SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
+                 doc="ACE: scale negative advantages by the rollout's confidence shift (arXiv:2602.21420)")

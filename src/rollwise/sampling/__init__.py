@@ -18,6 +18,7 @@ from rollwise.sampling.base import (
     Downsampler,
     Gate,
     GroupObs,
+    PromptContext,
     Request,
     SampleContext,
     Selector,
@@ -29,8 +30,8 @@ from rollwise.sampling.stats import PromptStats
 
 __all__ = [
     "ALLOCATORS", "BASELINES", "DOWNSAMPLERS", "GATES", "SELECTORS", "TRANSFORMS", "Allocator", "Baseline",
-    "Budget", "Component", "Downsampler", "Gate", "GroupObs", "Request", "SampleContext", "SamplingPipeline",
-    "Selector", "PromptStats", "TrainGroup", "TrainPlan", "Transform",
+    "Budget", "Component", "Downsampler", "Gate", "GroupObs", "PromptContext", "Request", "SampleContext",
+    "SamplingPipeline", "Selector", "PromptStats", "TrainGroup", "TrainPlan", "Transform",
 ]
 
 SELECTORS.register("uniform", "rollwise.sampling.uniform:UniformSelector")

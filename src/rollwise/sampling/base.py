@@ -54,13 +54,26 @@ class Budget:
         self.spent_tokens += int(tokens)
 
 
+@dataclass(frozen=True)
+class PromptContext:
+    """What a transform shows with a prompt (rescue methods): text before it (solved examples), text after it
+    (a hint), and an answer prefix the policy continues from. The prefix is context, not action: its tokens are
+    forced into the prompt (no loss, no importance weight), and the verifier reads ``answer_prefix + completion``.
+    ``tag`` names the variant (e.g. ``"prefix:3"``, ``"hint:2"``) for the transform's own bookkeeping."""
+
+    before: str = ""
+    after: str = ""
+    answer_prefix: str = ""
+    tag: str = ""
+
+
 @dataclass
 class Request:
     """Rollouts to generate next: ``counts[i]`` completions of pool prompt ``prompts[i]``."""
 
     prompts: np.ndarray  # [P] int64 pool indices
     counts: np.ndarray  # [P] int64, >= 1
-    contexts: list[Any] | None = None  # [P] what to show before each prompt (None = the prompt alone)
+    contexts: list[Any] | None = None  # [P] PromptContext (or XRPO's example tuple) per prompt; None = alone
 
     def __len__(self) -> int:
         return len(self.prompts)

@@ -15,7 +15,7 @@ import numpy as np
 
 from rollwise.generation.base import Engine, SamplingParams
 from rollwise.rewards.base import FAULTS
-from rollwise.sampling import Budget, GroupObs, Request, SamplingPipeline
+from rollwise.sampling import Budget, GroupObs, PromptContext, Request, SamplingPipeline
 from rollwise.types import Prompt, Rollout
 
 
@@ -98,28 +98,42 @@ class StepRollouts:
 
 
 def render_context(context: Any, pool: list[Prompt], text: str) -> str:
-    """A prompt shown after a sampler context: solved examples ``((pool index, solution), ...)``, each as
-    prompt + solution on its own line (XRPO's in-context seeding), then the prompt itself."""
+    """The prompt text a sampler context asks for: a :class:`PromptContext` puts its ``before`` and ``after``
+    around the prompt (its ``answer_prefix`` is added after the template, see ``prompt_ids``); a tuple of
+    solved examples ``((pool index, solution), ...)`` shows each as prompt + solution on its own line (XRPO's
+    in-context seeding), then the prompt itself."""
     if context is None:
         return text
+    if isinstance(context, PromptContext):
+        return context.before + text + context.after
     return "".join(f"{pool[j].text}{sol}\n" for j, sol in context) + text
+
+
+def answer_prefix(context: Any) -> str:
+    """The answer text a context forces before the completion ('' for none)."""
+    return context.answer_prefix if isinstance(context, PromptContext) else ""
 
 
 class RolloutCollector:
     """Turns sampler requests into verified rollouts: tokenise (cached), generate, verify, charge the budget."""
 
     def __init__(self, engine: Engine, verifier: Any, pool: list[Prompt], encode: Any,
-                 params: SamplingParams, *, max_failure_share: float = 1.0) -> None:
+                 params: SamplingParams, *, max_failure_share: float = 1.0, encode_raw: Any = None) -> None:
         if not 0.0 <= max_failure_share <= 1.0:
             raise ValueError(f"max_failure_share must be in [0, 1], got {max_failure_share}")
         self.engine, self.verifier, self.pool, self.params = engine, verifier, pool, params
         self.max_failure_share = max_failure_share  # 1.0 never stops
-        self._encode = encode
+        self._encode = encode  # prompt text -> ids through the prompt template
+        self._encode_raw = encode_raw or encode  # answer text (a forced prefix) -> ids, no template
         self._token_cache: dict[int, list[int]] = {}
 
     def prompt_ids(self, index: int, context: Any = None) -> list[int]:
+        """Token ids of a pool prompt as the context shows it; a forced answer prefix is encoded after the
+        rendered (templated) prompt, so the policy continues it as the start of its own answer."""
         if context is not None:
-            return self._encode(render_context(context, self.pool, self.pool[index].text))
+            ids = self._encode(render_context(context, self.pool, self.pool[index].text))
+            prefix = answer_prefix(context)
+            return ids + self._encode_raw(prefix) if prefix else ids
         ids = self._token_cache.get(index)
         if ids is None:
             ids = self._token_cache[index] = self._encode(self.pool[index].text)
@@ -155,8 +169,10 @@ class RolloutCollector:
         out.gen_seconds += time.perf_counter() - t0
         out.calls += 1
         flat = [(p, i, c) for p, i, cs in zip(prompts, ids, completions) for c in cs]
+        forced = [answer_prefix(ctx) for ctx, cs in zip(contexts, completions) for _ in cs]  # verified with it
         t0 = time.perf_counter()
-        results = self.verifier.score_batch([c.text for _, _, c in flat], [self.pool[p].reference for p, _, _ in flat])
+        results = self.verifier.score_batch([f + c.text for f, (_, _, c) in zip(forced, flat)],
+                                            [self.pool[p].reference for p, _, _ in flat])
         out.verify_seconds += time.perf_counter() - t0
         tokens = 0
         for (p, pid, c), res in zip(flat, results):

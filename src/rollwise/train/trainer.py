@@ -60,7 +60,8 @@ class Trainer:
                                    cfg.generation.max_new_tokens, self.ref_model)
         self.collector = RolloutCollector(self.engine, self.verifier, self.task.pool, self.encode,
                                           setup.sampling_params(cfg, self.tok),
-                                          max_failure_share=cfg.task.max_verify_failures)
+                                          max_failure_share=cfg.task.max_verify_failures,
+                                          encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"])
         self.logger = logger
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
