@@ -98,3 +98,28 @@ def test_reach_a_share_of_the_reference_gain_with_interpolation(tmp_path):
     import math
 
     assert math.isnan(_tokens_to_reach(np.array([0, 10]), np.array([0.1, 0.2]), 0.9, interpolate=True))
+
+
+def test_report_columns_last_and_mean_values(tmp_path):
+    """``report`` keys: KEY = the last logged value, mean:KEY = the mean over logged steps, averaged over seeds;
+    a key no run logged is NaN; the markdown table gets one column per key."""
+    import json
+    import math
+
+    rows_by_seed = {0: [0.0, 0.2, 0.4], 1: [0.0, 0.4, 0.8]}
+    for seed, vals in rows_by_seed.items():
+        d = tmp_path / "out" / "uniform" / f"seed{seed}"
+        d.mkdir(parents=True)
+        rows = [{"step": i, "ledger/tokens": 10 * i, "eval/mean/pass@1": v, "eval/add4/pass@1": v / 2,
+                 "rollout/flawed": 0.1 * (i + 1)} for i, v in enumerate(vals)]
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    f = tmp_path / "g.toml"
+    f.write_text(f'seeds = [0, 1]\nout = "{tmp_path / "out"}"\nbase = "x"\n'
+                 'report = ["eval/add4/pass@1", "mean:rollout/flawed", "nope"]\n[[arms]]\nname = "uniform"\n')
+    g = load_grid(f)
+    (row,) = summarise(g)
+    assert abs(row["eval/add4/pass@1"] - 0.3) < 1e-12  # last values 0.2 and 0.4
+    assert abs(row["mean:rollout/flawed"] - 0.2) < 1e-12  # mean of 0.1, 0.2, 0.3 in both seeds
+    assert math.isnan(row["nope"])
+    md = write_report(g, [row]).read_text()
+    assert "eval/add4/pass@1 | mean:rollout/flawed | nope |" in md.splitlines()[0]

@@ -38,6 +38,9 @@ class Grid:
     reach: float = 1.0  # target = reference start + reach x (reference final - start); 1 = the final accuracy
     interpolate: bool = False  # tokens at the target by linear interpolation between evals (else: first eval)
     at_step: int | None = None  # also report the accuracy after at most this many optimiser steps (equal updates)
+    # extra columns: "KEY" = the last logged value of KEY (mean over seeds); "mean:KEY" = its mean over all
+    # logged steps (e.g. "eval/add4/pass@1", "mean:rollout/flawed_positive_share")
+    report: list[str] = field(default_factory=list)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -46,14 +49,14 @@ def load_grid(path: str | Path) -> Grid:
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
     unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate",
-                        "at_step"}
+                        "at_step", "report"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
                 Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
                 d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)),
-                d.get("at_step"))
+                d.get("at_step"), [str(k) for k in d.get("report", [])])
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
@@ -147,8 +150,21 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
             "acc_at_step": _at_step(rs, grid.metric, grid.at_step),
             "generated_per_step": float(np.mean([r.get("sampler/budget_spent", np.nan) for r in steps]))
             if steps else float("nan"),
+            **{key: _report_value(rs, key) for key in grid.report},
         })
     return out
+
+
+def _report_value(runs: list[list[dict[str, Any]]], key: str) -> float:
+    """A ``report`` column: mean over runs of KEY's last logged value, or (``mean:KEY``) of its mean over the
+    run's logged steps; NaN where a run never logged it."""
+    agg, name = ("mean", key[5:]) if key.startswith("mean:") else ("last", key)
+    vals = []
+    for run in runs:
+        xs = [float(r[name]) for r in run if isinstance(r.get(name), int | float)]
+        if xs:
+            vals.append(float(np.mean(xs)) if agg == "mean" else xs[-1])
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def _at_step(runs: list[list[dict[str, Any]]], key: str, step: int | None) -> float:
@@ -172,13 +188,15 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
     at = f" | acc @ step <= {grid.at_step}" if grid.at_step is not None else ""
     head = (f"| arm | seeds | start acc | final acc (± sd) | tokens to reach {what} | ratio to ref | "
             f"reached | mixed share | generated/step | s/step | steps{at} |")
-    lines = [head, "|" + "---|" * (11 + bool(at))]
+    head += "".join(f" {k} |" for k in grid.report)
+    lines = [head, "|" + "---|" * (11 + bool(at) + len(grid.report))]
     for r in rows:
         tail = f" {r['acc_at_step']:.3f} |" if at else ""
         lines.append(f"| {r['arm']} | {r['seeds']} | {r['start_acc']:.3f} | {r['final_acc']:.3f} ± "
                      f"{r['final_acc_std']:.3f} | {r['tokens_to_ref']:.0f} | {r['ratio_to_ref']:.2f} | "
                      f"{r['reached']}/{r['seeds']} | {r['mixed_share']:.2f} | {r['generated_per_step']:.0f} | "
-                     f"{r['seconds_per_step']:.2f} | {r['steps']:.0f} |{tail}")
+                     f"{r['seconds_per_step']:.2f} | {r['steps']:.0f} |{tail}"
+                     + "".join(f" {r[k]:.3f} |" for k in grid.report))
     md = grid.out / "results.md"
     md.write_text("\n".join(lines) + "\n")
     plot_grid(grid)
