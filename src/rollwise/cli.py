@@ -47,7 +47,7 @@ class _App(typer.Typer):
             raise
         except Exception as exc:
             if isinstance(exc, user_errors()):
-                Console(stderr=True).print(f"[red]{exc}[/red]", highlight=False)
+                Console(stderr=True).print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
                 raise SystemExit(1) from None
             import traceback
 
@@ -208,7 +208,7 @@ def eval(  # noqa: A001 - the command is called eval
 
     cfg = _load(config, ctx)
     if not Path(model).exists():
-        Console(stderr=True).print(f"[red]--model {model}: no such file or directory[/red]")
+        Console(stderr=True).print(f"[red]--model {model}: no such file or directory[/red]", soft_wrap=True)
         raise typer.Exit(2)
     try:
         if allocator == "uniform" and budget is not None:
@@ -216,7 +216,7 @@ def eval(  # noqa: A001 - the command is called eval
         if allocator != "uniform":
             check_args(allocator, budget, n)
     except (KeyError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]{exc.args[0]}[/red]")
+        Console(stderr=True).print(f"[red]{exc.args[0]}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     result = run_eval(cfg, model, data, n, allocator, budget)
     table = Table(title=f"eval {model} on {data} (n={n})")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rollwise.algos.catalog import (
     ADVANTAGES,
     AGGREGATIONS,
+    ENTROPY_STATS_LOSSES,
     GROUP_RELATIVE,
     KL_ESTIMATORS,
     POLICY_LOSSES,
@@ -138,15 +139,21 @@ class WarmStartConfig(_Section):
     objective: Literal["sft", "otr"] = Field("sft", description="warm-start objective: sft (cross-entropy on the "
                                              "answer) or otr (One-Token Rollout policy gradient)")
     seed: int = Field(0, description="seed of the warm start (fixed across RL seeds, so arms share it)")
-    steps: int = Field(1500, ge=0, description="SFT optimiser steps")
-    batch_size: int = Field(256, ge=1, description="SFT sequences per step")
-    lr: float = Field(5e-3, gt=0, description="SFT peak learning rate (cosine decay, linear warm-up)")
-    final_lr_ratio: float = Field(0.0, ge=0, le=1, description="SFT cosine decays to lr x this (1 = constant)")
-    weight_decay: float = Field(0.01, ge=0, description="SFT AdamW weight decay")
+    steps: int = Field(1500, ge=0, description="warm-start optimiser steps (either objective)")
+    batch_size: int = Field(256, ge=1, description="warm-start sequences per step")
+    lr: float = Field(5e-3, gt=0, description="warm-start peak learning rate (cosine decay, linear warm-up)")
+    final_lr_ratio: float = Field(0.0, ge=0, le=1, description="warm-start cosine decays to lr x this (1 = constant)")
+    weight_decay: float = Field(0.01, ge=0, description="warm-start AdamW weight decay")
     level_weights: dict[str, float] = Field(
         {"add1": 0.2, "add2": 1.0, "sub2": 1.0, "add3": 1.0, "mul1": 1.0, "add4": 0.5, "sum3": 1.0, "mul2": 0.5},
-        description="relative SFT sampling weight per level (levels absent get none)",
+        description="relative warm-start sampling weight per level (levels absent get none)",
     )
+    otr_samples: int = Field(8, ge=1, description="otr: tokens K sampled at every answer position")
+    otr_temperature: float = Field(1.0, gt=0, description="otr: temperature of the K samples and of their logprobs")
+    otr_negative: float = Field(0.0, le=1, description="otr: reward of a sampled token that is not the target "
+                                "(the target's is 1); with baseline 'mean' it only rescales the advantages")
+    otr_baseline: Literal["mean", "none"] = Field("mean", description="otr: per-position baseline, the mean reward "
+                                                  "of its K samples (GRPO-like), or none")
     cache_dir: str = Field(".cache/warmstart", description="where warm starts are cached by config hash")
     checkpoint: str | None = Field(None, description="use this saved warm start instead of training one")
 
@@ -262,8 +269,9 @@ class Config(_Section):
             return data
         preset = sampler_presets.PRESETS.get(name)
         algo = data.get("algo", {})
-        if isinstance(algo, dict):
-            algo = preset.algo | algo
+        if isinstance(algo, dict):  # a knob table without ``type`` tunes the preset's own table (MSSR's estimator)
+            algo = preset.algo | {k: preset.algo[k] | v if isinstance(v, dict) and "type" not in v
+                                  and isinstance(preset.algo.get(k), dict) else v for k, v in algo.items()}
             adv = algo.get("advantage")
             if isinstance(adv, dict) and "type" not in adv:  # knobs for the estimator the sampler runs
                 algo["advantage"] = {"type": preset.advantage or "grpo"} | adv
@@ -307,6 +315,16 @@ class Config(_Section):
         if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
             raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
                              f"its answers; use task.verifier = {want!r} (or 'auto')")
+        transform, source = self.sampler.transform.type, getattr(self.sampler.transform, "source", "own")
+        if self.task.suite != "arith" and (transform == "hill" or (transform == "prefix_rl" and source == "reference")):
+            what = "hint generators" if transform == "hill" else "worked reference traces"
+            raise ValueError(f"sampler.transform: {transform!r} needs {what}, which only task.suite = 'arith' has"
+                             + ("; use source = 'own' or 'both'" if transform == "prefix_rl" else ""))
+        tau = getattr(self.generation.engine, "entropy_temperature_tau", 0.0)
+        if tau > 0 and self.algo.loss.type not in ENTROPY_STATS_LOSSES:
+            raise ValueError(f"generation.engine.entropy_temperature_tau: HAPO's adaptive temperature needs a loss "
+                             f"that measures the entropy statistics it samples with (algo.loss = "
+                             f"{' | '.join(sorted(ENTROPY_STATS_LOSSES))}), got {self.algo.loss.type!r}")
         low, high = self.task.reward_range
         if not low < high:
             raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")

@@ -25,11 +25,12 @@ class Rollout:
     completion_ids: list[int]
     behaviour_logprobs: list[float]  # log mu(y_t | s_t) of the engine that sampled it, one per completion token
     text: str
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "abort" | "pruned"
     policy_version: int = 0  # trainer step whose weights generated it
     reward: float = 0.0
     parsed: bool = False
     verify_info: dict[str, Any] = field(default_factory=dict)
+    versions: list[int] = field(default_factory=list)  # engine weight version per completion token (-1 unknown)
 
     @property
     def num_tokens(self) -> int:

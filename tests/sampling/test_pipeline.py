@@ -33,6 +33,7 @@ def test_every_preset_stays_within_budget(harness, name, budget):
     rates = np.random.default_rng(1).choice([0.0, 0.1, 0.5, 0.9, 1.0], size=300)
     pipe = harness.make_pipe(name, pool=300, levels=np.arange(300) % 5)
     limit = pipe.budget()[0] if budget is None else budget
+    assert pipe.min_group == (1 if pipe.baseline.single_rollout else MIN_GROUP)
     sim = harness.RewardSim(rates)
     for step in range(4):
         log = harness.play_step(pipe, sim, step, budget=budget)
@@ -41,10 +42,11 @@ def test_every_preset_stays_within_budget(harness, name, budget):
         assert all(min(c) >= 1 for _, c in log.requests)
         first = log.requests[0] if log.requests else ([], [])
         assert len(set(first[0])) == len(first[0])
-        assert all(c >= MIN_GROUP for c in first[1])  # a first round never samples a prompt once
+        # a first round never samples a prompt once (unless an external baseline contrasts one rollout: MSSR)
+        assert all(c >= pipe.min_group for c in first[1])
         for g in log.groups:
             # never a group of fewer than 2 rollouts (was: > 0); one advantage per trained rollout
-            assert MIN_GROUP <= len(g.keep) <= log.pools[g.prompt].n and np.isfinite(g.weight)
+            assert pipe.min_group <= len(g.keep) <= log.pools[g.prompt].n and np.isfinite(g.weight)
             assert g.advantages.shape == g.keep.shape and np.all(np.isfinite(g.advantages))
             assert len(g.rollouts) == len(g.keep) and not g.replayed and g.step == step
         assert isinstance(pipe.metrics()["sampler/dropped_small"], int)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rollwise.algos.catalog import GrpoKnobs, McGrpoKnobs, PoolBaselineKnobs, XrpoKnobs
+from rollwise.algos.catalog import GrpoKnobs, HapoAdvantageKnobs, McGrpoKnobs, PoolBaselineKnobs, XrpoKnobs
 
 
 @dataclass
@@ -30,6 +30,7 @@ class AdvantageContext:
     num_groups: int
     baseline: Tensor | None = None  # [G] external per-group baseline (Reinforce-Ada pool mean, V0.5 prior)
     seq_logprob: Tensor | None = None  # [N] length-normalised log-likelihood of each response (XRPO)
+    lengths: Tensor | None = None  # [N] completion length in tokens of each response (HAPO)
     eps: float = 1e-6  # added to the std in the denominator
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -192,7 +193,9 @@ def compute_pool_baseline_advantages(rewards: Tensor, group_index: Tensor,
     """External baseline: A = r - ctx.baseline[g] (Reinforce-Ada pool mean, V0.5 fused prior).
 
     params: norm_by_std (default False, as Reinforce-Ada's script) divides by the std of the group's rows here
-    (not the whole pool, which this function does not see) plus eps; std_unbiased.
+    (not the whole pool, which this function does not see) plus eps; std_unbiased. batch_norm (default False;
+    MSSR) then normalises over every row of the call: (A - mean) / (std + eps), the std with Bessel's n-1 when
+    std_unbiased; a call with one row gives A = 0.
     """
     r = _check_inputs(rewards, group_index, ctx)
     p = _params(ctx, "pool_baseline", PoolBaselineKnobs)
@@ -204,6 +207,10 @@ def compute_pool_baseline_advantages(rewards: Tensor, group_index: Tensor,
     if p.norm_by_std:
         _, std = compute_group_mean_std(r, group_index, ctx.num_groups, unbiased=p.std_unbiased)
         adv = adv / (std[group_index] + ctx.eps)
+    if p.batch_norm:
+        n = adv.numel()
+        std = adv.std(correction=1 if p.std_unbiased else 0) if n > 1 else adv.new_tensor(1.0)
+        adv = (adv - adv.mean()) / (std + ctx.eps) if n else adv
     return AdvantageOutput(adv)
 
 
@@ -232,3 +239,31 @@ def compute_xrpo_advantages(rewards: Tensor, group_index: Tensor,
     return AdvantageOutput(torch.where(adv > 0, adv + bonus, adv))
 
 
+
+
+def compute_hapo_advantages(rewards: Tensor, group_index: Tensor,
+                            ctx: AdvantageContext) -> AdvantageOutput:
+    """HAPO token-level group average (Liu et al., arXiv:2509.16591; starriver030515/HAPO).
+
+    Every token of a response carries its reward, so per group mu = sum_i L_i r_i / sum_i L_i and sigma is the
+    population std of those token rewards: sigma^2 = sum_i L_i (r_i - mu)^2 / sum_i L_i, with L = ctx.lengths.
+    A_i = (r_i - mu) / (sigma + eps). A group with any |A_i| >= fallback_abs (5), or with no tokens at all,
+    takes the GRPO advantage instead. Deviation: the released code tests |A| >= 5 over the padded [G, T]
+    tensor, so a padding position (reward 0) can trigger the fallback by itself (-mu/sigma); here only the real
+    rows count. A size-1 group gets A = 0 (mu = r).
+    """
+    r = _check_inputs(rewards, group_index, ctx)
+    p = _params(ctx, "hapo", HapoAdvantageKnobs)
+    if ctx.lengths is None or ctx.lengths.shape != r.shape:
+        raise ValueError("advantage estimator 'hapo' needs ctx.lengths, the [N] completion lengths")
+    G = ctx.num_groups
+    w = ctx.lengths.to(r.dtype).clamp(min=0)  # [N] tokens per response
+    tokens = _group_sum(w, group_index, G)  # [G]
+    mu = _group_sum(w * r, group_index, G) / tokens.clamp(min=1e-12)  # [G]
+    var = _group_sum(w * (r - mu[group_index]) ** 2, group_index, G) / tokens.clamp(min=1e-12)  # [G]
+    adv = (r - mu[group_index]) / (var.sqrt()[group_index] + ctx.eps)  # [N]
+    worst = r.new_zeros(G).scatter_reduce(0, group_index, adv.abs(), reduce="amax")  # [G] max |A| per group
+    fallback = (worst >= p.fallback_abs) | (tokens <= 0)  # [G]
+    mean, std = compute_group_mean_std(r, group_index, G, unbiased=p.std_unbiased)
+    grpo = (r - mean[group_index]) / (std[group_index] + ctx.eps)
+    return AdvantageOutput(torch.where(fallback[group_index], grpo, adv))

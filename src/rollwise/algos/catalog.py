@@ -15,8 +15,11 @@ from rollwise.registry import Registry
 
 ADVANTAGES: Registry = Registry("advantage estimator", knobs_from_entry=False)
 #: estimators whose baseline is the group's own rollouts: a group of one has no signal under them
-GROUP_RELATIVE = frozenset({"grpo", "dr_grpo", "rloo", "mc_grpo", "xrpo"})
+GROUP_RELATIVE = frozenset({"grpo", "dr_grpo", "rloo", "mc_grpo", "xrpo", "hapo"})
 POLICY_LOSSES: Registry = Registry("policy loss", knobs_from_entry=False)
+#: losses whose whole-batch step measures the entropy statistics an adaptive-temperature engine reads (a
+#: torch-free fact for config checks; the loss itself declares it with ``needs`` and ``prepare``)
+ENTROPY_STATS_LOSSES = frozenset({"hapo"})
 AGGREGATIONS: Registry = Registry("loss aggregation", knobs_from_entry=False)
 KL_ESTIMATORS: Registry = Registry("kl estimator", knobs_from_entry=False)
 #: advantage shapers: per-token rewrites of the advantages inside the update (ACE, MSSR's entropy term, ...)
@@ -41,6 +44,15 @@ class PoolBaselineKnobs:
     norm_by_std: bool = field(default=False, metadata={"doc": "divide r - baseline by the group std "
                                                                 "(Reinforce-Ada's released script: off)"})
     std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in that std"})
+    batch_norm: bool = field(default=False, metadata={
+        "doc": "then normalise over the whole batch: (A - mean) / (std + eps) over all rows (MSSR)"})
+
+
+@dataclass(frozen=True)
+class HapoAdvantageKnobs:
+    fallback_abs: float = field(default=5.0, metadata={
+        "doc": "a group with any |A| >= this falls back to GRPO (HAPO code: 5)"})
+    std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in the GRPO fallback's std (verl)"})
 
 
 @dataclass(frozen=True)
@@ -61,9 +73,24 @@ ADVANTAGES.register("pool_baseline", _A + "compute_pool_baseline_advantages", co
                     doc="r - an external baseline from the sampler (Reinforce-Ada, V0.5)")
 ADVANTAGES.register("xrpo", _A + "compute_xrpo_advantages", config=XrpoKnobs,
                     doc="XRPO: GRPO with novelty sharpening of rare correct answers")
+ADVANTAGES.register("hapo", _A + "compute_hapo_advantages", config=HapoAdvantageKnobs,
+                    doc="HAPO token-level group average: length-weighted mean and std, GRPO fallback")
+
+
+@dataclass(frozen=True)
+class HapoLossKnobs:
+    beta: float = field(default=1.0, metadata={"doc": "advantage redistribution A (1 + beta h) (HAPO: 1)"})
+    alpha: float = field(default=1.0, metadata={"doc": "asymmetric clip: eps_lo (1 - alpha h) on low-entropy "
+                                                       "tokens, eps_hi (1 + alpha h) on high (HAPO: 1)"})
+    entropy_pivot: float = field(default=0.8, metadata={
+        "doc": "quantile of the batch's log-entropy that maps to h = 0 (HAPO recipe: 0.8)"})
+    adaptive_clip: bool = field(default=True, metadata={"doc": "asymmetric adaptive clipping on"})
+    adaptive_advantage: bool = field(default=True, metadata={"doc": "differential advantage redistribution on"})
 
 POLICY_LOSSES.register("ppo", "rollwise.algos.losses:compute_ppo_loss", doc="PPO/GRPO clipped token ratio")
 POLICY_LOSSES.register("gspo", "rollwise.algos.losses:compute_gspo_loss", doc="GSPO clipped sequence ratio")
+POLICY_LOSSES.register("hapo", "rollwise.algos.hapo:compute_hapo_loss", config=HapoLossKnobs,
+                       doc="HAPO: entropy-adaptive clip ranges and advantage redistribution (arXiv:2509.16591)")
 
 _G = "rollwise.algos.aggregation:"
 AGGREGATIONS.register("token-mean", _G + "_token_mean", doc="mean over all tokens of the batch (DAPO)")
@@ -80,8 +107,19 @@ KL_ESTIMATORS.register("low_var_kl", "rollwise.algos.kl:compute_kl_k3", doc="ali
 
 @dataclass(frozen=True)
 class AceKnobs:
-    alpha: float = field(default=1.0, metadata={"doc": "ACE: A <- A (1 + alpha softplus(c)) on incorrect rollouts"})
+    alpha: float = field(default=1.0, metadata={"doc": "ACE: A <- A (1 + alpha softplus(c)) on incorrect rollouts "
+                                                       "(coefficient unverified in the paper; 1.0 is our choice)"})
+
+
+@dataclass(frozen=True)
+class MssrEntropyKnobs:
+    kappa1: float = field(default=0.4, metadata={"doc": "entropy coefficient: A + min(kappa1 H, |A| / kappa2) "
+                                                        "(Cheng et al. alpha = 0.4, recalled: unverified)"})
+    kappa2: float = field(default=2.0, metadata={"doc": "cap divisor: the term is at most |A| / kappa2 "
+                                                        "(Cheng et al. kappa = 2, recalled: unverified)"})
 
 
 SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
                  doc="ACE: scale negative advantages by the rollout's confidence shift (arXiv:2602.21420)")
+SHAPERS.register("mssr_entropy", "rollwise.algos.shaping:shape_mssr_entropy", config=MssrEntropyKnobs,
+                 doc="entropy advantage A + min(kappa1 H, |A|/kappa2) (arXiv:2506.14758; MSSR arXiv:2512.18215)")

@@ -3,7 +3,14 @@
 Shared signature, so the trainer never branches on the method::
 
     fn(logprobs [B, T], old_logprobs [B, T], advantages [B] or [B, T], mask [B, T], params: LossParams,
-       behaviour_logprobs [B, T] | None = None) -> (loss [B, T], metrics)
+       behaviour_logprobs [B, T] | None = None, **knobs) -> (loss [B, T], metrics)
+
+``knobs`` are the loss's own config knobs (``catalog``). A loss may declare ``fn.needs`` (a frozenset; today
+only ``"entropy"``): the update then runs the no-grad pi_old pass with token entropies and passes
+``entropy=`` [B, T]. If the loss also defines ``fn.prepare(entropy [B, T], mask [B, T], **knobs) -> (x [B, T],
+feedback dict)``, the update applies it once to the whole batch's entropy (batch statistics stay exact under
+micro-batching), passes ``x`` as ``entropy=``, and hands ``feedback`` to the engine (HAPO: h and its
+normalisation statistics).
 
 The returned loss is per token and zero outside the mask; reduce it with ``aggregation.compute_aggregate``.
 Metrics are detached scalars, masked means over this batch, named ``loss/...``.
@@ -74,11 +81,18 @@ def _prepare(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor,
     return old_logprobs.detach(), adv.expand_as(logprobs), mask > 0
 
 
-def _clipped_objective(ratio: Tensor, adv: Tensor, mask: Tensor,
-                       params: LossParams) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per-token -min(rA, clip(r)A), then the dual clip for A < 0; returns loss [B, T] and clip metrics."""
+def _clipped_objective(ratio: Tensor, adv: Tensor, mask: Tensor, params: LossParams,
+                       clip_low: Tensor | None = None,
+                       clip_high: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-token -min(rA, clip(r)A), then the dual clip for A < 0; returns loss [B, T] and clip metrics.
+
+    ``clip_low`` / ``clip_high`` ([B, T]) replace the params' scalar clip ranges per token (HAPO)."""
+    lo = 1.0 - (params.clip_low if clip_low is None else clip_low)
+    hi = 1.0 + (params.clip_high if clip_high is None else clip_high)
     loss_unclipped = -adv * ratio  # [B, T]
-    loss_clipped = -adv * ratio.clamp(1.0 - params.clip_low, 1.0 + params.clip_high)  # [B, T]
+    loss_clipped = -adv * (ratio.clamp(lo, hi) if clip_low is None and clip_high is None
+                           else torch.clamp(ratio, min=torch.as_tensor(lo, dtype=ratio.dtype),
+                                            max=torch.as_tensor(hi, dtype=ratio.dtype)))  # [B, T]
     loss = torch.maximum(loss_unclipped, loss_clipped)
     clipped = (loss_clipped > loss_unclipped).detach()  # a clip bound is active: the token has no gradient
     dual = torch.zeros_like(clipped)

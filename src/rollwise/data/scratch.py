@@ -12,6 +12,12 @@ carry just written). Errors compound with the number of columns, so difficulty s
     47*6=     ->  42|282        (carries of 7*6=42 and 4*6+4=28)
     47*36=    ->  42,21|1692    (carries of 47*6 and of 47*3, then the answer)
     12+34+56= ->  11|102        (three-operand column sums)
+
+The ``chain`` level's prompts ``sum(3,14,7,25)=`` are worked as running totals, one addition per step:
+
+    sum(3,14,7,25)=  ->  3,17,24,49|49
+
+so the working's length grows with the number of terms (5 to ~40 characters): the long-tail testbed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import re
 
 _EXPR = re.compile(r"^(\d+)([+\-*])(\d+)(?:\+(\d+))?=$")
+_CHAIN = re.compile(r"^sum\((\d+(?:,\d+)+)\)=$")
 
 
 def _digits(n: int, width: int) -> list[int]:
@@ -52,8 +59,20 @@ def _mul_carries(a: int, d: int) -> str:
     return "".join(out)
 
 
+def running_totals(terms: list[int]) -> str:
+    """The running totals of a chain sum, comma-separated: ``[3, 14, 7, 25]`` -> ``"3,17,24,49"``."""
+    total, out = 0, []
+    for x in terms:
+        total += x
+        out.append(str(total))
+    return ",".join(out)
+
+
 def carry_scratchpad(prompt: str, value: int) -> str:
-    """The ``<carries>|<answer>`` completion of an arithmetic prompt ``"a+b=" | "a-b=" | "a*b=" | "a+b+c="``."""
+    """The ``<carries>|<answer>`` completion of an arithmetic prompt ``"a+b=" | "a-b=" | "a*b=" | "a+b+c="``, or
+    ``<running totals>|<answer>`` for a chain sum ``"sum(a,b,...)="``."""
+    if (c := _CHAIN.match(prompt)) is not None:
+        return f"{running_totals([int(x) for x in c[1].split(',')])}|{value}"
     m = _EXPR.match(prompt)
     if m is None:
         raise ValueError(f"carry scratchpad: not an arithmetic prompt: {prompt!r}")

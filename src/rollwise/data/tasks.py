@@ -2,7 +2,9 @@
 
 The levels are chosen so a warm-started ~1M-parameter model spans from near-perfect (one-digit addition) to
 near-zero (two-digit multiplication): heterogeneous difficulty is what adaptive sampling exploits, and real
-math sets have it. Every prompt is ``"<expression>="`` and the reference is the integer result.
+math sets have it. Every prompt is ``"<expression>="`` and the reference is the integer result. The ``chain``
+level (``"sum(3,14,7,25)="``, worked as running totals ``3,17,24,49|49``) gives worked answers of widely varying
+length, the long tail that partial-rollout and pruning methods (APRIL, ARRoL) exploit.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def _sum3(rng: random.Random) -> tuple[str, int]:
     return f"{a}+{b}+{c}=", a + b + c
 
 
+def _chain(rng: random.Random) -> tuple[str, int]:
+    """A sum of 2-10 terms in 1..29: worked answers (running totals) of 5 to ~40 characters (long tail)."""
+    terms = [rng.randint(1, 29) for _ in range(rng.randint(2, 10))]
+    return f"sum({','.join(map(str, terms))})=", sum(terms)
+
+
 @dataclass(frozen=True)
 class Level:
     """One difficulty level: a generator of (prompt text, integer answer) and the size of its space."""
@@ -59,6 +67,8 @@ LEVELS: dict[str, Level] = {
         Level("sum3", "sum of three two-digit numbers", _sum3, 90**3),
         Level("mul2", "two-digit times two-digit", _binary("*", 2, 2), 90 * 90),
         Level("add5", "five-digit addition", _binary("+", 5, 5), 90000 * 90000),
+        Level("chain", "sum of 2-10 numbers in 1..29, worked as running totals (long-tail lengths)", _chain,
+              sum(29**k for k in range(2, 11))),
     ]
 }
 

@@ -5,7 +5,24 @@ Every requested sequence is a *row* with a global index (prompt ``i``'s ``j``-th
 samples of prompts ``< i``). Rows are sorted by prompt length and decoded in chunks of ``batch_size``. The
 randomness of row ``r`` at step ``t`` is the uniform ``u[r, t]`` of one ``[rows, max_new_tokens]`` draw from
 a per-call ``torch.Generator``, consumed by inverse-CDF sampling, so a seeded call returns the same tokens
-whatever the chunking or the order in which rows are decoded.
+whatever the chunking or the order in which rows are decoded. ``t`` is the completion *position*, so a row
+continued from a :class:`Prefix` of ``k`` tokens draws ``u[r, k:]``: cut a seeded row at ``k`` and continue it
+with the same seed and row layout, and it redraws the uninterrupted row's tokens.
+
+Engine API (generation/base.py): a prefix is prefilled with the prompt (rows with the same prompt and prefix
+share that prefill); ``outputs`` and ``control`` are recorded by :class:`_Recorder` and cost nothing when off
+(the forward asks for hidden states only when they are wanted; top-k and entropy need one log-softmax per
+step). The step callback runs per chunk of ``batch_size`` rows; ``Decision.ABORT`` alone also marks the call
+aborted, so later chunks are not decoded. Fork is not a primitive here: LATR branches by continuing from the
+prefix ``parent[:t] + [token]`` (a new prefill instead of a KV copy).
+
+HAPO's adaptive sampling temperature (arXiv:2509.16591), knob ``entropy_temperature_tau`` (0 = off; HAPO 0.05):
+each step samples at T_t = T (1 + tau clamp(h_t, -1, 1)), h_t being the step's logit entropy (at the base T)
+normalised with the statistics of the previous training batch (``observe_update``; until the first update the
+engine samples at T). Behaviour logprobs are those of T_t, the temperature actually used; the trainer's pi_old
+is at T, so once statistics have arrived ``samples_off_policy`` is True and the update recomputes pi_old and
+applies the decoupled behaviour-IS weight pi_old / mu (``algo.behaviour_is_cap``; None leaves the rollouts
+uncorrected, as HAPO's released code does).
 """
 
 from __future__ import annotations
@@ -17,20 +34,38 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request, distinct_rows
+from rollwise.algos.hapo import EntropyNorm, apply_entropy_norm
+from rollwise.generation.base import (
+    Completion,
+    Decision,
+    GenerateStats,
+    OutputSpec,
+    Prefix,
+    SamplingParams,
+    StepControl,
+    StepView,
+    check_request,
+    distinct_rows,
+    pad_outputs,
+    prefix_completion,
+    prefix_finish,
+    resolve_decision,
+)
 
 
-def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float,
+def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float | torch.Tensor,
                    top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row from ``logits`` [B, V] with uniforms ``u`` [B]; return (tokens, logprobs) [B].
 
-    The logprob is log_softmax(logits / T) of the sampled token before top-p truncation (T = 1 when greedy).
+    ``temperature`` is one float or one per row ([B], all > 0). The logprob is log_softmax(logits / T) of the
+    sampled token before top-p truncation (T = 1 when greedy).
     """
-    if temperature <= 0.0:
+    if not isinstance(temperature, torch.Tensor) and temperature <= 0.0:
         logp = F.log_softmax(logits, dim=-1)  # [B, V]
         tok = logits.argmax(-1)  # [B]
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
-    logp = F.log_softmax(logits / temperature, dim=-1)  # [B, V]
+    t = temperature[:, None].to(logits.dtype) if isinstance(temperature, torch.Tensor) else temperature
+    logp = F.log_softmax(logits / t, dim=-1)  # [B, V]
     if top_p < 1.0:
         sorted_logp, order = logp.sort(dim=-1, descending=True)  # [B, V]
         probs = sorted_logp.exp()
@@ -46,13 +81,28 @@ def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float,
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
 
+def compute_entropy_temperature(logits: torch.Tensor, temperature: float, tau: float,
+                                norm: EntropyNorm) -> torch.Tensor:
+    """HAPO's per-row sampling temperature [B]: T (1 + tau clamp(h, -1, 1)), h the normalised entropy of
+    softmax(logits / T) under the previous batch's statistics ``norm``."""
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
+    p = logp.exp()
+    entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # [B]; -inf logits (masked) add 0
+    return temperature * (1.0 + tau * apply_entropy_norm(entropy, norm))
+
+
 class HFEngine:
     """Generates with any HF causal LM in-process; shares the learner's module (no weight copy)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 256,
-                 device: str | torch.device | None = None, compact: bool = True, share_prefill: bool = True) -> None:
+                 device: str | torch.device | None = None, compact: bool = True, share_prefill: bool = True,
+                 entropy_temperature_tau: float = 0.0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= entropy_temperature_tau < 1.0:
+            raise ValueError(f"entropy_temperature_tau must lie in [0, 1), got {entropy_temperature_tau}")
+        self.tau = entropy_temperature_tau
+        self.entropy_norm: EntropyNorm | None = None  # the previous training batch's statistics (HAPO)
         self.model, self.tokenizer, self.batch_size, self.compact = model, tokenizer, batch_size, compact
         self.share_prefill = share_prefill  # rows with the same prompt (a group) share one prefill
         self._device = torch.device(device) if device is not None else None
@@ -74,84 +124,139 @@ class HFEngine:
         """The engine decodes with the learner's own module; only the version is recorded."""
         self.version = version
 
-    def generate(self, prompts: list[list[int]], counts: list[int],
-                 params: SamplingParams) -> list[list[Completion]]:
-        """Return ``counts[i]`` completions per prompt, in input order."""
-        check_request(prompts, counts, params)
+    def observe_update(self, feedback: dict[str, Any]) -> None:
+        """Keep the entropy statistics of the last training batch, when it produced some (adaptive temperature)."""
+        if self.tau > 0 and feedback.get("entropy_norm") is not None:
+            self.entropy_norm = feedback["entropy_norm"]
+
+    @property
+    def samples_off_policy(self) -> bool:
+        """True once sampled temperatures differ from the base T (the trainer's pi_old)."""
+        return self.tau > 0 and self.entropy_norm is not None
+
+    def generate(self, prompts: list[list[int]], counts: list[int], params: SamplingParams, *,
+                 prefixes: list[Prefix | None] | None = None, outputs: OutputSpec | None = None,
+                 control: StepControl | None = None) -> list[list[Completion]]:
+        """Return ``counts[i]`` completions per prompt, in input order (options: see generation/base.py)."""
+        check_request(prompts, counts, params, prefixes)
         t0 = time.perf_counter()
         rows = [i for i, c in enumerate(counts) for _ in range(c)]  # global row -> prompt index
         M = params.max_new_tokens
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(seed)
-        noise = torch.rand((len(rows), max(M, 0)), generator=gen)  # [N, M]: u[row, step], chunk-independent
+        # u[row, position]: indexed by completion position, so a continuation of a prefix draws what the
+        # uninterrupted row would have drawn at the same position (and chunking never matters)
+        noise = torch.rand((len(rows), max(M, 0)), generator=gen)  # [N, M]
         stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
-        order = sorted(range(len(rows)), key=lambda r: len(prompts[rows[r]]))
-        results: list[tuple[list[int], list[float], str]] = [([], [], "length")] * len(rows)
+        pre = prefixes if prefixes is not None else [None] * len(prompts)
+        results: list[Completion | None] = [None] * len(rows)
+        call = _Call(rows, control, outputs, pre)
+        for r, i in enumerate(rows):  # rows whose prefix already finished are not decoded
+            if (reason := prefix_finish(pre[i], M, stop)) is not None:
+                results[r] = prefix_completion(pre[i], M, reason, outputs, self._text)
+                call.finished[r] = reason
+        todo = [r for r in range(len(rows)) if results[r] is None]
+        seq_len = [len(prompts[i]) + (len(pre[i].token_ids) if pre[i] else 0) for i in rows]  # prompt + prefix
+        order = sorted(todo, key=lambda r: seq_len[r])
+        self._temperature_sum = 0.0  # sum of the per-token temperatures used (adaptive sampling)
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
                 for s in range(0, len(order), self.batch_size):
                     chunk = order[s : s + self.batch_size]
-                    outs = self._decode([prompts[rows[r]] for r in chunk], noise[chunk], params, stop)
-                    for r, out in zip(chunk, outs):
+                    if call.abort_all:  # a callback aborted the call: later chunks return their prefix
+                        for r in chunk:
+                            results[r] = prefix_completion(pre[rows[r]], M, "abort", outputs, self._text)
+                        continue
+                    for r, out in zip(chunk, self._decode(chunk, prompts, noise[chunk], params, stop, call)):
                         results[r] = out
         finally:
             self.model.train(was_training)
         completions: list[list[Completion]] = [[] for _ in prompts]
-        for r, (toks, lps, reason) in enumerate(results):
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
-            completions[rows[r]].append(Completion(toks, lps, reason, text))
+        for r, c in enumerate(results):
+            assert c is not None
+            completions[rows[r]].append(c)
         self._stats = GenerateStats(
             sequences=len(rows), prompt_tokens=sum(len(prompts[i]) for i in rows),
-            completion_tokens=sum(len(t) for t, _, _ in results), seconds=time.perf_counter() - t0,
-            extra={"policy_version": self.version},
+            completion_tokens=sum(len(c.token_ids) - c.prefix_len for c in results if c is not None),
+            seconds=time.perf_counter() - t0, extra={"policy_version": self.version},
         )
+        if self.samples_off_policy and params.temperature > 0:
+            self._stats.extra["temperature_mean"] = self._temperature_sum / max(self._stats.completion_tokens, 1)
         return completions
 
-    def _decode(self, prompts: list[list[int]], noise: torch.Tensor, params: SamplingParams,
-                stop: list[int]) -> list[tuple[list[int], list[float], str]]:
-        """KV-cached sampling of one chunk: left-padded prompts, position ids counted from the mask.
+    def _text(self, toks: list[int]) -> str:
+        return self.tokenizer.decode(toks, skip_special_tokens=True)
 
-        Rows with the same prompt (a GRPO group) share one prefill: the cache is gathered to the rows after it.
+    def _forward(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, cache: Any, hidden: bool,
+                 **kw: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of the last position [b, V] and, when asked, the last layer's states [b, T, d]."""
+        out = self.model(ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
+                         output_hidden_states=hidden, **kw)
+        return out.logits[:, -1], (out.hidden_states[-1] if hidden else None)
+
+    def _decode(self, chunk: list[int], prompts: list[list[int]], noise: torch.Tensor, params: SamplingParams,
+                stop: list[int], call: _Call) -> list[Completion]:
+        """KV-cached sampling of one chunk of rows: left-padded prompt + prefix, position ids from the mask.
+
+        Rows with the same prompt and prefix (a GRPO group) share one prefill: the cache is gathered to the rows.
+        Row ``b`` with a prefix of ``L_b`` tokens samples completion position ``L_b + t`` at step ``t``.
         """
-        B, M, dev = len(prompts), params.max_new_tokens, self.device
-        if M <= 0:
-            return [([], [], "length") for _ in range(B)]
-        P = max(len(p) for p in prompts)
-        heads, index = distinct_rows(prompts) if self.share_prefill else (prompts, list(range(B)))
+        B, M, dev = len(chunk), params.max_new_tokens, self.device
+        pre = [call.prefixes[call.rows[r]] for r in chunk]
+        L = torch.tensor([len(p.token_ids) if p else 0 for p in pre], device=dev)  # [B] forced tokens per row
+        seqs = [prompts[call.rows[r]] + (list(p.token_ids) if p else []) for r, p in zip(chunk, pre)]
+        P = max(len(q) for q in seqs)
+        heads, index = distinct_rows(seqs) if self.share_prefill else (seqs, list(range(B)))
         index = torch.tensor(index, device=dev)  # [B] row -> its prefill row
         ids = torch.full((len(heads), P), self.pad_id, dtype=torch.long)  # [U, P]
         attn = torch.zeros((len(heads), P), dtype=torch.long)
-        for u, p in enumerate(heads):
-            ids[u, P - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[u, P - len(p) :] = 1
+        for u, q in enumerate(heads):
+            ids[u, P - len(q) :] = torch.tensor(q, dtype=torch.long)
+            attn[u, P - len(q) :] = 1
         ids, attn, noise = ids.to(dev), attn.to(dev), noise.to(dev)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [U, P]
-        next_pos = attn.sum(-1, keepdim=True)[index]  # [B, 1]: position of the first completion token
+        next_pos = attn.sum(-1, keepdim=True)[index]  # [B, 1]: position of the first new token
         stop_t = torch.tensor(stop, dtype=torch.long, device=dev)
-        tokens = torch.full((B, M), self.pad_id, dtype=torch.long, device=dev)  # [B, M]
-        logps = torch.zeros((B, M), device=dev)  # [B, M]
-        lengths = torch.full((B,), M, dtype=torch.long, device=dev)  # completion length per row
-        stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        S = M - int(L.min())  # decode steps of the longest-running row
+        tokens = torch.full((B, S), self.pad_id, dtype=torch.long, device=dev)  # [B, S] new tokens
+        logps = torch.zeros((B, S), device=dev)  # [B, S]
+        n_new = (M - L).clone()  # [B] new tokens per row (final once the row is done)
+        reason = torch.zeros(B, dtype=torch.long, device=dev)  # index into REASONS; 0 = length
+        rec = _Recorder(call, B, S, dev)
         active = torch.arange(B, device=dev)  # rows still in the (compacted) batch
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # per active row
         cache = DynamicCache(config=self.model.config)
-        out = self.model(ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
-                         logits_to_keep=1)
-        logits = out.logits[:, -1][index]  # [B, V]
+        logits, h = self._forward(ids, attn, pos, cache, rec.hidden, logits_to_keep=1)
+        logits = logits[index]  # [B, V]
+        if h is not None:
+            rec.prefill_hidden(h[index], L)  # [B, P, d]
         cache.reorder_cache(index)  # [U, ..] -> [B, ..]
         attn = attn[index]  # [B, P]
-        for t in range(M):
-            tok, lp = compute_sample(logits.float(), noise[active, t], params.temperature,
-                                     params.top_p)  # [b]
+        adaptive = self.samples_off_policy and params.temperature > 0
+        temp_sum = 0.0
+        for t in range(S):
+            temp = params.temperature
+            if adaptive:
+                temp = compute_entropy_temperature(logits, params.temperature, self.tau, self.entropy_norm)  # [b]
+                temp_sum += float(temp[~done].sum())
+            u = noise[active, (L[active] + t).clamp(max=M - 1)]  # [b]: u[row, completion position]
+            tok, lp = compute_sample(logits.float(), u, temp, params.top_p)  # [b]
             tok = tok.masked_fill(done, self.pad_id)
             tokens[active, t], logps[active, t] = tok, lp
+            rec.step(logits, params.temperature, active, t)
             hit = torch.isin(tok, stop_t) & ~done  # [b]
-            lengths[active[hit]] = t + 1
-            stopped[active[hit]] = True
-            done = done | hit
-            if t == M - 1 or bool(done.all()):
+            reason[active[hit]] = 1
+            cut = hit | ((L[active] + t + 1 >= M) & ~done)  # [b] stop token or whole-completion budget reached
+            n_new[active[cut]] = t + 1
+            done = done | cut
+            if call.control is not None:
+                call.note_finished(chunk, active, done, reason)
+                if (t + 1) % call.control.every == 0:
+                    done = self._ask(call, chunk, pre, active, done, tokens, t, rec, reason, n_new)
+                    call.note_finished(chunk, active, done, reason)
+            if bool(done.all()):
                 break
             if self.compact and int(done.sum()) * 4 >= len(done):  # drop finished rows once >= 1/4 are
                 keep = (~done).nonzero().squeeze(-1)  # [b']
@@ -159,8 +264,148 @@ class HFEngine:
                 active, done, attn, next_pos = active[keep], done[keep], attn[keep], next_pos[keep]
                 tok = tok[keep]
             attn = torch.cat([attn, (~done).long()[:, None]], dim=-1)  # [b, T + 1]; finished rows fed pad
-            logits = self.model(tok[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
-                                use_cache=True).logits[:, -1]  # [b, V]
+            logits, h = self._forward(tok[:, None], attn, next_pos, cache, rec.hidden)  # [b, V]
+            if h is not None:
+                rec.decode_hidden(h[:, -1], active, done, L[active] + t)  # state at the token just fed
             next_pos = next_pos + 1
-        toks, lps, lens, stp = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
-        return [(toks[b][: lens[b]], lps[b][: lens[b]], "stop" if stp[b] else "length") for b in range(B)]
+        self._temperature_sum += temp_sum
+        return [self._completion(b, p, tokens, logps, n_new, reason, rec, call.outputs) for b, p in enumerate(pre)]
+
+    def _ask(self, call: _Call, chunk: list[int], pre: list[Prefix | None], active: torch.Tensor,
+             done: torch.Tensor, tokens: torch.Tensor, t: int, rec: _Recorder, reason: torch.Tensor,
+             n_new: torch.Tensor) -> torch.Tensor:
+        """Show the live rows to the step callback and apply its decisions; return the updated ``done``."""
+        live = (~done).nonzero().squeeze(-1)  # [l] indices into the active batch
+        if len(live) == 0:
+            return done
+        by_row = sorted(range(len(live)), key=lambda j: chunk[int(active[live[j]])])  # view rows in row order
+        live = live[torch.tensor(by_row, dtype=torch.long, device=live.device)]
+        local = active[live]  # [l] chunk rows
+        ids = [chunk[b] for b in local.tolist()]
+        new = tokens[local, : t + 1].tolist()
+        view = StepView(
+            step=t + 1, rows=ids, groups=[call.rows[r] for r in ids],
+            tokens=[(list(pre[b].token_ids) if pre[b] else []) + n for b, n in zip(local.tolist(), new)],
+            finished=dict(call.finished), total_rows=len(call.rows), **rec.view(live))
+        answer = call.control.callback(view)
+        if answer is Decision.ABORT:
+            call.abort_all = True
+        decided = resolve_decision(answer, ids)
+        unknown = set(decided) - set(ids)
+        if unknown:
+            raise ValueError(f"step callback decided for rows {sorted(unknown)} that are not live")
+        pos = {r: j for j, r in enumerate(ids)}
+        for r, d in decided.items():
+            b = int(live[pos[r]])
+            reason[active[b]] = REASONS.index(d.value)
+            n_new[active[b]] = t + 1
+            done[b] = True
+        return done
+
+    def _completion(self, b: int, prefix: Prefix | None, tokens: torch.Tensor, logps: torch.Tensor,
+                    n_new: torch.Tensor, reason: torch.Tensor, rec: _Recorder,
+                    outputs: OutputSpec | None) -> Completion:
+        """Row ``b``'s completion: its prefix (stored logprobs and versions) + the ``n_new[b]`` tokens sampled."""
+        n = int(n_new[b])
+        new = tokens[b, :n].tolist()
+        toks = (list(prefix.token_ids) if prefix else []) + new
+        c = Completion(toks, (list(prefix.logprobs) if prefix else []) + logps[b, :n].tolist(),
+                       REASONS[int(reason[b])], self._text(toks),
+                       (prefix.version_list() if prefix else []) + [self.version] * n,
+                       prefix_len=len(toks) - n)
+        if outputs is not None:
+            rec.fill(c, b, n, outputs)
+        return pad_outputs(c, outputs)
+
+
+REASONS = ("length", "stop", "abort", "pruned")  # codes of the per-row finish-reason tensor
+
+
+class _Call:
+    """What one generate call shares across its chunks: row layout, options, rows finished, abort-all flag."""
+
+    def __init__(self, rows: list[int], control: StepControl | None, outputs: OutputSpec | None,
+                 prefixes: list[Prefix | None]) -> None:
+        self.rows, self.control, self.outputs, self.prefixes = rows, control, outputs, prefixes
+        self.finished: dict[int, str] = {}
+        self.abort_all = False
+
+    def note_finished(self, chunk: list[int], active: torch.Tensor, done: torch.Tensor,
+                      reason: torch.Tensor) -> None:
+        for b in active[done].tolist():
+            self.finished.setdefault(chunk[b], REASONS[int(reason[b])])
+
+
+class _Recorder:
+    """Top-k / entropy / hidden states of one chunk, kept only when the call's outputs or control ask."""
+
+    def __init__(self, call: _Call, B: int, S: int, dev: torch.device) -> None:
+        o, c = call.outputs or OutputSpec(), call.control
+        self.k_out, self.entropy_out, self.every = o.topk, o.entropy, o.hidden_every
+        self.k = max(o.topk, c.topk if c else 0)
+        self.want_entropy = o.entropy or bool(c and c.entropy)
+        self.k_view, self.view_entropy, self.view_hidden = (c.topk, c.entropy, c.hidden) if c else (0, False, False)
+        self.hidden = self.every > 0 or self.view_hidden  # forward with output_hidden_states
+        self.topk_ids = torch.zeros((B, S, self.k_out), dtype=torch.long, device=dev) if self.k_out else None
+        self.topk_lp = torch.zeros((B, S, self.k_out), device=dev) if self.k_out else None
+        self.entropies = torch.zeros((B, S), device=dev) if o.entropy else None
+        self.states: list[dict[int, torch.Tensor]] = [{} for _ in range(B)]  # row -> position -> [d]
+        self.last: dict[str, torch.Tensor | None] = {}  # the last step's per-active-row values (for the view)
+        self.last_hidden: torch.Tensor | None = None  # [b, d] state from which the current logits came
+
+    def prefill_hidden(self, h: torch.Tensor, L: torch.Tensor) -> None:
+        """Keep the prefix positions' states (``h`` [B, P, d], prompt + prefix right-aligned)."""
+        self.last_hidden = h[:, -1]
+        if self.every:
+            P = h.shape[1]
+            for b, n in enumerate(L.tolist()):
+                for t in range(self.every - 1, n, self.every):
+                    self.states[b][t] = h[b, P - n + t].float().cpu()
+
+    def decode_hidden(self, h: torch.Tensor, active: torch.Tensor, done: torch.Tensor, pos: torch.Tensor) -> None:
+        """Keep the state at completion position ``pos`` [b] of the rows just fed (``h`` [b, d])."""
+        self.last_hidden = h
+        if self.every:
+            for j in ((~done) & ((pos + 1) % self.every == 0)).nonzero().squeeze(-1).tolist():
+                self.states[int(active[j])][int(pos[j])] = h[j].float().cpu()
+
+    def step(self, logits: torch.Tensor, T: float, active: torch.Tensor, t: int) -> None:
+        """Record the top-k and entropy of the step's distribution log_softmax(logits / T) (T = 1 when greedy)."""
+        if not (self.k or self.want_entropy):
+            return
+        logp = F.log_softmax(logits.float() / (T if T > 0 else 1.0), dim=-1)  # [b, V]
+        if self.k:
+            lp, ids = logp.topk(self.k, dim=-1)  # [b, k]
+            self.last["topk_ids"], self.last["topk_logprobs"] = ids, lp
+            if self.k_out:
+                self.topk_ids[active, t], self.topk_lp[active, t] = ids[:, : self.k_out], lp[:, : self.k_out]
+        if self.want_entropy:
+            p = logp.exp()
+            ent = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # [b]; -inf logits add 0
+            self.last["entropy"] = ent
+            if self.entropies is not None:
+                self.entropies[active, t] = ent
+
+    def view(self, live: torch.Tensor) -> dict[str, Any]:
+        """The last step's values of the live rows (indices into the active batch), as a StepView asks."""
+        out: dict[str, Any] = {}
+        for key in ("topk_ids", "topk_logprobs", "entropy"):
+            if self.last.get(key) is not None:
+                v = self.last[key][live]
+                out[key] = v[:, : self.k_view] if key.startswith("topk") else v
+        if not self.k_view:
+            out.pop("topk_ids", None), out.pop("topk_logprobs", None)
+        if not self.view_entropy:
+            out.pop("entropy", None)
+        if self.view_hidden and self.last_hidden is not None:
+            out["hidden"] = self.last_hidden[live]
+        return out
+
+    def fill(self, c: Completion, b: int, n: int, o: OutputSpec) -> None:
+        """Put row ``b``'s recorded outputs for its ``n`` new tokens into ``c`` (prefix placeholders come later)."""
+        if self.topk_ids is not None:
+            c.topk_ids, c.topk_logprobs = self.topk_ids[b, :n].tolist(), self.topk_lp[b, :n].tolist()
+        if self.entropies is not None:
+            c.entropies = self.entropies[b, :n].tolist()
+        if self.every:
+            c.hidden = {t: v for t, v in sorted(self.states[b].items()) if t <= len(c.token_ids) - 2}

@@ -17,6 +17,15 @@ any post-load repacking; older vLLM: ``apply_model(lambda m: m.load_weights(...)
 cache, whose KV blocks were computed with the old weights. The engine core runs in-process
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless already set), so tensors are passed by reference, not pickled.
 vLLM is imported only when an engine is built.
+
+Engine API coverage (generation/base.py). Supported: ``prefixes`` (the prefix is appended to the prompt as
+forced tokens, vLLM's prefix cache shares the KV of repeated prefixes; the new tokens' budget is
+``max_new_tokens - len(prefix)`` and the returned completion is prefix + new with the prefix's stored
+logprobs and versions), per-token ``versions``, and ``outputs.topk`` (vLLM's ``logprobs=k``, processed, i.e.
+at the sampling temperature, as the HF engine reports them). Not supported by offline ``LLM.generate``, and
+refused with a one-line error: ``control`` (no per-step callback, so no abort-with-partials or prune inside a
+call), ``outputs.entropy`` (only the top-k is returned, not the full distribution) and
+``outputs.hidden_every`` (hidden states are not exposed). Use the hf engine for those.
 """
 
 from __future__ import annotations
@@ -28,9 +37,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollwise.generation.base import Completion, GenerateStats, SamplingParams, check_request
+from rollwise.generation.base import (
+    Completion,
+    GenerateStats,
+    OutputSpec,
+    Prefix,
+    SamplingParams,
+    StepControl,
+    check_request,
+    pad_outputs,
+    prefix_completion,
+    prefix_finish,
+)
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+UNSUPPORTED = ("VLLMEngine cannot {what} (offline LLM.generate has no per-step hook and returns only top-k "
+               "logprobs); use the hf engine")
+NO_ENTROPY_TEMPERATURE = ("entropy_temperature_tau needs a per-token sampling temperature, which vLLM's sampler "
+                          "does not have (HAPO patches vLLM); use the hf engine")
 
 
 def derive_seed(seed: int, index: int) -> int:
@@ -44,9 +68,12 @@ class VLLMEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 256,
                  gpu_memory_utilization: float = 0.5, dtype: str | None = None, enforce_eager: bool = False,
-                 max_model_len: int | None = None, seed: int = 0, **llm_kwargs: Any) -> None:
+                 max_model_len: int | None = None, seed: int = 0, entropy_temperature_tau: float = 0.0,
+                 **llm_kwargs: Any) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if entropy_temperature_tau:
+            raise ValueError(NO_ENTROPY_TEMPERATURE)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weight sync by reference
         import vllm  # lazy: optional dependency (rollwise[vllm])
 
@@ -82,43 +109,67 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self.version = version
 
-    def generate(self, prompts: list[list[int]], counts: list[int],
-                 params: SamplingParams) -> list[list[Completion]]:
-        """Return ``counts[i]`` completions per prompt, in input order."""
-        check_request(prompts, counts, params)
+    def generate(self, prompts: list[list[int]], counts: list[int], params: SamplingParams, *,
+                 prefixes: list[Prefix | None] | None = None, outputs: OutputSpec | None = None,
+                 control: StepControl | None = None) -> list[list[Completion]]:
+        """Return ``counts[i]`` completions per prompt, in input order (options: see the module docstring)."""
+        check_request(prompts, counts, params, prefixes)
+        if control is not None:
+            raise NotImplementedError(UNSUPPORTED.format(what="run a step callback (abort / prune / per-step view)"))
+        if outputs is not None and (outputs.entropy or outputs.hidden_every):
+            raise NotImplementedError(UNSUPPORTED.format(what="return full-vocab entropies or hidden states"))
         if params.temperature > 0 and params.top_p < 1:
             raise ValueError("VLLMEngine reports truncated logprobs under top_p < 1; use top_p = 1 "
                              "(behaviour logprobs must be of the untruncated distribution)")
         t0 = time.perf_counter()
+        M, k = params.max_new_tokens, outputs.topk if outputs is not None else 0
+        pre = prefixes if prefixes is not None else [None] * len(prompts)
+        stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
         out: list[list[Completion]] = [[] for _ in prompts]
-        todo = [i for i, c in enumerate(counts) if c > 0]
-        if params.max_new_tokens <= 0:
-            for i in todo:
-                out[i] = [Completion([], [], "length", "") for _ in range(counts[i])]
-            todo = []
+        todo = []
+        for i, c in enumerate(counts):
+            if c > 0 and (reason := prefix_finish(pre[i], M, stop)) is not None:
+                out[i] = [prefix_completion(pre[i], M, reason, outputs, self._text) for _ in range(c)]
+            elif c > 0:
+                todo.append(i)
         if todo:
             from vllm import SamplingParams as VSamplingParams
             from vllm.inputs import TokensPrompt
 
-            stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
+            forced = {i: list(pre[i].token_ids) if pre[i] else [] for i in todo}
             reqs = [VSamplingParams(
-                n=counts[i], temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-                stop_token_ids=stop, logprobs=0, detokenize=False,  # logprobs=0: only the sampled token's
+                n=counts[i], temperature=params.temperature, top_p=params.top_p, max_tokens=M - len(forced[i]),
+                stop_token_ids=stop, logprobs=k, detokenize=False,  # logprobs=k: the sampled token's + top-k
                 seed=None if params.seed is None else derive_seed(params.seed, i),
             ) for i in todo]
-            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i]) for i in todo], reqs,
+            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i] + forced[i]) for i in todo], reqs,
                                         use_tqdm=False)
             for i, res in zip(todo, results):
-                for o in sorted(res.outputs, key=lambda o: o.index):
-                    toks = list(o.token_ids)
-                    lps = [float(step[t].logprob) for t, step in zip(toks, o.logprobs or [])]  # [C]
-                    reason = FINISH_REASONS.get(str(o.finish_reason), "length")
-                    text = self.tokenizer.decode(toks, skip_special_tokens=True)
-                    out[i].append(Completion(toks, lps, reason, text))
+                out[i] = [self._completion(o, pre[i], k, outputs) for o in sorted(res.outputs, key=lambda o: o.index)]
         n_seq = sum(counts)
         self._stats = GenerateStats(
             sequences=n_seq, prompt_tokens=sum(len(p) * c for p, c in zip(prompts, counts)),
-            completion_tokens=sum(len(c.token_ids) for g in out for c in g), seconds=time.perf_counter() - t0,
-            extra={"policy_version": self.version},
+            completion_tokens=sum(len(c.token_ids) - c.prefix_len for g in out for c in g),
+            seconds=time.perf_counter() - t0, extra={"policy_version": self.version},
         )
         return out
+
+    def _text(self, toks: list[int]) -> str:
+        return self.tokenizer.decode(toks, skip_special_tokens=True)
+
+    def _completion(self, o: Any, prefix: Prefix | None, k: int, outputs: OutputSpec | None) -> Completion:
+        """A vLLM output as prefix + new tokens, with top-k ranks 1..k of each step when asked."""
+        new = list(o.token_ids)
+        steps = list(o.logprobs or [])  # [C] dicts token id -> Logprob(logprob, rank)
+        lps = [float(step[t].logprob) for t, step in zip(new, steps)]  # [C]
+        toks = (list(prefix.token_ids) if prefix else []) + new
+        c = Completion(toks, (list(prefix.logprobs) if prefix else []) + lps,
+                       FINISH_REASONS.get(str(o.finish_reason), "length"), self._text(toks),
+                       (prefix.version_list() if prefix else []) + [self.version] * len(new),
+                       prefix_len=len(toks) - len(new))
+        if k:
+            ranked = [sorted(((v.rank, t, float(v.logprob)) for t, v in step.items() if v.rank is not None
+                              and v.rank <= k)) for step in steps]
+            c.topk_ids = [[t for _, t, _ in r] for r in ranked]
+            c.topk_logprobs = [[lp for _, _, lp in r] for r in ranked]
+        return pad_outputs(c, outputs)

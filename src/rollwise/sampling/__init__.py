@@ -20,6 +20,7 @@ from rollwise.sampling.base import (
     GroupObs,
     PromptContext,
     Request,
+    RescueSources,
     SampleContext,
     Selector,
     TrainGroup,
@@ -30,8 +31,8 @@ from rollwise.sampling.stats import PromptStats
 
 __all__ = [
     "ALLOCATORS", "BASELINES", "DOWNSAMPLERS", "GATES", "SELECTORS", "TRANSFORMS", "Allocator", "Baseline",
-    "Budget", "Component", "Downsampler", "Gate", "GroupObs", "PromptContext", "Request", "SampleContext",
-    "SamplingPipeline", "Selector", "PromptStats", "TrainGroup", "TrainPlan", "Transform",
+    "Budget", "Component", "Downsampler", "Gate", "GroupObs", "PromptContext", "Request", "RescueSources",
+    "SampleContext", "SamplingPipeline", "Selector", "PromptStats", "TrainGroup", "TrainPlan", "Transform",
 ]
 
 SELECTORS.register("uniform", "rollwise.sampling.uniform:UniformSelector")
@@ -54,5 +55,8 @@ DOWNSAMPLERS.register("drop_min_abs", "rollwise.sampling.uniform:DropMinAbs")
 BASELINES.register("none", "rollwise.sampling.uniform:NoBaseline")
 BASELINES.register("pool_mean", "rollwise.sampling.uniform:PoolMeanBaseline")
 BASELINES.register("v05", "rollwise.sampling.v05:V05Baseline")
+BASELINES.register("beta", "rollwise.sampling.mssr:BetaBaseline")
 TRANSFORMS.register("none", "rollwise.sampling.uniform:NoTransform")
 TRANSFORMS.register("xrpo_icl", "rollwise.sampling.xrpo:XrpoIclSeeding")
+TRANSFORMS.register("prefix_rl", "rollwise.sampling.prefix_rl:PrefixRL")
+TRANSFORMS.register("hill", "rollwise.sampling.hill:HillHints")

@@ -23,7 +23,7 @@ Every component's knobs are a pydantic model (its ``Config``), so a misspelt kno
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -65,6 +65,21 @@ class PromptContext:
     after: str = ""
     answer_prefix: str = ""
     tag: str = ""
+
+
+@dataclass
+class RescueSources:
+    """What the trainer side lends the rescue transforms (PrefixRL, HiLL), indexed by pool prompt. Built in
+    ``train/`` from the task and the policy, since ``sampling/`` imports neither ``data/`` nor torch; every field
+    may be missing (a dataset without worked solutions, a run without a scorer)."""
+
+    references: Sequence[str] | None = None  # [N] reference answer text (HiLL's leakage gate)
+    traces: Sequence[str | None] | None = None  # [N] a correct worked solution, off-policy (PrefixRL)
+    hint_names: tuple[str, ...] = ()  # the hint generators, in a fixed order (HiLL's hinter actions)
+    hints: Callable[[int], dict[str, str]] | None = None  # pool index -> {generator name: hint text}
+    #: (pool index, correct rollouts of a hinted pool) -> [n] hint reliance Delta = mean_t log pi(y|x) -
+    #: mean_t log pi(y|x+h), teacher-forced under the current policy
+    reliance: Callable[[int, list[Any]], np.ndarray] | None = None
 
 
 @dataclass
@@ -297,6 +312,8 @@ class Downsampler(Component):
 
 class Baseline(Component):
     kind = "baseline"
+    #: True: a lone rollout is contrasted with this baseline, so a pool of one is trained (MSSR's G = 1)
+    single_rollout: ClassVar[bool] = False
 
     def compute(self, pools: list[GroupObs], ctx: SampleContext) -> list[float | None]:
         """External per-group baseline (e.g. the mean over all rollouts ever generated for the prompt)."""
@@ -308,6 +325,11 @@ class Transform(Component):
     renders in front of it (XRPO's solved neighbours; later hints and prefixes for hard prompts)."""
 
     kind = "transform"
+    #: the ``RescueSources`` fields this transform cannot act without (checked when the trainer binds them)
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def bind(self, sources: RescueSources) -> None:
+        """Receive what the trainer side lends (traces, hints, a scorer); ignored unless a transform needs it."""
 
     def contexts(self, prompts: np.ndarray, pools: dict[int, GroupObs], ctx: SampleContext) -> list[Any] | None:
         """[P] context per requested prompt, or None for no change at all."""

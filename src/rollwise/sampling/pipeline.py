@@ -34,7 +34,7 @@ from rollwise.sampling.base import (
 from rollwise.sampling.replay import Replay
 from rollwise.sampling.stats import PromptStats
 
-MIN_GROUP = 2  # a group of one rollout has no contrast: never trained
+MIN_GROUP = 2  # a group of one rollout has no contrast: never trained (unless the baseline is external)
 
 
 @dataclass
@@ -86,6 +86,8 @@ class SamplingPipeline:
         self.downsampler, self.baseline, self.transform, self.replay = downsampler, baseline, transform, replay
         self.group_size, self.batch_prompts, self.total_steps = group_size, batch_prompts, total_steps
         self.levels, self.estimate = levels, estimate
+        # a pool of one rollout is trained only against an external baseline that contrasts it (MSSR)
+        self.min_group = 1 if baseline.single_rollout else MIN_GROUP
         self.stats = PromptStats(pool_size, ema_decay=ema_decay, positive_threshold=positive_threshold)
         self.rng = np.random.default_rng(seed)
         self._metrics: dict[str, Any] = {}
@@ -124,7 +126,7 @@ class SamplingPipeline:
             k = max(int(round(k * self.replay.fresh_fraction)), 1)
         self._fresh = k  # the rest of the batch is replayed
         prompts = self.selector.select(k, ctx)
-        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), budget.left(), MIN_GROUP)
+        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), budget.left(), self.min_group)
         self._used = req.prompts.copy()
         self._active = req.prompts.copy()
         return self._with_contexts(req, {}, ctx)
@@ -160,7 +162,7 @@ class SamplingPipeline:
         k = int(min(np.ceil(need / pass_rate), max(cap, need)))
         prompts = self.selector.select(k, ctx)
         ctx.exclude = None
-        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), ctx.budget.left(), MIN_GROUP)
+        req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), ctx.budget.left(), self.min_group)
         if not len(req):
             return None
         self._used = np.concatenate([self._used, req.prompts])
@@ -194,7 +196,7 @@ class SamplingPipeline:
         for comp in self.components.values():
             comp.on_generated(ctx, obs)
         kept, mask = self._gate(obs, ctx)
-        small = np.array([len(k) < MIN_GROUP for k in kept], dtype=bool)
+        small = np.array([len(k) < self.min_group for k in kept], dtype=bool)
         self._dropped_small = int((mask & small).sum())
         mask &= ~small
         sel = np.flatnonzero(mask)
@@ -236,8 +238,10 @@ class SamplingPipeline:
         n = np.array([p.n for p in obs], dtype=np.int64)
         trained_prompts = {g.prompt for g in groups}
         by_prompt = {p.prompt: p for p in obs}
-        mixed = [by_prompt[g.prompt].is_mixed(g.keep) for g in groups]
-        wasted = sum(p.n for p, k in zip(obs, kept) if p.prompt not in trained_prompts or not p.is_mixed(k))
+        single = self.min_group == 1  # lone rollouts against an external baseline: informative = A != 0
+        mixed = [bool(np.any(g.advantages != 0)) if single else by_prompt[g.prompt].is_mixed(g.keep) for g in groups]
+        wasted = sum(p.n for i, (p, k) in enumerate(zip(obs, kept)) if p.prompt not in trained_prompts
+                     or not (np.any(ctx.advantages[i][k] != 0) if single else p.is_mixed(k)))
         est = self.stats.pass_rate(np.array([p.prompt for p in obs], dtype=np.int64))
         self._metrics = {
             "sampler/prompts_generated": len(obs),

@@ -15,7 +15,16 @@ import numpy as np
 
 from rollwise.components import knobs
 from rollwise.registry import Registry
-from rollwise.sampling.base import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS, Estimator
+from rollwise.sampling.base import (
+    ALLOCATORS,
+    BASELINES,
+    DOWNSAMPLERS,
+    GATES,
+    SELECTORS,
+    TRANSFORMS,
+    Estimator,
+    RescueSources,
+)
 from rollwise.sampling.pipeline import SamplingPipeline, compute_budget
 from rollwise.sampling.replay import Replay
 
@@ -39,6 +48,9 @@ class Preset:
     replay: bool = False
     advantage: str | None = None  # the estimator the method needs (None = the config's choice, else grpo)
     breadth: int = 1  # prompts per step = sampler.batch_prompts x breadth (DARS-B's large-breadth batches)
+    #: True: prompts per step = batch_prompts x group_size / (the allocator's rollouts per prompt), so a method
+    #: with fewer rollouts per prompt generates as many per step as the G-rollout arms it is compared with (MSSR)
+    equal_rollouts: bool = False
     algo: dict[str, Any] = field(default_factory=dict)  # defaults for algo options the config leaves unset
 
 
@@ -74,6 +86,17 @@ PRESETS.register("d3s", Preset("D3S: keep max-advantage-variance rollouts and to
 PRESETS.register("v05", Preset("V0.5-style: store estimate as prior, fused baseline, extra rollouts on conflict",
                                allocator="v05", baseline="v05", advantage="pool_baseline"))
 PRESETS.register("brorl", Preset("BroRL: uniform with a large N per prompt", allocator={"type": "fixed", "n": 64}))
+PRESETS.register("mssr", Preset(
+    "MSSR: one rollout per prompt (G x the prompts, equal rollouts), Beta-posterior baseline per prompt, "
+    "batch-normalised A = r - v_hat, entropy advantage shaping",
+    allocator={"type": "fixed", "n": 1}, baseline="beta", advantage="pool_baseline", equal_rollouts=True,
+    algo={"advantage": {"batch_norm": True}, "shaping": ["mssr_entropy"]}))
+PRESETS.register("prefix_rl", Preset("PrefixRL: stuck prompts continue from a prefix of a correct trace (own "
+                                     "success, else reference), prefix shrinking as the prefixed pass rate rises",
+                                     transform="prefix_rl"))
+PRESETS.register("hill", Preset("HiLL: stuck prompts get a hint from a learned hinter (softmax over hint "
+                                "generators per level), rewarded for informative, low-reliance hints",
+                                transform="hill"))
 
 
 def _as_table(spec: Any) -> dict[str, Any]:
@@ -120,14 +143,20 @@ def build_components(s: Any) -> dict[str, Any]:
     return parts
 
 
-def prompts_per_step(s: Any) -> int:
-    return s.batch_prompts * PRESETS.get(s.type).breadth
+def prompts_per_step(s: Any, parts: dict[str, Any] | None = None) -> int:
+    """Prompts per step: batch_prompts x the preset's breadth, or for an equal-rollouts preset as many prompts
+    as make batch_prompts x group_size rollouts at the allocator's rollouts per prompt."""
+    preset = PRESETS.get(s.type)
+    if not preset.equal_rollouts:
+        return s.batch_prompts * preset.breadth
+    per = (parts or build_components(s))["allocator"].first_round(s.group_size)
+    return max(s.batch_prompts * s.group_size // max(per, 1), 1)
 
 
 def step_budget(s: Any, parts: dict[str, Any] | None = None) -> tuple[int, int]:
     """(need, minimum) rollouts per step of a validated ``SamplerConfig`` (see ``compute_budget``)."""
     parts = parts or build_components(s)
-    return compute_budget(parts["allocator"], parts["gates"], prompts_per_step(s), s.group_size)
+    return compute_budget(parts["allocator"], parts["gates"], prompts_per_step(s, parts), s.group_size)
 
 
 def required_advantage(s: Any, chosen: str | None) -> str:
@@ -153,7 +182,7 @@ def required_advantage(s: Any, chosen: str | None) -> str:
 
 def build_pipeline(s: Any = None, *, pool_size: int, total_steps: int, seed: int,
                    levels: np.ndarray | None = None, estimate: Estimator | None = None,
-                   **overrides: Any) -> SamplingPipeline:
+                   sources: RescueSources | None = None, **overrides: Any) -> SamplingPipeline:
     """The pipeline of a validated ``SamplerConfig`` ``s``; or, for tests and benches, of the sampler table
     given as keyword arguments (``preset=`` is ``type=``; ``params={component name: knobs}`` tunes whichever
     slot holds that component)."""
@@ -161,9 +190,15 @@ def build_pipeline(s: Any = None, *, pool_size: int, total_steps: int, seed: int
         s = sampler_config(**overrides)
     parts = build_components(s)
     kw = {"estimate": estimate} if estimate is not None else {}
+    if sources is not None:
+        missing = [f for f in parts["transform"].needs if not getattr(sources, f)]
+        if missing:
+            raise ValueError(f"sampler.transform {s.transform.type!r} needs {', '.join(missing)} from the task, "
+                             "which this task does not provide (the arith suite does)")
+        parts["transform"].bind(sources)
     return SamplingPipeline(**parts, pool_size=pool_size, group_size=s.group_size,
-                            batch_prompts=prompts_per_step(s), total_steps=total_steps, seed=seed, levels=levels,
-                            positive_threshold=s.positive_threshold, ema_decay=s.ema_decay, **kw)
+                            batch_prompts=prompts_per_step(s, parts), total_steps=total_steps, seed=seed,
+                            levels=levels, positive_threshold=s.positive_threshold, ema_decay=s.ema_decay, **kw)
 
 
 def sampler_config(preset: str = "uniform", params: dict[str, dict[str, Any]] | None = None,

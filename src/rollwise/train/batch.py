@@ -51,12 +51,13 @@ def group_losses(batch: TrainBatch, per_row: torch.Tensor) -> np.ndarray:
 @dataclass
 class MicroBatch:
     seq: SeqBatch
-    advantages: torch.Tensor  # [b]
+    advantages: torch.Tensor  # [b], or [b, C] per token once shapers ran
     behaviour: torch.Tensor  # [b, C]
     rows: slice  # rows of the TrainBatch
     old: torch.Tensor | None = None  # [b, C] pi_old logprobs (None: on-policy single pass, use detached current)
     ref: torch.Tensor | None = None  # [b, C] reference logprobs for the KL penalty
     token_mask: torch.Tensor | None = None  # [b, C] D3S token selection
+    entropy: torch.Tensor | None = None  # [b, C] what a loss that needs entropy gets (its ``prepare`` output)
 
 
 def make_micro_batches(batch: TrainBatch, size: int, pad_id: int, device: torch.device) -> list[MicroBatch]:

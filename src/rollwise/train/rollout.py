@@ -73,9 +73,16 @@ class StepRollouts:
         return out
 
     def metrics(self) -> dict[str, float]:
-        """The step's rollout and generation metrics (``rollout/``, ``perf/``)."""
+        """The step's rollout and generation metrics (``rollout/``, ``perf/``); with FAPO reward shaping (rollouts
+        marked ``flawed``) also the share of correct rollouts judged flawed and the judge's failures."""
         rs = [r for v in self.rollouts.values() for r in v]
         n = max(len(rs), 1)
+        judged = [r.verify_info for r in rs if "flawed" in r.verify_info]
+        fapo: dict[str, float] = {}
+        if judged:
+            correct = sum(i["flawed"] is not None or "judge_error" in i for i in judged)
+            fapo = {"rollout/flawed_positive_share": sum(i["flawed"] is True for i in judged) / max(correct, 1),
+                    "rollout/judge_errors": sum("judge_error" in i for i in judged)}
         return {
             "rollout/reward_mean": sum(r.reward for r in rs) / n,
             "rollout/parsed_share": sum(r.parsed for r in rs) / n,
@@ -86,6 +93,7 @@ class StepRollouts:
             "perf/generate_seconds": self.gen_seconds,
             "perf/verify_seconds": self.verify_seconds,
             "perf/generate_calls": self.calls,
+            **fapo,
         }
 
     @property
@@ -118,10 +126,12 @@ class RolloutCollector:
     """Turns sampler requests into verified rollouts: tokenise (cached), generate, verify, charge the budget."""
 
     def __init__(self, engine: Engine, verifier: Any, pool: list[Prompt], encode: Any,
-                 params: SamplingParams, *, max_failure_share: float = 1.0, encode_raw: Any = None) -> None:
+                 params: SamplingParams, *, max_failure_share: float = 1.0, encode_raw: Any = None,
+                 reward_shaper: Any = None) -> None:
         if not 0.0 <= max_failure_share <= 1.0:
             raise ValueError(f"max_failure_share must be in [0, 1], got {max_failure_share}")
         self.engine, self.verifier, self.pool, self.params = engine, verifier, pool, params
+        self.reward_shaper = reward_shaper  # task.reward_shaping (e.g. FAPO), applied after verification
         self.max_failure_share = max_failure_share  # 1.0 never stops
         self._encode = encode  # prompt text -> ids through the prompt template
         self._encode_raw = encode_raw or encode  # answer text (a forced prefix) -> ids, no template
@@ -171,13 +181,16 @@ class RolloutCollector:
         flat = [(p, i, c) for p, i, cs in zip(prompts, ids, completions) for c in cs]
         forced = [answer_prefix(ctx) for ctx, cs in zip(contexts, completions) for _ in cs]  # verified with it
         t0 = time.perf_counter()
-        results = self.verifier.score_batch([f + c.text for f, (_, _, c) in zip(forced, flat)],
-                                            [self.pool[p].reference for p, _, _ in flat])
+        texts = [f + c.text for f, (_, _, c) in zip(forced, flat)]
+        refs = [self.pool[p].reference for p, _, _ in flat]
+        results = self.verifier.score_batch(texts, refs)
+        if self.reward_shaper is not None:  # judges see the problem and the same text the verifier scored
+            results = self.reward_shaper.shape([self.pool[p].text for p, _, _ in flat], texts, refs, results)
         out.verify_seconds += time.perf_counter() - t0
         tokens = 0
         for (p, pid, c), res in zip(flat, results):
             r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, version,
-                        float(res.score), bool(res.parsed), dict(res.info))
+                        float(res.score), bool(res.parsed), dict(res.info), versions=list(c.versions))
             out.add_fault(res.info)
             out.rollouts.setdefault(p, []).append(r)
             tokens += r.num_tokens

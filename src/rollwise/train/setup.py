@@ -73,6 +73,18 @@ def build_verifier(cfg: Config, verifier: str | None = None) -> Any:
                         out_of_range=t.out_of_range)
 
 
+def build_reward_shaper(cfg: Config) -> Any:
+    """The task's reward shaping (``task.reward_shaping``, e.g. FAPO) on the task's reward range; None if off."""
+    spec = cfg.task.reward_shaping
+    if spec is None:
+        return None
+    from rollwise.components import knobs
+    from rollwise.rewards.shaping import REWARD_SHAPERS, check_reward_shaping
+
+    check_reward_shaping(cfg.task)
+    return REWARD_SHAPERS.get(spec.type)(reward_range=cfg.task.reward_range, **knobs(spec))
+
+
 def build_estimator(cfg: Config) -> Any:
     """The configured advantage estimator as the sampler's numpy callable: each whole pool's advantages (and
     the estimator's own row exclusions), one vectorised call over all pools of the step."""
@@ -94,7 +106,8 @@ def build_estimator(cfg: Config) -> Any:
                                 dtype=torch.float32)  # [G]
         lp = [p.mean_logprob if p.mean_logprob is not None else np.zeros(p.n) for p in pools]
         seq_lp = torch.tensor(np.concatenate(lp), dtype=torch.float32)  # [R]
-        out = fn(rewards, group_index, AdvantageContext(len(pools), base, seq_lp, params=params))
+        lengths = torch.tensor(np.concatenate([p.lengths for p in pools]), dtype=torch.float32)  # [R]
+        out = fn(rewards, group_index, AdvantageContext(len(pools), base, seq_lp, lengths, params=params))
         keep = out.keep if out.keep is not None else torch.ones(len(rewards), dtype=torch.bool)
         cuts = np.cumsum(sizes)[:-1]
         return list(zip(np.split(out.advantages.double().numpy(), cuts), np.split(keep.numpy(), cuts)))
@@ -102,10 +115,23 @@ def build_estimator(cfg: Config) -> Any:
     return estimate
 
 
-def build_sampler(cfg: Config, task: TaskData) -> Any:
-    """The sampler pipeline, with the configured advantage estimator injected."""
+def needs_reference(cfg: Config) -> bool:
+    """Whether the run needs a frozen reference model: a KL penalty, or a shaper or loss that declares it."""
+    from rollwise.algos import POLICY_LOSSES, SHAPERS
+    from rollwise.algos.shaping import needs_of
+
+    parts = [POLICY_LOSSES.get(cfg.algo.loss.type)] + [SHAPERS.get(s.type) for s in cfg.algo.shaping]
+    return cfg.algo.kl_coef > 0 or any("reference" in needs_of(p) for p in parts)
+
+
+def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = None, tok: Any = None) -> Any:
+    """The sampler pipeline, with the configured advantage estimator injected and what the rescue transforms
+    borrow from the task (traces, hints, reference answers) and, given the policy, the hint-reliance scorer."""
+    from rollwise.train.rescue import build_rescue_sources
+
     return build_pipeline(cfg.sampler, pool_size=len(task.pool), total_steps=cfg.trainer.steps,
-                          seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg))
+                          seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg),
+                          sources=build_rescue_sources(cfg, task, model, tok))
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:

@@ -49,11 +49,11 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         self.task = setup.build_task(cfg)
         self.model, self.tok, self.device = setup.build_policy(cfg, self.task, log=self._print)
-        self.ref_model = copy.deepcopy(self.model).eval() if cfg.algo.kl_coef > 0 else None
+        self.ref_model = copy.deepcopy(self.model).eval() if setup.needs_reference(cfg) else None
         self.engine = setup.build_engine(cfg, self.model, self.tok)
         self.verifier = setup.build_verifier(cfg)
         self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
-        self.pipeline = setup.build_sampler(cfg, self.task)
+        self.pipeline = setup.build_sampler(cfg, self.task, self.model, self.tok)
         self.step_rollouts = cfg.rollout_budget()  # per-step rollout budget, resolved once (builds components)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
         self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
@@ -61,7 +61,8 @@ class Trainer:
         self.collector = RolloutCollector(self.engine, self.verifier, self.task.pool, self.encode,
                                           setup.sampling_params(cfg, self.tok),
                                           max_failure_share=cfg.task.max_verify_failures,
-                                          encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"])
+                                          encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"],
+                                          reward_shaper=setup.build_reward_shaper(cfg))
         self.logger = logger
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
@@ -145,6 +146,7 @@ class Trainer:
         train_seconds = time.perf_counter() - t0
         # 4. the engine sees the new weights; the sampler learns from this step's outcomes
         self.engine.sync_weights(self.model, step + 1)
+        self.update.feed(self.engine)  # what the update measured that the engine uses (HAPO entropy statistics)
         self.pipeline.observe(pools, batch.groups, losses)
         # 5. books
         self._charge(got, batch)

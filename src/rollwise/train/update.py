@@ -1,17 +1,31 @@
 """The policy update: ``epochs`` passes of ``mini_batches`` optimiser steps over a step's micro-batches, with
 gradient accumulation normalised by global token and sequence totals (so micro-batched == full batch), the
-no-grad passes it needs (pi_old, reference, D3S token mask), and a guard that skips non-finite steps."""
+no-grad passes it needs (pi_old, token entropies, reference, D3S token mask), the configured advantage shapers,
+and a guard that skips non-finite steps.
+
+What the no-grad pass computes is declared by the components, never chosen by name here: a shaper or loss lists
+``needs`` ("reference", "entropy"). Shapers and a loss's ``prepare`` run once over the whole batch (the
+micro-batches padded and stacked), so their batch statistics are exact under micro-batching.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from rollwise.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, LossParams, compute_aggregate
+from rollwise.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SHAPERS, LossParams, compute_aggregate
 from rollwise.algos.d3s import compute_d3s_token_mask
+from rollwise.algos.shaping import ShapingContext, needs_of
+from rollwise.components import knobs
 from rollwise.train.batch import MicroBatch, TrainBatch
 from rollwise.train.policy import SeqBatch, compute_logprobs
+
+
+def _stack(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Right-pad [b, c] parts to ``width`` columns and stack them: [B, width]."""
+    return torch.cat([F.pad(t, (0, width - t.shape[1])) for t in parts])
 
 
 class PolicyUpdate:
@@ -22,38 +36,87 @@ class PolicyUpdate:
         self.model, self.opt, self.cfg, self.ref = model, optimizer, cfg, ref_model
         self.temperature, self.norm_length = temperature, norm_length
         self.loss_fn = POLICY_LOSSES.get(cfg.loss.type)
+        self.loss_knobs = knobs(cfg.loss)
         self.kl_fn = KL_ESTIMATORS.get(cfg.kl_estimator.type)
         self.aggregation = cfg.aggregation.type
         AGGREGATIONS.get(self.aggregation)  # fail early on an unknown mode
         self.params = LossParams(clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
                                  behaviour_is_cap=cfg.behaviour_is_cap)
+        self.shapers = [(SHAPERS.get(s.type), knobs(s)) for s in cfg.shaping]
+        self.needs = needs_of(self.loss_fn).union(*(needs_of(fn) for fn, _ in self.shapers))
+        if "reference" in self.needs and ref_model is None:
+            raise ValueError("a configured shaper or loss needs a reference model; pass ref_model")
+        self.feedback: dict[str, Any] = {}  # what the last update measured for the engine (HAPO: entropy_norm)
+        self.engine_off_policy = False  # the engine samples from another distribution than pi_old (feed())
+        self._prep_metrics: dict[str, float] = {}
+
+    def feed(self, engine: Any) -> None:
+        """Hand the engine this update's feedback, if it takes any (``engine.observe_update``), and learn
+        whether its samples now come from another distribution than the trainer's pi_old (HAPO's adaptive
+        temperature): if so, later updates recompute pi_old and apply the decoupled behaviour-IS weight."""
+        observe = getattr(engine, "observe_update", None)
+        if observe is not None:
+            observe(self.feedback)
+        self.engine_off_policy = bool(getattr(engine, "samples_off_policy", False))
 
     @torch.no_grad()
     def prepare(self, micro: list[MicroBatch], batch: TrainBatch) -> None:
-        """No-grad passes: pi_old when it can differ from the current policy, reference, D3S token mask."""
+        """No-grad passes: pi_old (when it can differ from the current policy, or a component reads it), token
+        entropies and reference when declared, the D3S token mask, then the shapers and the loss's own
+        whole-batch step."""
         token_fraction = batch.token_fraction
-        multi = self.cfg.epochs > 1 or self.cfg.mini_batches > 1 or bool(batch.off_policy.any())
-        ents = []
+        multi = (self.cfg.epochs > 1 or self.cfg.mini_batches > 1 or bool(batch.off_policy.any())
+                 or self.engine_off_policy)
+        want_ent = token_fraction is not None or "entropy" in self.needs
+        want_old = multi or want_ent or bool(self.shapers)
+        olds, ents = [], []
         for mb in micro:
-            if multi or token_fraction is not None:
-                want_ent = token_fraction is not None
+            if want_old:
                 lp, ent = self._logprobs(self.model, mb.seq, with_entropy=want_ent)
                 mb.old = lp if multi else None
+                olds.append(lp)
                 ents.append(ent)
             if self.ref is not None:
                 mb.ref, _ = self._logprobs(self.ref, mb.seq)
+        self._prep_metrics = {}
+        if not micro or not want_old:
+            return
+        C = max(mb.seq.completion_mask.shape[1] for mb in micro)
+        mask = _stack([mb.seq.completion_mask for mb in micro], C)  # [B, C]
+        entropy = _stack(ents, C) if want_ent else None  # [B, C]
         if token_fraction is not None and token_fraction < 1.0:
-            C = max(mb.seq.completion_mask.shape[1] for mb in micro)
-            pad = [torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ents]
-            masks = [torch.nn.functional.pad(mb.seq.completion_mask, (0, C - mb.seq.completion_mask.shape[1]))
-                     for mb in micro]
             adv = torch.cat([mb.advantages for mb in micro])
-            keep = compute_d3s_token_mask(adv, torch.cat(pad), torch.cat(masks), token_fraction)
-            row = 0
-            for mb in micro:
-                b, c = mb.seq.completion_mask.shape
-                mb.token_mask = keep[row : row + b, :c].float()
-                row += b
+            self._split(micro, "token_mask", compute_d3s_token_mask(adv, entropy, mask, token_fraction).float())
+        if self.shapers:
+            self._shape(micro, batch, mask, _stack(olds, C), entropy)
+        if "entropy" in needs_of(self.loss_fn):  # the loss's whole-batch step (HAPO: h and its statistics)
+            prep = getattr(self.loss_fn, "prepare", None)
+            x, self.feedback = prep(entropy, mask, **self.loss_knobs) if prep else (entropy, {})
+            self._split(micro, "entropy", x)
+
+    def _shape(self, micro: list[MicroBatch], batch: TrainBatch, mask: torch.Tensor, old: torch.Tensor,
+               entropy: torch.Tensor | None) -> None:
+        """Apply the configured shapers, in order, to the whole batch's per-token advantages."""
+        adv = torch.cat([mb.advantages.unsqueeze(-1) if mb.advantages.dim() == 1 else mb.advantages
+                         for mb in micro])  # [B, 1] or [B, C]
+        rows = torch.cat([torch.arange(len(batch.rollouts))[mb.rows] for mb in micro])  # [B] batch rows
+        ref = _stack([mb.ref for mb in micro], mask.shape[1]) if self.ref is not None else None
+        rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
+        ctx = ShapingContext(adv.expand_as(mask) * mask, mask, old, ref, entropy, rewards.to(mask.device),
+                             batch.group_index[rows].to(mask.device))
+        for fn, params in self.shapers:
+            ctx.advantages, metrics = fn(ctx, params)
+            self._prep_metrics |= {k: float(v) for k, v in metrics.items()}
+        self._split(micro, "advantages", ctx.advantages)
+
+    @staticmethod
+    def _split(micro: list[MicroBatch], attr: str, full: torch.Tensor) -> None:
+        """Give each micro-batch its rows (and columns) of a whole-batch [B, C] tensor."""
+        row = 0
+        for mb in micro:
+            b, c = mb.seq.completion_mask.shape
+            setattr(mb, attr, full[row : row + b, :c])
+            row += b
 
     def run(self, micro: list[MicroBatch], num_rows: int) -> tuple[dict[str, float], torch.Tensor, bool]:
         """Optimise; return metrics, the per-rollout surrogate loss of the last pass ([B]), and success."""
@@ -89,8 +152,8 @@ class PolicyUpdate:
                 sums["loss/total"] = sums.get("loss/total", 0.0) + total / (len(chunks) * self.cfg.epochs)
                 sums["loss/grad_norm"] = float(gn)
         passes = self.cfg.epochs * len(chunks)
-        return {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}, \
-            per_row, ok
+        out = {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}
+        return out | self._prep_metrics, per_row, ok
 
     def _logprobs(self, model: torch.nn.Module, seq: SeqBatch,
                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -105,7 +168,8 @@ class PolicyUpdate:
         logp, _ = self._logprobs(self.model, mb.seq)  # [b, C]
         old = mb.old if mb.old is not None else logp.detach()
         beh = mb.behaviour if mb.old is not None else None
-        loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh)
+        extra = {"entropy": mb.entropy} if mb.entropy is not None else {}
+        loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh, **self.loss_knobs, **extra)
         loss = compute_aggregate(loss_tok, mask, self.aggregation, num_tokens=tok, num_seqs=seqs,
                                  norm_length=self.norm_length)
         if mb.ref is not None and self.cfg.kl_coef > 0:
