@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import rollwise.generation.hf  # noqa: F401 - imported now, not mid-run (the engine is a lazy registry entry)
 from rollwise.config import load_config
 from rollwise.logging import read_metrics
 from rollwise.train import setup, warmstart
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--out", default="bench/results/otr")
     ap.add_argument("--sft-from-scratch", action="store_true", help="retrain and time the SFT warm start too")
+    ap.add_argument("--reuse-warmstart", action="store_true", help="reuse a warm start this script trained into "
+                    "<out>/warmstart_cache (e.g. to rerun only the RL part)")
     ap.add_argument("overrides", nargs="*", help="extra --key=value config overrides (e.g. --run.threads=1)")
     args = ap.parse_args()
     out = Path(args.out)
@@ -103,7 +106,12 @@ def main() -> None:
     save = lambda: (out / "results.json").write_text(json.dumps(result, indent=2))  # noqa: E731
     for arm in args.arms:  # warm starts first, then RL seed by seed, arms interleaved (a cut-short run stays paired)
         entry = result["arms"].setdefault(arm, {"runs": []})
-        if arm != "sft" or args.sft_from_scratch:
+        cached = out / "warmstart_cache"
+        done = [p for p in cached.glob("*/warmstart.json") if json.loads(p.read_text()).get("objective") == arm]
+        if args.reuse_warmstart and done:  # a warm start this script trained before (its time as measured then)
+            meta = json.loads(done[0].read_text())
+            entry |= {"warmstart_seconds": meta["seconds"], "warmstart_key": meta["key"], "warmstart_reused": True}
+        elif arm != "sft" or args.sft_from_scratch:
             ws = train_arm_warmstart(arm, out, args.overrides)
             entry |= {"warmstart_seconds": ws["seconds"], "warmstart_key": ws["key"]}
             print(f"{arm} warm start: {ws['seconds']:.0f} s -> {ws['path']}")

@@ -155,7 +155,7 @@ def samplers(
         parts = [f"{slot}={getattr(s, slot).type}" for slot in ("selector", "allocator", "downsampler", "baseline",
                                                                 "transform") if getattr(s, slot).type not in
                  ("uniform", "fixed", "all", "none")]
-        parts += [f"gate={g.type}" for g in s.gates] + (["replay"] if s.replay is not None else [])
+        parts += [f"gate={g.type}" for g in s.gates] + (["replay"] if s.replay else [])
         parts += [f"{k}={v}" for slot in ("allocator",) for k, v in knobs(getattr(s, slot)).items()
                   if s.allocator.type == "fixed" and v]
         parts += [f"adv={p.advantage}"] if p.advantage else []
@@ -193,7 +193,9 @@ def config_show(
 def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
-    data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test) or 'arith'")] = "arith",
+    data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test), a jsonl/parquet file of "
+                                      "prompt/answer[/level] rows, or a procedural suite's held-out split "
+                                      "(arith | words)")] = "arith",
     n: Annotated[int, typer.Option("--n", min=1, help="samples per prompt (>= 1)")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
     config: Annotated[str | None, typer.Option("--config", help="TOML config for template/verifier")] = None,

@@ -19,6 +19,7 @@ from rollwise.algos.catalog import (
 )
 from rollwise.components import component_union
 from rollwise.generation.base import ENGINES
+from rollwise.generation.strategy import STRATEGIES
 from rollwise.registry import Registry
 from rollwise.rewards.shaping import REWARD_SHAPERS
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
@@ -37,15 +38,16 @@ KlCfg = component_union(KL_ESTIMATORS)
 ShaperCfg = component_union(SHAPERS)
 RewardShapingCfg = component_union(REWARD_SHAPERS)
 EngineCfg = component_union(ENGINES)
+StrategyCfg = component_union(STRATEGIES)
 #: dotted config key of each typed component -> its registry (for docs and error messages)
 COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
     "sampler.downsampler": DOWNSAMPLERS, "sampler.baseline": BASELINES, "sampler.transform": TRANSFORMS,
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
     "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "task.reward_shaping": REWARD_SHAPERS,
-    "generation.engine": ENGINES,
+    "generation.engine": ENGINES, "generation.strategy": STRATEGIES,
 }
-TASK_SUITES = ("arith", "dataset")
+TASK_SUITES = ("arith", "words", "dataset")
 
 # verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
 ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mixed": "synthetic_mixed"}
@@ -85,11 +87,12 @@ class ModelConfig(_Section):
 
 
 class TaskConfig(_Section):
-    suite: Literal[TASK_SUITES] = Field("arith", description="procedural task suite (embedded default) or 'dataset'")
+    suite: Literal[TASK_SUITES] = Field("arith", description="procedural arithmetic suite (embedded default), "
+                                        "'words' (arithmetic word problems for chat models) or 'dataset'")
     seed: int = Field(0, description="seed of the procedural pool and eval sets (fixed across RL seeds)")
     levels: list[str] = Field(
         ["add1", "add2", "sub2", "add3", "mul1", "add4", "sum3", "mul2"],
-        description="task levels in the train pool and eval (suite 'arith')",
+        description="task levels in the train pool and eval (suites 'arith' and 'words', each its own levels)",
     )
     answer_order: Literal["msb", "lsb"] = Field(
         "msb", description="arith answers written most- or least-significant digit first (lsb: use verifier exact)")
@@ -121,9 +124,20 @@ class TaskConfig(_Section):
     max_verify_failures: float = Field(0.5, ge=0, le=1, description="stop when more than this share of a step's "
                                        "checks fail (error, timeout, crash, out of range)")
     verifier: str = Field("auto", description="verifier name or package.module:function; 'auto' = the arith "
-                          "format's own (by scratchpad) or the dataset family's")
+                          "format's own (by scratchpad), final_number for words, or the dataset family's")
     reward_shaping: RewardShapingCfg | None = Field(None, description="shaping of verified rewards, e.g. fapo "
                                                     "(None = the verifier's reward as is)")
+
+    @model_validator(mode="after")
+    def _check_word_levels(self) -> TaskConfig:
+        if self.suite == "words":  # caught at load: the default levels are the arith suite's
+            from rollwise.data.word_problems import WORD_LEVELS
+
+            unknown = [n for n in self.levels if n not in WORD_LEVELS]
+            if unknown:
+                raise ValueError(f"task.levels: {unknown} are not word-problem levels (task.suite = 'words'); "
+                                 f"choose from {list(WORD_LEVELS)}")
+        return self
 
     def verifier_name(self) -> str:
         """The verifier to use: ``verifier``, or for 'auto' the one that reads this task's answers."""
@@ -131,6 +145,8 @@ class TaskConfig(_Section):
             return self.verifier
         if self.suite == "arith":
             return "exact" if self.answer_order == "lsb" else ARITH_VERIFIERS[self.scratchpad]
+        if self.suite == "words":
+            return "final_number"
         return dataset_verifier(self.dataset)
 
 
@@ -176,7 +192,7 @@ class SamplerConfig(_Section):
     baseline: BaselineCfg = Field(None, description="external baseline (default: the preset's)")
     transform: TransformCfg = Field(None, description="prompt transform, e.g. in-context seeding (default: "
                                     "the preset's)")
-    replay: ReplayConfig | None = Field(None, description="rollout replay: true, false or a table (default: "
+    replay: ReplayConfig | Literal[False] = Field(False, description="rollout replay: true, false or a table (default: "
                                         "the preset's)")
     batch_prompts: int = Field(32, ge=1, description="prompts per step (nominal; samplers may change it)")
     group_size: int = Field(8, ge=1, description="nominal rollouts per prompt G")
@@ -200,6 +216,8 @@ class SamplerConfig(_Section):
 
 class GenerationConfig(_Section):
     engine: EngineCfg = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
+    strategy: StrategyCfg = Field("plain", description="rollout strategy: how completions come out of the engine "
+                                  "(plain; partial, pruned or tree rollouts)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     max_new_tokens: int = Field(16, ge=1, description="max completion tokens")

@@ -31,6 +31,7 @@ class Rollout:
     parsed: bool = False
     verify_info: dict[str, Any] = field(default_factory=dict)
     versions: list[int] = field(default_factory=list)  # engine weight version per completion token (-1 unknown)
+    meta: dict[str, Any] = field(default_factory=dict)  # rollout-strategy metadata (tree position, resume, ...)
 
     @property
     def num_tokens(self) -> int:

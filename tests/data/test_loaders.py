@@ -146,6 +146,13 @@ def test_unknown_preset_lists_options():
 
 
 def test_missing_preset_file_mentions_env_var(tmp_path, monkeypatch):
+    """No local file and no ``datasets`` package (hidden here, so the test never reaches for the hub): the
+    error names the environment variable to set."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "datasets" else find_spec(name, *a))
     monkeypatch.setenv("ROLLWISE_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="ROLLWISE_DATA_DIR"):
         load_preset("math500:test")

@@ -119,7 +119,16 @@ class MssrEntropyKnobs:
                                                         "(Cheng et al. kappa = 2, recalled: unverified)"})
 
 
+@dataclass(frozen=True)
+class RoseSegmentsKnobs:
+    length_penalty: float = field(default=0.0, metadata={
+        "doc": "ROSE's length-aware penalty lambda: A <- A - |A| (1 - ((L_s - k_c)/(L_b - k_c))^lambda) on correct "
+               "rollouts longer than the group's shortest correct one (0 = off, as ROSE's example script)"})
+
+
 SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
                  doc="ACE: scale negative advantages by the rollout's confidence shift (arXiv:2602.21420)")
 SHAPERS.register("mssr_entropy", "rollwise.algos.shaping:shape_mssr_entropy", config=MssrEntropyKnobs,
                  doc="entropy advantage A + min(kappa1 H, |A|/kappa2) (arXiv:2506.14758; MSSR arXiv:2512.18215)")
+SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", config=RoseSegmentsKnobs,
+                 doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")

@@ -6,6 +6,7 @@ before the loss, applied in the configured order (``algo.shaping``). Each is a p
 
 A shaper declares what it reads in ``fn.needs`` (a frozenset of ``"reference"`` and ``"entropy"``); the update
 computes only that (a reference model is built when some shaper needs one, even with ``algo.kl_coef`` = 0).
+Rewards, group ids and each rollout's ``meta`` (rollout-strategy tree metadata) are always in the context.
 The update applies the shapers once to the whole step's batch (micro-batches padded and stacked), so any
 batch statistic a shaper takes is exact and micro-batched == full batch by construction.
 """
@@ -38,6 +39,7 @@ class ShapingContext:
     entropy: Tensor | None = None  # [B, T] pi_old full-vocabulary token entropy (needs "entropy")
     rewards: Tensor | None = None  # [B] verified rewards
     group_index: Tensor | None = None  # [B] prompt group of each row
+    meta: list[dict[str, Any]] | None = None  # [B] each row's Rollout.meta (rollout-strategy tree metadata)
 
 
 ShaperFn = Callable[[ShapingContext, dict[str, Any]], tuple[Tensor, dict[str, Tensor]]]

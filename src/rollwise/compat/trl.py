@@ -5,7 +5,8 @@ rollwise config.
 TRL itself is never imported here (``datasets`` only, lazily), so this module loads without it. The mapping
 between the two libraries' conventions lives in one place, :func:`grpo_config_kwargs`; what it cannot map it
 refuses with a message instead of silently changing the algorithm. ``tests/algos/test_trl_crosscheck.py``
-checks the advantage and loss mappings against the installed TRL.
+checks the advantage and loss mappings against the installed TRL. To let rollwise's samplers choose the prompts
+TRL trains on, see :mod:`rollwise.integrations.trl` (which re-exports the reward and dataset bridges).
 """
 
 from __future__ import annotations

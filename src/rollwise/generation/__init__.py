@@ -13,10 +13,16 @@ from rollwise.generation.base import (
     StepControl,
     StepView,
 )
+from rollwise.generation.strategy import STRATEGIES, PlainStrategy, RolloutStrategy, StrategyResult
 
 ENGINES.register("hf", "rollwise.generation.hf:HFEngine", config=HFEngineKnobs)
 ENGINES.register("scripted", "rollwise.generation.scripted:ScriptedEngine")
 ENGINES.register("vllm", "rollwise.generation.vllm:VLLMEngine")
+STRATEGIES.register("plain", PlainStrategy)
+STRATEGIES.register("latr", "rollwise.generation.latr:LatrStrategy")
+STRATEGIES.register("rose", "rollwise.generation.rose:RoseStrategy")
+STRATEGIES.register("april", "rollwise.generation.april:AprilStrategy")
+STRATEGIES.register("arrol", "rollwise.generation.arrol:ArrolStrategy")
 
-__all__ = ["ENGINES", "Completion", "Decision", "Engine", "GenerateStats", "OutputSpec", "Prefix", "SamplingParams",
-           "StepControl", "StepView"]
+__all__ = ["ENGINES", "STRATEGIES", "Completion", "Decision", "Engine", "GenerateStats", "OutputSpec", "Prefix",
+           "RolloutStrategy", "SamplingParams", "StepControl", "StepView", "StrategyResult"]

@@ -66,6 +66,7 @@ class Completion:
     entropies: list[float] = field(default_factory=list)  # [C] full-vocab entropy of each step's distribution
     hidden: dict[int, Any] = field(default_factory=dict)  # completion position t -> last-layer state [d] at t
     prefix_len: int = 0  # how many leading tokens were forced (the request's prefix)
+    meta: dict[str, Any] = field(default_factory=dict)  # strategy metadata (tree: parent, branch position, ...)
 
 
 @dataclass(frozen=True)

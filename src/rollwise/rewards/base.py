@@ -146,6 +146,8 @@ VERIFIERS: Registry[Callable[..., Any]] = Registry("verifier")
 # One line per verifier; lazy strings so `import rollwise.rewards` pulls in neither sympy nor math-verify.
 VERIFIERS.register("math", "rollwise.rewards.math:verify_math", doc="LaTeX answer, symbolic equivalence")
 VERIFIERS.register("gsm8k", "rollwise.rewards.gsm8k:verify_gsm8k", doc="numeric final answer (#### / last)")
+VERIFIERS.register("final_number", "rollwise.rewards.final_number:verify_final_number",
+                   doc="final number of a chatty reply (box / answer line / last)")
 VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalised string match")
 VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
 VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")

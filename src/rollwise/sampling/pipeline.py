@@ -135,6 +135,8 @@ class SamplingPipeline:
         """Another round for still-active prompts (successive sampling), else a refill (gates), else None."""
         ctx = self._ctx
         assert ctx is not None, "begin_step first"
+        # a prompt the rollout strategy left without completions (APRIL aborted it) takes no further round
+        self._active = self._active[np.isin(self._active, np.fromiter(pools, dtype=np.int64, count=len(pools)))]
         if self._round < self.allocator.max_rounds and len(self._active) and ctx.budget.left() > 0:
             active = [pools[int(p)] for p in self._active]
             extra = np.asarray(self.allocator.extend(self._round, active, ctx), dtype=np.int64)

@@ -128,9 +128,8 @@ def resolve(data: dict[str, Any]) -> dict[str, Any]:
     gates = out.get("gates")
     out["gates"] = [_as_table(g) for g in (preset.gates if gates is None else gates)]
     replay = out.get("replay")
-    if replay is None or replay is True:
-        replay = {} if (replay is True or preset.replay) else None
-    out["replay"] = None if replay is False else replay
+    replay = preset.replay if replay is None else replay  # unset: the preset's
+    out["replay"] = {} if replay is True else replay  # off stays an explicit false, so resolving is idempotent
     return out
 
 
@@ -139,7 +138,7 @@ def build_components(s: Any) -> dict[str, Any]:
     parts: dict[str, Any] = {slot: reg.get(getattr(s, slot).type)(**knobs(getattr(s, slot)))
                              for slot, reg in SLOTS.items()}
     parts["gates"] = [GATES.get(g.type)(**knobs(g)) for g in s.gates]
-    parts["replay"] = Replay(**knobs(s.replay)) if s.replay is not None else None
+    parts["replay"] = Replay(**knobs(s.replay)) if s.replay else None
     return parts
 
 

@@ -1,4 +1,6 @@
-"""Held-out evaluation: pass@1 per level (greedy by default), unbiased pass@k and maj@k when n > 1."""
+"""Held-out evaluation: pass@1 per level (greedy by default), unbiased pass@k and maj@k when n > 1, and the
+shares of completions whose answer parsed and that hit the token cap (a cap that cuts answers shows up as a low
+parse share or a wrong last number, not as a model that cannot add)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], 
              params: SamplingParams, n: int = 1, ks: tuple[int, ...] = (1,), prefix: str = "eval") -> dict[str, Any]:
     """Generate ``n`` completions per prompt, verify, and report per-set pass@1 (plus pass@k/maj@k for n>1)
     as ``{prefix}/{set}/pass@1`` and their mean ``{prefix}/mean/pass@1``, with the mean completion length in
-    tokens (``{prefix}/{set}/length``: shows when a policy starts or stops writing out its working)."""
+    tokens (``{prefix}/{set}/length``: shows when a policy starts or stops writing out its working), the share
+    of completions with a parsed answer (``parsed``) and the share cut by ``max_new_tokens`` (``truncated``)."""
     out: dict[str, Any] = {}
     means = []
     for name, prompts in eval_sets.items():
@@ -36,6 +39,8 @@ def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], 
         out[f"{prefix}/{name}/pass@1"] = float(scores.mean())
         means.append(out[f"{prefix}/{name}/pass@1"])
         out[f"{prefix}/{name}/length"] = float(np.mean([len(c.token_ids) for _, c in flat]))
+        out[f"{prefix}/{name}/parsed"] = float(np.mean([bool(r.parsed) for r in res]))
+        out[f"{prefix}/{name}/truncated"] = float(np.mean([c.finish_reason == "length" for _, c in flat]))
         for k in ks:
             if 1 < k <= n:
                 out[f"{prefix}/{name}/pass@{k}"] = float(np.mean([pass_at_k(n, int(s.sum()), k) for s in scores]))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rollwise.generation.base import Engine, SamplingParams
+from rollwise.generation.strategy import PlainStrategy, RolloutStrategy
 from rollwise.rewards.base import FAULTS
 from rollwise.sampling import Budget, GroupObs, PromptContext, Request, SamplingPipeline
 from rollwise.types import Prompt, Rollout
@@ -45,6 +46,9 @@ class StepRollouts:
     calls: int = 0
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))  # failed checks by kind
     last_fault: str = ""  # the last failed check, described in one line
+    discarded_rollouts: int = 0  # generated then dropped by the rollout strategy (pruned): charged, not trained
+    discarded_tokens: int = 0
+    generated_tokens: int = 0  # tokens decoded for the returned rollouts (a tree branch's shared prefix once)
 
     def add_fault(self, info: dict[str, Any]) -> None:
         """Count a check's fault, if its result is marked with one."""
@@ -127,6 +131,7 @@ class RolloutCollector:
 
     def __init__(self, engine: Engine, verifier: Any, pool: list[Prompt], encode: Any,
                  params: SamplingParams, *, max_failure_share: float = 1.0, encode_raw: Any = None,
+                 strategy: RolloutStrategy | None = None,
                  reward_shaper: Any = None) -> None:
         if not 0.0 <= max_failure_share <= 1.0:
             raise ValueError(f"max_failure_share must be in [0, 1], got {max_failure_share}")
@@ -135,6 +140,7 @@ class RolloutCollector:
         self.max_failure_share = max_failure_share  # 1.0 never stops
         self._encode = encode  # prompt text -> ids through the prompt template
         self._encode_raw = encode_raw or encode  # answer text (a forced prefix) -> ids, no template
+        self.strategy = strategy or PlainStrategy()  # how a request's completions come out of the engine
         self._token_cache: dict[int, list[int]] = {}
 
     def prompt_ids(self, index: int, context: Any = None) -> list[int]:
@@ -159,6 +165,10 @@ class RolloutCollector:
         self._check_faults(out, step)
         return out
 
+    def metrics(self) -> dict[str, float]:
+        """The rollout strategy's metrics (``generation/...``)."""
+        return {f"generation/{k}": v for k, v in self.strategy.metrics().items()}
+
     def _check_faults(self, out: StepRollouts, step: int) -> None:
         failed, checks = out.verify_failures, out.num_rollouts
         if checks and failed / checks > self.max_failure_share:
@@ -175,11 +185,16 @@ class RolloutCollector:
         t0 = time.perf_counter()
         params = SamplingParams(self.params.temperature, self.params.top_p, self.params.max_new_tokens,
                                 self.params.stop_token_ids, seed)
-        completions = self.engine.generate(ids, [int(c) for c in req.counts], params)
+        got = self.strategy.generate(self.engine, prompts, ids, [int(c) for c in req.counts], params,
+                                     step=version)
         out.gen_seconds += time.perf_counter() - t0
         out.calls += 1
+        completions = got.completions
         flat = [(p, i, c) for p, i, cs in zip(prompts, ids, completions) for c in cs]
         forced = [answer_prefix(ctx) for ctx, cs in zip(contexts, completions) for _ in cs]  # verified with it
+        for p, (pid, cs) in got.extra.items():  # completions of prompts not asked for (resumed partials)
+            flat += [(p, pid, c) for c in cs]
+            forced += [""] * len(cs)
         t0 = time.perf_counter()
         texts = [f + c.text for f, (_, _, c) in zip(forced, flat)]
         refs = [self.pool[p].reference for p, _, _ in flat]
@@ -189,9 +204,14 @@ class RolloutCollector:
         out.verify_seconds += time.perf_counter() - t0
         tokens = 0
         for (p, pid, c), res in zip(flat, results):
-            r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, version,
-                        float(res.score), bool(res.parsed), dict(res.info), versions=list(c.versions))
+            r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, min([version, *c.versions]),
+                        float(res.score), bool(res.parsed), dict(res.info), versions=list(c.versions),
+                        meta=dict(c.meta))
             out.add_fault(res.info)
             out.rollouts.setdefault(p, []).append(r)
-            tokens += r.num_tokens
-        budget.charge(len(flat), tokens)
+            tokens += r.num_tokens - c.prefix_len + int(c.meta.get("uncharged_prefix", 0))  # decoded tokens
+        budget.charge(len(flat) + got.discarded_rollouts, tokens + got.discarded_tokens)
+        out.discarded_rollouts += got.discarded_rollouts
+        out.discarded_tokens += got.discarded_tokens
+        out.generated_tokens += tokens
+        self.strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])

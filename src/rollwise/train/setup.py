@@ -56,6 +56,14 @@ def build_engine(cfg: Config, model: torch.nn.Module, tok: Any) -> Any:
     return cls(model, tok, batch_size=cfg.generation.batch_size, **knobs(cfg.generation.engine))
 
 
+def build_strategy(cfg: Config) -> Any:
+    """The rollout strategy (``generation.strategy``) with its knobs."""
+    from rollwise.components import knobs
+    from rollwise.generation import STRATEGIES
+
+    return STRATEGIES.get(cfg.generation.strategy.type)(**knobs(cfg.generation.strategy))
+
+
 def sampling_params(cfg: Config, tok: Any, eval_mode: bool = False) -> SamplingParams:
     g = cfg.generation
     temp = g.eval_temperature if eval_mode else g.temperature

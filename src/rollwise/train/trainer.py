@@ -62,7 +62,8 @@ class Trainer:
                                           setup.sampling_params(cfg, self.tok),
                                           max_failure_share=cfg.task.max_verify_failures,
                                           encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"],
-                                          reward_shaper=setup.build_reward_shaper(cfg))
+                                          reward_shaper=setup.build_reward_shaper(cfg),
+                                          strategy=setup.build_strategy(cfg))
         self.logger = logger
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
@@ -150,7 +151,7 @@ class Trainer:
         self.pipeline.observe(pools, batch.groups, losses)
         # 5. books
         self._charge(got, batch)
-        return {**got.metrics(), "rollout/advantage_abs_mean": float(batch.advantages.abs().mean())
+        return {**got.metrics(), **self.collector.metrics(), "rollout/advantage_abs_mean": float(batch.advantages.abs().mean())
                 if batch.rollouts else 0.0, **metrics, **self.pipeline.metrics(),
                 "perf/train_seconds": train_seconds, "perf/lr": self.scheduler.get_last_lr()[0]}
 
@@ -167,8 +168,8 @@ class Trainer:
         return metrics | {"loss/nonfinite_skip": int(not ok)}, group_losses(batch, per_row)
 
     def _charge(self, got: StepRollouts, batch: TrainBatch) -> None:
-        self.ledger["ledger/rollouts"] += got.num_rollouts
-        self.ledger["ledger/tokens"] += got.num_tokens
+        self.ledger["ledger/rollouts"] += got.num_rollouts + got.discarded_rollouts  # pruned ones were generated too
+        self.ledger["ledger/tokens"] += got.generated_tokens + got.discarded_tokens
         self.ledger["ledger/rollouts_trained"] += len(batch.rollouts)
         self.ledger["ledger/tokens_trained"] += batch.num_tokens
 
@@ -198,6 +199,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         state = {"ledger": dict(self.ledger), "sampler": self.pipeline.state_dict(),
+                 "strategy": self.collector.strategy.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "nan_streak": self.nan_streak}
         return ckpt.save_checkpoint(self.run_dir, self.step_index, model=self.model, tokenizer=self.tok,
                                     optimizer=self.optimizer, trainer_state=state,
@@ -215,6 +217,7 @@ class Trainer:
             for g, f in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
                 g["lr"] = self.cfg.algo.lr * f(self.scheduler.last_epoch)
         self.pipeline.load_state_dict(state["sampler"])
+        self.collector.strategy.load_state_dict(state.get("strategy", {}))
         self.ledger = self.ledger | state["ledger"]
         self.nan_streak = state["nan_streak"]
         self.step_index = state["step"]

@@ -103,7 +103,7 @@ class PolicyUpdate:
         ref = _stack([mb.ref for mb in micro], mask.shape[1]) if self.ref is not None else None
         rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
         ctx = ShapingContext(adv.expand_as(mask) * mask, mask, old, ref, entropy, rewards.to(mask.device),
-                             batch.group_index[rows].to(mask.device))
+                             batch.group_index[rows].to(mask.device), [batch.rollouts[i].meta for i in rows.tolist()])
         for fn, params in self.shapers:
             ctx.advantages, metrics = fn(ctx, params)
             self._prep_metrics |= {k: float(v) for k, v in metrics.items()}

@@ -1,0 +1,80 @@
+"""Rollout strategies: how one request's completions are produced from the engine.
+
+The collector asks its strategy, never the engine directly, for the completions of a request. ``plain`` samples
+``counts[i]`` independent completions of each prompt; a method that changes *what is generated* (partial
+rollouts carried across steps, early pruning, tree-structured branching) is one more strategy class plus one
+registration line in ``generation/__init__.py``, chosen by ``generation.strategy``. A strategy may keep state
+across steps (checkpointed with the trainer), learn from the verified outcome of its completions (``observe``)
+and attach per-completion tree metadata (``Completion.meta``) that advantage shapers read.
+
+Charging: a completion costs the tokens decoded for it, ``len(token_ids) - prefix_len`` (a tree branch's prefix
+was charged with its parent), plus ``meta["uncharged_prefix"]`` prefix tokens decoded earlier and not charged yet
+(APRIL's resumed partials are charged once, when their group comes back).
+
+A strategy may return completions for prompts it was not asked for this call (APRIL resumes last step's partial
+rollouts first) through ``extra``, and may return fewer completions than asked for a prompt (aborted or pruned
+ones it keeps for later); the collector verifies and charges whatever comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollwise.components import Knobs
+from rollwise.generation.base import Completion, Engine, SamplingParams
+from rollwise.registry import Registry
+
+
+@dataclass
+class StrategyResult:
+    """Completions of one call: ``completions[i]`` for the requested prompt i, and ``extra`` completions of other
+    pool prompts (pool index -> (prompt ids, completions)), e.g. resumed partial rollouts. Completions a strategy
+    generated and dropped (ARRoL's pruned rollouts) are counted in ``discarded_*``: comparisons are at equal
+    *generated* tokens, so they are charged like any other."""
+
+    completions: list[list[Completion]]
+    extra: dict[int, tuple[list[int], list[Completion]]] = field(default_factory=dict)
+    discarded_rollouts: int = 0  # generated and dropped (pruned): charged to the budget and ledger, never trained
+    discarded_tokens: int = 0
+
+
+class RolloutStrategy:
+    """Base: plain sampling. Subclasses override ``generate`` and, where they learn or keep state, ``observe``,
+    ``metrics``, ``state_dict`` and ``load_state_dict``. Knobs go in a nested ``Config(Knobs)``."""
+
+    class Config(Knobs):
+        pass
+
+    def __init__(self, **knobs: Any) -> None:
+        for k, v in type(self).Config(**knobs).model_dump().items():
+            setattr(self, k, v)
+        self.setup()
+
+    def setup(self) -> None:
+        """Initialise state (after the knobs are set)."""
+
+    def generate(self, engine: Engine, keys: list[int], prompts: list[list[int]], counts: list[int],
+                 params: SamplingParams, *, step: int) -> StrategyResult:
+        """Completions for ``counts[i]`` samples of pool prompt ``keys[i]`` (token ids ``prompts[i]``)."""
+        return StrategyResult(engine.generate(prompts, counts, params))
+
+    def observe(self, keys: list[int], completions: list[Completion], rewards: list[float]) -> None:
+        """The verified reward of each completion this call returned (flattened, in return order; ``extra``
+        after the requested ones)."""
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class PlainStrategy(RolloutStrategy):
+    """Independent samples of each prompt (every GRPO trainer's default)."""
+
+
+STRATEGIES: Registry[type[RolloutStrategy]] = Registry("rollout strategy")
