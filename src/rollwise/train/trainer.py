@@ -151,9 +151,10 @@ class Trainer:
         self.pipeline.observe(pools, batch.groups, losses)
         # 5. books
         self._charge(got, batch)
-        return {**got.metrics(), **self.collector.metrics(), "rollout/advantage_abs_mean": float(batch.advantages.abs().mean())
-                if batch.rollouts else 0.0, **metrics, **self.pipeline.metrics(),
-                "perf/train_seconds": train_seconds, "perf/lr": self.scheduler.get_last_lr()[0]}
+        adv = float(batch.advantages.abs().mean()) if batch.rollouts else 0.0
+        return {**got.metrics(), **self.collector.metrics(), "rollout/advantage_abs_mean": adv, **metrics,
+                **self.pipeline.metrics(), "perf/train_seconds": train_seconds,
+                "perf/lr": self.scheduler.get_last_lr()[0]}
 
     def _update(self, batch: TrainBatch, step: int) -> tuple[dict[str, float], Any]:
         """Optimise on the batch; return the loss metrics and each group's mean surrogate loss."""
