@@ -114,7 +114,10 @@ def test_presets_fill_typed_components_and_explicit_tables_tune_them():
     assert (cfg.algo.epochs, cfg.algo.mini_batches, cfg.rollout_budget()) == (2, 1, 4 * 32 * 32)
     assert load_config(None, ["--sampler.type=dars_b", "--algo.epochs=1"]).algo.epochs == 1
     assert load_config(None, ["--sampler.replay=true"]).sampler.replay.fresh_fraction == 0.5
-    assert load_config(None, ["--sampler.type=dots", "--sampler.replay=false"]).sampler.replay is None
+    off = load_config(None, ["--sampler.type=dots", "--sampler.replay=false"])
+    assert off.sampler.replay is False
+    # off stays off through the run directory's config.toml (it was refilled from the preset before)
+    assert Config.model_validate(tomllib.loads(dump_toml(off))).sampler.replay is False
 
 
 def test_user_components_are_imported_and_checked_at_load():

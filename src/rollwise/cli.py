@@ -60,7 +60,7 @@ class _App(typer.Typer):
 app = _App(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 app.add_typer(config_app, name="config")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # errors name paths and keys: never wrapped mid-word
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 

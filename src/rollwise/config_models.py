@@ -21,7 +21,7 @@ from rollwise.components import component_union
 from rollwise.generation.base import ENGINES
 from rollwise.generation.strategy import STRATEGIES
 from rollwise.registry import Registry
-from rollwise.rewards.shaping import REWARD_SHAPERS
+from rollwise.rewards.shaping import REWARD_SHAPERS, check_reward_shaping
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
 from rollwise.sampling import presets as sampler_presets
 
@@ -333,6 +333,7 @@ class Config(_Section):
         if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
             raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
                              f"its answers; use task.verifier = {want!r} (or 'auto')")
+        check_reward_shaping(self.task)
         transform, source = self.sampler.transform.type, getattr(self.sampler.transform, "source", "own")
         if self.task.suite != "arith" and (transform == "hill" or (transform == "prefix_rl" and source == "reference")):
             what = "hint generators" if transform == "hill" else "worked reference traces"

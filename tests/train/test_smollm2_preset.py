@@ -32,7 +32,7 @@ runner = CliRunner()
 def smol(tmp_path_factory) -> Path:
     """A saved HF dir: 1-layer Llama + a 400-token byte-level BPE trained on word problems, SmolLM2's template."""
     corpus = [p.text for p in build_word_suite(["add2", "sub2", "mul1", "mix2"], 200, 5, seed=7).pool]
-    corpus += ["Solve the math problem. Give the final answer as a number.", "The answer is 68.", "23 + 45 = 68"]
+    corpus += ["Answer in one short sentence that ends with the final number.", "The answer is 68.", "23 + 45 = 68"]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -76,7 +76,7 @@ def test_train_two_steps_with_preset(smol, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/mean/pass@1" in r]
     assert [r["step"] for r in evals] == [0, 2]
-    for level in ("add1", "add2", "sub2", "mul1", "mul2", "mix2"):
+    for level in ("add1", "add2", "sub2", "mul1", "mul2", "div1"):
         assert 0.0 <= evals[-1][f"eval/{level}/parsed"] <= 1.0
         assert 0.0 <= evals[-1][f"eval/{level}/truncated"] <= 1.0
     assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file()
@@ -86,7 +86,7 @@ def test_prompts_use_the_chat_template_and_system_prompt(smol, tmp_path):
     cfg = load_config(PRESET, [f"--model.path={smol}"])
     tok = AutoTokenizer.from_pretrained(smol)
     text = render_prompt("What is 23 + 45?", cfg.task, tok)
-    assert text == ("<|im_start|>system\nSolve the math problem. Give the final answer as a number.<|im_end|>\n"
+    assert text == ("<|im_start|>system\nAnswer in one short sentence that ends with the final number.<|im_end|>\n"
                     "<|im_start|>user\nWhat is 23 + 45?<|im_end|>\n<|im_start|>assistant\n")
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text and ids.count(tok.convert_tokens_to_ids("<|im_start|>")) == 3
@@ -134,7 +134,7 @@ def test_eval_words_heldout_split(smol, tmp_path):
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert report["verifier"] == "final_number"
     sets = sorted({k.split("/")[1] for k in report if k.startswith("eval/")} - {"mean"})
-    assert sets == sorted(["add1", "add2", "sub2", "mul1", "mul2", "mix2"])
+    assert sets == sorted(["add1", "add2", "sub2", "mul1", "mul2", "div1"])
 
 
 def test_eval_words_needs_word_levels(smol, tmp_path):
