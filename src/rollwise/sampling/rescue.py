@@ -1,5 +1,8 @@
 """What the rescue transforms (PrefixRL, HiLL) share: which prompts are stuck, one context per prompt per step,
-the share of stuck prompts still shown plain, and the count of rescued prompts later solved without help.
+the share of stuck prompts still shown plain, and the count of rescued prompts later solved without help
+(``rescued``: helped first; ``unstuck``: any stuck prompt later solved plain, helped or not, so that a control
+arm with ``plain_share = 1`` -- uniform GRPO that only keeps the books -- gives the share a prompt gets unstuck
+by itself).
 
 *Stuck*: the prompt's latest plain pool (shown without any context) had at least ``min_failures`` rollouts
 and none solved. This is xrpo_icl's all-wrong rule read on the transform's own plain record rather than the
@@ -37,6 +40,8 @@ class RescueTransform(Transform):
         self._stuck: set[int] = set()  # prompts whose latest plain pool was all wrong
         self._helped: set[int] = set()  # stuck prompts given a context at least once
         self._rescued = 0  # helped prompts later solved plain (all steps)
+        self._ever_stuck: set[int] = set()  # prompts stuck at least once
+        self._unstuck = 0  # stuck prompts later solved plain, helped or not (what a control arm gets by itself)
         self._step = -1
         self._given: dict[int, PromptContext | None] = {}  # this step's context per prompt
 
@@ -81,21 +86,29 @@ class RescueTransform(Transform):
                 if pool.prompt in self._helped:
                     self._rescued += 1
                     self._helped.discard(pool.prompt)
-                self._stuck.discard(pool.prompt)
+                if pool.prompt in self._stuck:
+                    self._unstuck += 1
+                    self._stuck.discard(pool.prompt)
             elif pool.n >= self.min_failures:
                 self._stuck.add(pool.prompt)
+                self._ever_stuck.add(pool.prompt)
 
     def helped_last(self) -> int:
         return sum(c is not None for c in self._given.values())
 
     def metrics(self) -> dict[str, float]:
         return {"helped": float(self.helped_last()), "stuck": float(len(self._stuck)),
-                "rescued": float(self._rescued)}
+                "rescued": float(self._rescued), "ever_stuck": float(len(self._ever_stuck)),
+                "unstuck": float(self._unstuck),
+                "unstuck_share": self._unstuck / len(self._ever_stuck) if self._ever_stuck else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stuck": sorted(self._stuck), "helped": sorted(self._helped), "rescued": self._rescued}
+        return {"stuck": sorted(self._stuck), "helped": sorted(self._helped), "rescued": self._rescued,
+                "ever_stuck": sorted(self._ever_stuck), "unstuck": self._unstuck}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._stuck, self._helped = {int(p) for p in state["stuck"]}, {int(p) for p in state["helped"]}
         self._rescued = int(state["rescued"])
+        self._ever_stuck = {int(p) for p in state.get("ever_stuck", [])}
+        self._unstuck = int(state.get("unstuck", 0))
         self._step, self._given = -1, {}

@@ -91,6 +91,9 @@ class StepRollouts:
             "rollout/reward_mean": sum(r.reward for r in rs) / n,
             "rollout/parsed_share": sum(r.parsed for r in rs) / n,
             "rollout/length_mean": self.num_tokens / n,
+            # mean -log mu(y_t) of the sampled tokens: an unbiased estimate of the sampling policy's per-token
+            # entropy, for free (the entropy curve of every run, whatever its loss computes)
+            "rollout/token_nll_mean": -sum(sum(r.behaviour_logprobs) for r in rs) / max(self.num_tokens, 1),
             "rollout/truncated_share": sum(r.finish_reason == "length" for r in rs) / n,
             "rollout/verify_failures": self.verify_failures,
             **{f"rollout/verify_{kind}": count for kind, count in self.faults.items()},
