@@ -153,3 +153,17 @@ def test_cli_smoke(warm_cache, tmp_path):
     rows = [r for r in rows if "sampler/budget" in r]
     assert len(rows) == 4 and all("sampler/transform/prefixed" in r for r in rows)
     assert any(r["sampler/transform/prefixed"] > 0 for r in rows[2:])  # prompts stuck in step 1 or 2, back
+
+
+def test_unstuck_counts_every_stuck_prompt_later_solved_plain_helped_or_not():
+    """The control's books: with plain_share 1 nothing is helped (no context, rescued stays 0), yet a stuck
+    prompt solved on a later plain visit counts as unstuck; ever_stuck keeps prompts that got unstuck."""
+    t = _stuck(plain_share=1.0)  # 0, 2, 3, 5 stuck
+    assert t.contexts(np.array([0, 2, 3]), {}, _ctx(1)) is None
+    t.observe(_ctx(1), [_pool(2, [0, 1, 0, 0]), _pool(3, [0, 0, 0, 0])], [])
+    m = t.metrics()
+    assert (m["rescued"], m["unstuck"], m["ever_stuck"], m["stuck"]) == (0, 1, 4, 3)
+    assert m["unstuck_share"] == 0.25
+    r = PrefixRL(source="both", plain_share=1.0)
+    r.load_state_dict(pickle.loads(pickle.dumps(t.state_dict())))
+    assert r.metrics() | {"helped": 0.0} == m | {"helped": 0.0}
