@@ -11,21 +11,10 @@ import torch.nn.functional as F
 from rollwise.generation import Decision, OutputSpec, Prefix, SamplingParams, StepControl
 from rollwise.generation.hf import HFEngine
 from rollwise.generation.scripted import ScriptedEngine
-from rollwise.train.model import build_char_tokenizer, build_tiny_model
 from rollwise.train.policy import build_seq_batch, compute_logprobs
 
 TEXTS = ["7", "12+34=", "hello world, x", "ab"]
 M = 12
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_char_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return build_tiny_model(tok, layers=2, hidden=32, heads=2, kv_heads=1, intermediate=64, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from rollwise.generation import ENGINES, Completion, Engine, SamplingParams
 from rollwise.generation.hf import HFEngine, compute_sample
-from rollwise.train.model import build_char_tokenizer, build_tiny_model
 
 TEXTS = ["7", "12+34=", "hello world, x", "ab"]  # different lengths -> left padding within one chunk
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_char_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return build_tiny_model(tok, layers=2, hidden=32, heads=2, kv_heads=1, intermediate=64, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,8 @@ import torch.nn.functional as F
 from rollwise.algos.hapo import EntropyNorm, apply_entropy_norm
 from rollwise.generation import SamplingParams
 from rollwise.generation.hf import HFEngine, compute_entropy_temperature, compute_sample
-from rollwise.train.model import build_char_tokenizer, build_tiny_model
 
 UNIT = EntropyNorm(pivot=0.0, std=1.0, scale_pos=1.0, scale_neg=1.0)  # h = clamp(log H, -1, 1)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_char_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return build_tiny_model(tok, layers=2, hidden=32, heads=2, kv_heads=1, intermediate=64, seed=0)
 
 
 def test_per_token_temperature_on_constructed_logits():

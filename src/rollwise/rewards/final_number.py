@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from rollwise.rewards.base import VerifyResult, inline_safe
 from rollwise.rewards.extract import final_answer_line, last_boxed
-from rollwise.rewards.gsm8k import _last_number, parse_number
+from rollwise.rewards.gsm8k import _last_number, _render, parse_number
 
 __all__ = ["extract_final_number", "verify_final_number"]
 
@@ -41,10 +41,6 @@ def extract_final_number(completion: str) -> tuple[Fraction | None, str]:
         if value is not None:
             return value, "answer_line"
     return _last_number(completion), "last_number"
-
-
-def _render(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else str(value)
 
 
 @inline_safe
