@@ -103,7 +103,8 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
             from rollwise.components import typed_model
 
             return list(typed_model(reg, str(loc[i + 1])).model_fields)
-        field = getattr(model, "model_fields", {}).get(part)
+        fields = getattr(model, "model_fields", {})
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if field is None:
             return []
         ann = field.annotation
@@ -172,7 +173,7 @@ def dump_toml(cfg: Config) -> str:
     """Render a config as TOML (sections in declaration order, None values omitted)."""
     lines: list[str] = []
     for section, model in cfg:
-        lines.append(f"[{section}]")
+        lines.append(f"[{Config.model_fields[section].alias or section}]")
         for key, value in model.model_dump().items():
             if value is None:
                 continue
@@ -204,7 +205,7 @@ def describe(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[st
 
     rows = []
     for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
+        key = f"{prefix}{field.alias or name}"  # the key a user writes (``async``, not ``async_``)
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows += describe(ann, f"{key}.")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rollwise.algos.catalog import (
     ADVANTAGES,
     AGGREGATIONS,
+    CORRECTIONS,
     ENTROPY_STATS_LOSSES,
     GROUP_RELATIVE,
     KL_ESTIMATORS,
@@ -36,6 +37,7 @@ LossCfg = component_union(POLICY_LOSSES)
 AggregationCfg = component_union(AGGREGATIONS)
 KlCfg = component_union(KL_ESTIMATORS)
 ShaperCfg = component_union(SHAPERS)
+CorrectionCfg = component_union(CORRECTIONS)
 RewardShapingCfg = component_union(REWARD_SHAPERS)
 EngineCfg = component_union(ENGINES)
 StrategyCfg = component_union(STRATEGIES)
@@ -44,7 +46,8 @@ COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
     "sampler.downsampler": DOWNSAMPLERS, "sampler.baseline": BASELINES, "sampler.transform": TRANSFORMS,
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
-    "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "task.reward_shaping": REWARD_SHAPERS,
+    "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "algo.correction": CORRECTIONS,
+    "task.reward_shaping": REWARD_SHAPERS,
     "generation.engine": ENGINES, "generation.strategy": STRATEGIES,
 }
 TASK_SUITES = ("arith", "words", "dataset")
@@ -69,6 +72,30 @@ class RunConfig(_Section):
     seed: int = Field(0, description="global seed: tasks, init, sampling, dropout")
     device: str = Field("auto", description="torch device: auto | cpu | cuda | cuda:N")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = all available cores)")
+    mode: Literal["sync", "async"] = Field("sync", description="sync: generate, then train, in one process; "
+                                           "async: rollout workers on Ray generate while the trainer trains")
+
+
+class AsyncConfig(_Section):
+    """``[async]``: asynchronous off-policy training (``run.mode = "async"``, AReaL-style)."""
+
+    max_staleness: int = Field(1, ge=0, description="eta: a step's rollouts start at most this many weight "
+                               "versions before the step trains (0 = synchronous semantics)")
+    workers: int = Field(1, ge=1, description="rollout workers (Ray actors, each with its own engine)")
+    worker_threads: int = Field(1, ge=1, description="torch CPU threads per rollout worker")
+    interrupt: bool = Field(True, description="abort generation at a weight update and resume the partial "
+                            "rollouts under the new weights (tokens keep the version that sampled them)")
+    weight_sync: Literal["object_store", "broadcast"] = Field(
+        "object_store", description="how weights reach the workers: Ray's object store, or a torch.distributed "
+        "broadcast (gloo on CPU, nccl on GPU)")
+
+
+class RayConfig(_Section):
+    """``[ray]``: where the async mode's Ray runs."""
+
+    address: str | None = Field(None, description="None starts Ray locally (loopback only); 'auto' or "
+                                "host:port joins a cluster started with `ray start`")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (None = all)")
 
 
 class ModelConfig(_Section):
@@ -232,7 +259,10 @@ class AlgoConfig(_Section):
     clip_low: float = Field(0.2, ge=0, description="lower clip epsilon")
     clip_high: float = Field(0.28, ge=0, description="upper clip epsilon (clip-higher)")
     dual_clip: float | None = Field(None, description="dual-clip constant c for negative advantages (None = off)")
-    behaviour_is_cap: float | None = Field(5.0, description="cap of the decoupled pi_old/mu weight (replay)")
+    behaviour_is_cap: float | None = Field(5.0, description="cap of the decoupled pi_old/mu weight (replay; "
+                                           "used by algo.correction = 'none' only)")
+    correction: CorrectionCfg = Field("none", description="off-policy correction for stale or replayed rollouts: "
+                                      "none | tis | mis | areal | vcpo | minpro | remix")
     aggregation: AggregationCfg = Field("token-mean", description="loss aggregation mode")
     kl_coef: float = Field(0.0, ge=0, description="k3 KL penalty to the frozen reference (0 = no reference)")
     kl_estimator: KlCfg = Field("k3", description="KL estimator: k1 | k2 | k3")
@@ -275,6 +305,11 @@ class Config(_Section):
     generation: GenerationConfig = GenerationConfig()
     algo: AlgoConfig = AlgoConfig()
     trainer: TrainerConfig = TrainerConfig()
+    async_: AsyncConfig = Field(AsyncConfig(), alias="async", description="asynchronous mode (run.mode = async)")
+    ray: RayConfig = RayConfig()
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
+                              validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any
 
 _EXPORTS = {
     "ADVANTAGES": "catalog", "AGGREGATIONS": "catalog", "KL_ESTIMATORS": "catalog", "POLICY_LOSSES": "catalog",
-    "SHAPERS": "catalog", "ShapingContext": "shaping", "needs_of": "shaping",
+    "SHAPERS": "catalog", "CORRECTIONS": "catalog", "ShapingContext": "shaping", "needs_of": "shaping",
     "AdvantageContext": "advantages", "AdvantageFn": "advantages", "AdvantageOutput": "advantages",
     "compute_group_mean_std": "advantages", "group_sizes": "advantages",
     "compute_aggregate": "aggregation", "count_tokens_and_seqs": "aggregation",

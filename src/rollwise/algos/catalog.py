@@ -1,7 +1,8 @@
 """The names and knobs of the pure-math parts, without importing torch: the registries of advantage
-estimators, policy losses, loss aggregations and KL estimators, each entry a lazy ``module:function`` with its
-knobs as a dataclass (``field(metadata={"doc": ...})``). The config validates names and knobs against this
-catalog when it loads (fast: no torch), and the trainer imports an entry only when it runs it.
+estimators, policy losses, loss aggregations, KL estimators and off-policy corrections, each entry a lazy
+``module:function`` (or ``module:Class``) with its knobs as a dataclass (``field(metadata={"doc": ...})``).
+The config validates names and knobs against this catalog when it loads (fast: no torch), and the trainer
+imports an entry only when it runs it.
 
 Adding an estimator: write ``compute_my_advantages`` in ``advantages.py`` and add one line here.
 """
@@ -24,6 +25,8 @@ AGGREGATIONS: Registry = Registry("loss aggregation", knobs_from_entry=False)
 KL_ESTIMATORS: Registry = Registry("kl estimator", knobs_from_entry=False)
 #: advantage shapers: per-token rewrites of the advantages inside the update (ACE, MSSR's entropy term, ...)
 SHAPERS: Registry = Registry("advantage shaper", knobs_from_entry=False)
+#: off-policy corrections: behaviour-IS weights, token masks, trust-region anchors and lr scales (corrections.py)
+CORRECTIONS: Registry = Registry("off-policy correction", knobs_from_entry=False)
 
 
 @dataclass(frozen=True)
@@ -132,3 +135,82 @@ SHAPERS.register("mssr_entropy", "rollwise.algos.shaping:shape_mssr_entropy", co
                  doc="entropy advantage A + min(kappa1 H, |A|/kappa2) (arXiv:2506.14758; MSSR arXiv:2512.18215)")
 SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", config=RoseSegmentsKnobs,
                  doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")
+
+
+@dataclass(frozen=True)
+class TisKnobs:
+    level: Literal["token", "sequence"] = field(default="token", metadata={
+        "doc": "token: w_t = pi_old/mu per token; sequence: w = prod_t pi_old/mu, one weight per rollout (verl)"})
+    cap: float = field(default=2.0, metadata={"doc": "truncation C: w <- min(w, C) (verl rollout_is_threshold: 2)"})
+
+
+@dataclass(frozen=True)
+class MisKnobs:
+    level: Literal["token", "sequence", "geometric"] = field(default="token", metadata={
+        "doc": "ratio that is tested: per token, the sequence product, or its geometric mean (verl rollout_rs)"})
+    upper: float = field(default=2.0, metadata={"doc": "tokens/sequences with ratio > upper are masked out"})
+    lower: float | None = field(default=None, metadata={"doc": "... and with ratio < lower (None = 1 / upper, "
+                                                                 "as verl)"})
+    is_weight: bool = field(default=True, metadata={
+        "doc": "kept tokens also get their IS weight pi_old/mu (Yao et al. MIS); false: pure rejection"})
+
+
+@dataclass(frozen=True)
+class ArealKnobs:
+    level: Literal["token", "sequence"] = field(default="token", metadata={
+        "doc": "behaviour weight w per token, or per sequence as the geometric mean of the token weights"})
+    action: Literal["mask", "clamp"] = field(default="mask", metadata={
+        "doc": "w outside [lower, upper]: mask sets it to 0 (denominator keeps the token), clamp truncates it"})
+    upper: float = field(default=5.0, metadata={"doc": "upper bound of w (AReaL's old default 5.0)"})
+    lower: float | None = field(default=None, metadata={"doc": "lower bound of w (None = no lower bound)"})
+    prox: Literal["recompute", "loglinear"] = field(default="recompute", metadata={
+        "doc": "pi_prox: recomputed in a no-grad pass, or A-3PO's log mu + alpha (log pi_theta - log mu) "
+               "from per-token versions (skips the pass)"})
+
+
+@dataclass(frozen=True)
+class VcpoKnobs:
+    cap: float | None = field(default=8.0, metadata={
+        "doc": "truncated sequence-level IS weight min(w_i, cap) on each rollout's loss (VCPO: 8; None = no weight)"})
+    rule: Literal["sqrt", "linear"] = field(default="sqrt", metadata={
+        "doc": "lr scale sqrt(min(1, rho / rho_base)) (AdamW, VCPO default) or min(1, rho / rho_base)"})
+    rho_base: float = field(default=1.0, metadata={"doc": "ESS/B at which the lr is left unscaled (VCPO: 1.0)"})
+    use_clipped: bool = field(default=False, metadata={"doc": "ESS from the truncated weights instead of raw w"})
+
+
+@dataclass(frozen=True)
+class MinproKnobs:
+    prefix: Literal["strict", "inclusive"] = field(default="strict", metadata={
+        "doc": "m_t = min over j < t (spec; m_1 = 1) or over j <= t [unverified choice]"})
+    cap_at_one: bool = field(default=False, metadata={"doc": "m_t <- min(m_t, 1): only down-weight [unverified]"})
+    anchor: Literal["behaviour", "prox"] = field(default="behaviour", metadata={
+        "doc": "the clipped token term's ratio: pi_theta/mu (spec) or pi_theta/pi_prox (decoupled)"})
+
+
+@dataclass(frozen=True)
+class RemixKnobs:
+    kl_coef: float = field(default=0.01, metadata={
+        "doc": "beta of the KL-convex penalty beta [lam KL(pi||pi_base) + (1 - lam) KL(pi||pi_prev)] "
+               "(0 = off) [unverified value]"})
+    lam: float = field(default=0.5, metadata={"doc": "lambda, the share of KL to the base (reference) policy "
+                                                     "[unverified value]"})
+    reincarnate_at: int | None = field(default=None, metadata={
+        "doc": "policy reincarnation: at this step the reference <- current weights (None = never)"})
+
+
+_C = "rollwise.algos.corrections:"
+CORRECTIONS.register("none", _C + "NoCorrection",
+                     doc="today's update: decoupled pi_old/mu weight capped at algo.behaviour_is_cap when off-policy")
+CORRECTIONS.register("tis", _C + "TruncatedIS", config=TisKnobs,
+                     doc="truncated IS: loss x min(pi_old/mu, C), token or sequence level (Yao et al.; verl)")
+CORRECTIONS.register("mis", _C + "MaskedIS", config=MisKnobs,
+                     doc="masked IS: drop tokens/sequences whose pi_old/mu is outside [lower, upper] (Yao et al.)")
+CORRECTIONS.register("areal", _C + "ArealDecoupled", config=ArealKnobs,
+                     doc="AReaL decoupled PPO: trust region vs pi_prox, bounded w = pi_prox/mu (arXiv:2505.24298)")
+_P = "rollwise.algos.corrections_policy:"
+CORRECTIONS.register("vcpo", _P + "Vcpo", config=VcpoKnobs,
+                     doc="VCPO: truncated sequence IS and lr x sqrt(ESS/B) for the step (arXiv:2602.17616)")
+CORRECTIONS.register("minpro", _P + "MinPro", config=MinproKnobs,
+                     doc="MinPRO: token loss x sg(min prefix ratio pi_theta/mu) (arXiv:2601.22718)")
+CORRECTIONS.register("remix", _P + "Remix", config=RemixKnobs,
+                     doc="ReMix: ratio vs the behaviour policy + KL-convex penalty; use with replay (arXiv:2507.06892)")

@@ -149,6 +149,7 @@ class SampleContext:
     budget: Budget
     levels: np.ndarray | None = None  # [N] int difficulty level per pool prompt (for metrics/bins), if known
     exclude: np.ndarray | None = None  # [k] prompts already used this step (refills must not repeat them)
+    in_flight: np.ndarray | None = None  # [m] prompts other steps are rolling out now (async mode)
     estimate: Estimator | None = None  # the configured advantage estimator over whole pools
     advantages: list[np.ndarray] | None = None  # [P][n] this step's pool advantages, once computed
 
@@ -227,6 +228,7 @@ class Component:
 
 class Selector(Component):
     kind = "selector"
+    repeat_in_flight = False  # may pick a prompt another step is still rolling out (async mode)
 
     def select(self, k: int, ctx: SampleContext) -> np.ndarray:
         """Return ``k`` distinct pool indices (fewer if the pool is exhausted), avoiding ``ctx.exclude``."""

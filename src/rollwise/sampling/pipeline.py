@@ -1,6 +1,8 @@
 """Composes the sampler components into the object the trainer talks to, and keeps the step's books.
 
 The trainer only ever calls ``begin_step`` -> ``next_request`` (until None) -> ``finalize`` -> ``observe``;
+in asynchronous mode several steps are in flight at once, each call names its ``step``, and ``begin_step`` is
+told which prompts other steps are rolling out (``in_flight``) so none is picked twice;
 every published method is a combination of registered components chosen in config (see ``presets.py``).
 The pipeline owns everything a method may change about a step: which prompts and contexts, how many
 rollouts, which groups and rollouts are trained, their advantages (through the injected estimator, over each
@@ -35,6 +37,19 @@ from rollwise.sampling.replay import Replay
 from rollwise.sampling.stats import PromptStats
 
 MIN_GROUP = 2  # a group of one rollout has no contrast: never trained (unless the baseline is external)
+
+
+@dataclass
+class _StepState:
+    """One step's planning state, from ``begin_step`` to ``observe`` (several coexist in async mode)."""
+
+    ctx: SampleContext
+    fresh: int  # prompts selected fresh; the rest of the batch is replayed
+    used: np.ndarray  # every prompt generated this step (refills must not repeat them)
+    active: np.ndarray  # prompts a further round may extend
+    round: int = 1
+    refills: int = 0
+    dropped_small: int = 0
 
 
 @dataclass
@@ -91,7 +106,7 @@ class SamplingPipeline:
         self.stats = PromptStats(pool_size, ema_decay=ema_decay, positive_threshold=positive_threshold)
         self.rng = np.random.default_rng(seed)
         self._metrics: dict[str, Any] = {}
-        self._ctx: SampleContext | None = None
+        self._steps: dict[int, _StepState] = {}  # steps begun and not yet observed
 
     # ------------------------------------------------------------------ components and budget
     @property
@@ -117,47 +132,58 @@ class SamplingPipeline:
         return req
 
     # ------------------------------------------------------------------ one step
-    def begin_step(self, step: int, budget: Budget) -> Request:
-        """Plan the first generation round of ``step``."""
-        ctx = self._ctx = self._context(step, budget)
-        self._round, self._refills, self._dropped_small = 1, 0, 0
+    def _state(self, step: int | None) -> _StepState:
+        """The state of ``step`` (default: the latest step begun)."""
+        assert self._steps, "begin_step first"
+        return self._steps[max(self._steps) if step is None else step]
+
+    def begin_step(self, step: int, budget: Budget, in_flight: np.ndarray | None = None) -> Request:
+        """Plan the first generation round of ``step``. Prompts in ``in_flight`` (being rolled out for other
+        steps) are not picked unless the selector says it may repeat them: it is asked for that many more and
+        the in-flight ones are dropped, so its own rule still orders what is left."""
+        ctx = self._context(step, budget)
         k = self.batch_prompts
         if self.replay is not None and len(self.replay):
             k = max(int(round(k * self.replay.fresh_fraction)), 1)
-        self._fresh = k  # the rest of the batch is replayed
-        prompts = self.selector.select(k, ctx)
+        busy = np.zeros(0, dtype=np.int64) if in_flight is None else np.asarray(in_flight, dtype=np.int64)
+        ctx.in_flight = busy
+        if len(busy) and not self.selector.repeat_in_flight:
+            prompts = self.selector.select(k + len(busy), ctx)
+            prompts = prompts[~np.isin(prompts, busy)][:k]
+        else:
+            prompts = self.selector.select(k, ctx)
         req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), budget.left(), self.min_group)
-        self._used = req.prompts.copy()
-        self._active = req.prompts.copy()
+        self._steps[step] = _StepState(ctx, k, req.prompts.copy(), req.prompts.copy())
         return self._with_contexts(req, {}, ctx)
 
-    def next_request(self, pools: dict[int, GroupObs]) -> Request | None:
+    def next_request(self, pools: dict[int, GroupObs], step: int | None = None) -> Request | None:
         """Another round for still-active prompts (successive sampling), else a refill (gates), else None."""
-        ctx = self._ctx
-        assert ctx is not None, "begin_step first"
+        st = self._state(step)
+        ctx = st.ctx
         # a prompt the rollout strategy left without completions (APRIL aborted it) takes no further round
-        self._active = self._active[np.isin(self._active, np.fromiter(pools, dtype=np.int64, count=len(pools)))]
-        if self._round < self.allocator.max_rounds and len(self._active) and ctx.budget.left() > 0:
-            active = [pools[int(p)] for p in self._active]
-            extra = np.asarray(self.allocator.extend(self._round, active, ctx), dtype=np.int64)
-            self._round += 1
-            req = fit_to_budget(self._active[extra > 0], extra[extra > 0], ctx.budget.left())
+        st.active = st.active[np.isin(st.active, np.fromiter(pools, dtype=np.int64, count=len(pools)))]
+        if st.round < self.allocator.max_rounds and len(st.active) and ctx.budget.left() > 0:
+            active = [pools[int(p)] for p in st.active]
+            extra = np.asarray(self.allocator.extend(st.round, active, ctx), dtype=np.int64)
+            st.round += 1
+            req = fit_to_budget(st.active[extra > 0], extra[extra > 0], ctx.budget.left())
             if len(req):
                 if not self.allocator.revisit:
-                    self._active = req.prompts
+                    st.active = req.prompts
                 return self._with_contexts(req, pools, ctx)
-        return self._refill(pools, ctx)
+        return self._refill(pools, st)
 
-    def _refill(self, pools: dict[int, GroupObs], ctx: SampleContext) -> Request | None:
+    def _refill(self, pools: dict[int, GroupObs], st: _StepState) -> Request | None:
+        ctx = st.ctx
         refill_gates = [g for g in self.gates if g.refill]
-        if not refill_gates or self._refills >= min(g.max_refills for g in refill_gates):
+        if not refill_gates or st.refills >= min(g.max_refills for g in refill_gates):
             return None
         passing = int(self._gate(list(pools.values()), ctx)[1].sum())
         need = self.batch_prompts - passing
         if need <= 0 or ctx.budget.left() <= 0:
             return None
-        self._refills += 1
-        ctx.exclude = self._used
+        st.refills += 1
+        ctx.exclude = st.used if ctx.in_flight is None else np.concatenate([st.used, ctx.in_flight])
         # ask for the shortfall scaled by the observed pass rate of the gate, at least the shortfall
         pass_rate = max(passing / max(len(pools), 1), 0.1)
         cap = min(g.refill_prompts(self.batch_prompts) // max(g.max_refills, 1) for g in refill_gates)
@@ -167,8 +193,8 @@ class SamplingPipeline:
         req = fit_to_budget(prompts, self.allocator.initial(prompts, ctx), ctx.budget.left(), self.min_group)
         if not len(req):
             return None
-        self._used = np.concatenate([self._used, req.prompts])
-        self._active, self._round = req.prompts, 1
+        st.used = np.concatenate([st.used, req.prompts])
+        st.active, st.round = req.prompts, 1
         return self._with_contexts(req, pools, ctx)
 
     def _gate(self, pools: list[GroupObs], ctx: SampleContext) -> tuple[list[np.ndarray], np.ndarray]:
@@ -189,17 +215,17 @@ class SamplingPipeline:
             mask &= np.asarray(gate.keep(pools, kept, ctx), dtype=bool)
         return kept, mask
 
-    def finalize(self, pools: dict[int, GroupObs]) -> TrainPlan:
+    def finalize(self, pools: dict[int, GroupObs], step: int | None = None) -> TrainPlan:
         """Choose the groups and rollouts to train with their (weighted) advantages, add replayed groups,
         and record the step's metrics."""
-        ctx = self._ctx
-        assert ctx is not None, "begin_step first"
+        st = self._state(step)
+        ctx = st.ctx
         obs = list(pools.values())
         for comp in self.components.values():
             comp.on_generated(ctx, obs)
         kept, mask = self._gate(obs, ctx)
         small = np.array([len(k) < self.min_group for k in kept], dtype=bool)
-        self._dropped_small = int((mask & small).sum())
+        st.dropped_small = int((mask & small).sum())
         mask &= ~small
         sel = np.flatnonzero(mask)
         if any(g.refill for g in self.gates):
@@ -212,31 +238,35 @@ class SamplingPipeline:
             adv = ctx.advantages[i][k] * float(w)
             rollouts = [p.payload[j] for j in k] if p.payload is not None else []
             groups.append(TrainGroup(p.prompt, k, adv, rollouts, float(w), step=ctx.step))
-        self._record(obs, kept, groups, ctx)
-        replayed = self._replay_draw(ctx)
+        self._record(obs, kept, groups, st)
+        replayed = self._replay_draw(st)
         return TrainPlan(groups + replayed, self.downsampler.token_fraction(ctx))
 
     def observe(self, pools: dict[int, GroupObs], trained: list[TrainGroup],
-                losses: np.ndarray | None = None) -> None:
+                losses: np.ndarray | None = None, step: int | None = None) -> None:
         """After the optimiser step: update the stats store and every component (``losses`` [len(trained)]:
-        each trained group's mean surrogate loss), and buffer the fresh groups for replay."""
-        ctx = self._ctx
-        assert ctx is not None, "begin_step first"
+        each trained group's mean surrogate loss), and buffer the fresh groups for replay. Ends the step."""
+        st = self._state(step)
+        ctx = st.ctx
+        for old in [s for s in self._steps if s < ctx.step]:  # steps never observed (a failed step) end too
+            del self._steps[old]
         obs = list(pools.values())
         self.stats.update(np.array([p.prompt for p in obs], dtype=np.int64), [p.rewards for p in obs], ctx.step)
         for comp in self.components.values():
             comp.observe(ctx, obs, trained, losses)
         if self.replay is not None:
             self.replay.push(trained)
+        del self._steps[ctx.step]
 
-    def _replay_draw(self, ctx: SampleContext) -> list[TrainGroup]:
+    def _replay_draw(self, st: _StepState) -> list[TrainGroup]:
         if self.replay is None or not len(self.replay):
             return []
-        return self.replay.draw(self.batch_prompts - self._fresh, ctx)
+        return self.replay.draw(self.batch_prompts - st.fresh, st.ctx)
 
     # ------------------------------------------------------------------ books
     def _record(self, obs: list[GroupObs], kept: list[np.ndarray], groups: list[TrainGroup],
-                ctx: SampleContext) -> None:
+                st: _StepState) -> None:
+        ctx = st.ctx
         n = np.array([p.n for p in obs], dtype=np.int64)
         trained_prompts = {g.prompt for g in groups}
         by_prompt = {p.prompt: p for p in obs}
@@ -253,9 +283,9 @@ class SamplingPipeline:
             "sampler/budget": ctx.budget.rollouts,
             "sampler/budget_spent": ctx.budget.spent_rollouts,
             "sampler/wasted_rollouts": int(wasted),
-            "sampler/dropped_small": self._dropped_small,
-            "sampler/rounds": self._round,
-            "sampler/refills": self._refills,
+            "sampler/dropped_small": st.dropped_small,
+            "sampler/rounds": st.round,
+            "sampler/refills": st.refills,
             "sampler/rollouts_per_prompt_min": int(n.min()) if n.size else 0,
             "sampler/rollouts_per_prompt_mean": float(n.mean()) if n.size else 0.0,
             "sampler/rollouts_per_prompt_max": int(n.max()) if n.size else 0,

@@ -182,39 +182,91 @@ class RolloutCollector:
                 "task.max_verify_failures")
 
     def _run(self, req: Request, out: StepRollouts, budget: Budget, seed: int, version: int) -> None:
+        job = self.make_job(req, seed, version)
+        self.record(run_job(job, self.engine, self.verifier, self.strategy, self.reward_shaper, self.problem), out,
+                    budget)
+
+    def problem(self, index: int) -> tuple[str, Any]:
+        """A pool prompt's (text, reference answer)."""
+        return self.pool[index].text, self.pool[index].reference
+
+    def make_job(self, req: Request, seed: int, version: int) -> RoundJob:
+        """A generation round as plain data (it may run in another process: async mode's rollout workers)."""
         prompts = [int(p) for p in req.prompts]
         contexts = req.contexts or [None] * len(prompts)
-        ids = [self.prompt_ids(p, c) for p, c in zip(prompts, contexts)]
-        t0 = time.perf_counter()
         params = SamplingParams(self.params.temperature, self.params.top_p, self.params.max_new_tokens,
                                 self.params.stop_token_ids, seed)
-        got = self.strategy.generate(self.engine, prompts, ids, [int(c) for c in req.counts], params,
-                                     step=version)
-        out.gen_seconds += time.perf_counter() - t0
+        return RoundJob(prompts, [self.prompt_ids(p, c) for p, c in zip(prompts, contexts)],
+                        [int(c) for c in req.counts], [answer_prefix(c) for c in contexts],
+                        {p: (self.pool[p].text, self.pool[p].reference) for p in prompts}, params, version)
+
+    def record(self, got: RoundResult, out: StepRollouts, budget: Budget) -> None:
+        """Book a finished round: rollouts (policy version = the oldest weights that sampled any token), fault
+        counts, and the decoded tokens charged to the step's budget."""
+        out.gen_seconds += got.gen_seconds
+        out.verify_seconds += got.verify_seconds
         out.calls += 1
-        completions = got.completions
-        flat = [(p, i, c) for p, i, cs in zip(prompts, ids, completions) for c in cs]
-        forced = [answer_prefix(ctx) for ctx, cs in zip(contexts, completions) for _ in cs]  # verified with it
-        for p, (pid, cs) in got.extra.items():  # completions of prompts not asked for (resumed partials)
-            flat += [(p, pid, c) for c in cs]
-            forced += [""] * len(cs)
-        t0 = time.perf_counter()
-        texts = [f + c.text for f, (_, _, c) in zip(forced, flat)]
-        refs = [self.pool[p].reference for p, _, _ in flat]
-        results = self.verifier.score_batch(texts, refs)
-        if self.reward_shaper is not None:  # judges see the problem and the same text the verifier scored
-            results = self.reward_shaper.shape([self.pool[p].text for p, _, _ in flat], texts, refs, results)
-        out.verify_seconds += time.perf_counter() - t0
         tokens = 0
-        for (p, pid, c), res in zip(flat, results):
-            r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, min([version, *c.versions]),
+        for p, pid, c, res in got.items:
+            r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, min([got.version, *c.versions]),
                         float(res.score), bool(res.parsed), dict(res.info), versions=list(c.versions),
                         meta=dict(c.meta))
             out.add_fault(res.info)
             out.rollouts.setdefault(p, []).append(r)
             tokens += r.num_tokens - c.prefix_len + int(c.meta.get("uncharged_prefix", 0))  # decoded tokens
-        budget.charge(len(flat) + got.discarded_rollouts, tokens + got.discarded_tokens)
+        budget.charge(len(got.items) + got.discarded_rollouts, tokens + got.discarded_tokens)
         out.discarded_rollouts += got.discarded_rollouts
         out.discarded_tokens += got.discarded_tokens
         out.generated_tokens += tokens
-        self.strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
+
+
+@dataclass
+class RoundJob:
+    """One generation round as plain, picklable data: what to generate and how to verify it."""
+
+    prompts: list[int]  # [P] pool indices
+    ids: list[list[int]]  # [P] prompt token ids as the context shows them
+    counts: list[int]  # [P] rollouts per prompt
+    forced: list[str]  # [P] answer prefix forced before each completion ('' for none), verified with it
+    problems: dict[int, tuple[str, Any]]  # pool index -> (prompt text, reference answer)
+    params: SamplingParams
+    version: int  # the weight version the round was planned under
+
+
+@dataclass
+class RoundResult:
+    """A round's verified completions ``(pool index, prompt ids, completion, verify result)`` and its costs."""
+
+    items: list[tuple[int, list[int], Any, Any]]
+    version: int
+    gen_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    discarded_rollouts: int = 0
+    discarded_tokens: int = 0
+
+
+def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrategy, reward_shaper: Any = None,
+            problem: Any = None) -> RoundResult:
+    """Generate a round through the rollout strategy, verify it (and shape the rewards), and let the strategy
+    learn from the outcome. Runs where the engine is: in the trainer (sync) or in a rollout worker (async).
+    ``problem(p)`` gives a pool prompt's (text, reference) that ``job.problems`` lacks (resumed partials)."""
+    t0 = time.perf_counter()
+    got = strategy.generate(engine, job.prompts, job.ids, job.counts, job.params, step=job.version)
+    gen_seconds = time.perf_counter() - t0
+    flat = [(p, i, c) for p, i, cs in zip(job.prompts, job.ids, got.completions) for c in cs]
+    forced = [f for f, cs in zip(job.forced, got.completions) for _ in cs]
+    for p, (pid, cs) in got.extra.items():  # completions of prompts not asked for (resumed partials)
+        flat += [(p, pid, c) for c in cs]
+        forced += [""] * len(cs)
+    lookup = problem or job.problems.__getitem__
+    info = {p: job.problems.get(p) or lookup(p) for p, _, _ in flat}
+    t0 = time.perf_counter()
+    texts = [f + c.text for f, (_, _, c) in zip(forced, flat)]
+    refs = [info[p][1] for p, _, _ in flat]
+    results = verifier.score_batch(texts, refs)
+    if reward_shaper is not None:  # judges see the problem and the same text the verifier scored
+        results = reward_shaper.shape([info[p][0] for p, _, _ in flat], texts, refs, results)
+    verify_seconds = time.perf_counter() - t0
+    strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
+    return RoundResult([(p, pid, c, res) for (p, pid, c), res in zip(flat, results)], job.version, gen_seconds,
+                       verify_seconds, got.discarded_rollouts, got.discarded_tokens)

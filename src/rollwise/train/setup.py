@@ -124,11 +124,13 @@ def build_estimator(cfg: Config) -> Any:
 
 
 def needs_reference(cfg: Config) -> bool:
-    """Whether the run needs a frozen reference model: a KL penalty, or a shaper or loss that declares it."""
-    from rollwise.algos import POLICY_LOSSES, SHAPERS
+    """Whether the run needs a frozen reference model: a KL penalty, or a shaper, loss or off-policy correction
+    that declares it."""
+    from rollwise.algos import CORRECTIONS, POLICY_LOSSES, SHAPERS
     from rollwise.algos.shaping import needs_of
 
-    parts = [POLICY_LOSSES.get(cfg.algo.loss.type)] + [SHAPERS.get(s.type) for s in cfg.algo.shaping]
+    parts = [POLICY_LOSSES.get(cfg.algo.loss.type), CORRECTIONS.get(cfg.algo.correction.type)]
+    parts += [SHAPERS.get(s.type) for s in cfg.algo.shaping]
     return cfg.algo.kl_coef > 0 or any("reference" in needs_of(p) for p in parts)
 
 

@@ -6,6 +6,13 @@ and a guard that skips non-finite steps.
 What the no-grad pass computes is declared by the components, never chosen by name here: a shaper or loss lists
 ``needs`` ("reference", "entropy"). Shapers and a loss's ``prepare`` run once over the whole batch (the
 micro-batches padded and stacked), so their batch statistics are exact under micro-batching.
+
+The off-policy correction (``algo.correction``, ``algos/corrections.py``) is driven the same way: it declares
+whether it wants the pi_prox pass (``prox``) and the reference (``needs``); its ``prepare`` runs once over the
+whole batch and gives per-token weights, a token mask, an lr scale for this step's optimiser steps (restored
+after each) and metrics; its ``tokens`` gives, per micro-batch, a new trust-region anchor, weights and a
+penalty. The step's weight version comes with the batch (``TrainBatch.version``), so staleness is logged for
+every correction (``offpolicy/stale_*``, ``trace/stale_hist``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rollwise.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SHAPERS, LossParams, compute_aggregate
+from rollwise.algos import (
+    AGGREGATIONS,
+    CORRECTIONS,
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    SHAPERS,
+    LossParams,
+    compute_aggregate,
+)
+from rollwise.algos.corrections import CorrectionBatch, TokenInputs, compute_staleness_metrics
 from rollwise.algos.d3s import compute_d3s_token_mask
 from rollwise.algos.shaping import ShapingContext, needs_of
 from rollwise.components import knobs
@@ -43,12 +59,15 @@ class PolicyUpdate:
         self.params = LossParams(clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
                                  behaviour_is_cap=cfg.behaviour_is_cap)
         self.shapers = [(SHAPERS.get(s.type), knobs(s)) for s in cfg.shaping]
-        self.needs = needs_of(self.loss_fn).union(*(needs_of(fn) for fn, _ in self.shapers))
+        self.correction = CORRECTIONS.get(cfg.correction.type)(**knobs(cfg.correction))
+        self.needs = needs_of(self.loss_fn).union(needs_of(self.correction), *(needs_of(fn) for fn, _ in self.shapers))
         if "reference" in self.needs and ref_model is None:
-            raise ValueError("a configured shaper or loss needs a reference model; pass ref_model")
+            raise ValueError("a configured shaper, loss or correction needs a reference model; pass ref_model")
         self.feedback: dict[str, Any] = {}  # what the last update measured for the engine (HAPO: entropy_norm)
         self.engine_off_policy = False  # the engine samples from another distribution than pi_old (feed())
-        self._prep_metrics: dict[str, float] = {}
+        self._prep_metrics: dict[str, Any] = {}
+        self._lr_scale: float | None = None  # the correction's scale of this step's lr (VCPO)
+        self._version = 0  # the step's weight version
 
     def feed(self, engine: Any) -> None:
         """Hand the engine this update's feedback, if it takes any (``engine.observe_update``), and learn
@@ -65,34 +84,64 @@ class PolicyUpdate:
         entropies and reference when declared, the D3S token mask, then the shapers and the loss's own
         whole-batch step."""
         token_fraction = batch.token_fraction
+        self._version, self._lr_scale, self._prep_metrics = batch.version, None, {}
         multi = (self.cfg.epochs > 1 or self.cfg.mini_batches > 1 or bool(batch.off_policy.any())
                  or self.engine_off_policy)
+        prox = self.correction.prox  # "auto": when pi_old can differ from the current policy
+        anchor = prox == "always" or (multi and prox == "auto")
         want_ent = token_fraction is not None or "entropy" in self.needs
-        want_old = multi or want_ent or bool(self.shapers)
+        want_old = anchor or want_ent or bool(self.shapers)
+        if self.ref is not None and self.correction.reset_reference(batch.version):
+            self.ref.load_state_dict(self.model.state_dict())  # ReMix's policy reincarnation
         olds, ents = [], []
         for mb in micro:
             if want_old:
                 lp, ent = self._logprobs(self.model, mb.seq, with_entropy=want_ent)
-                mb.old = lp if multi else None
+                mb.old = lp if anchor else None
                 olds.append(lp)
                 ents.append(ent)
             if self.ref is not None:
                 mb.ref, _ = self._logprobs(self.ref, mb.seq)
-        self._prep_metrics = {}
-        if not micro or not want_old:
+        if not micro:
             return
         C = max(mb.seq.completion_mask.shape[1] for mb in micro)
         mask = _stack([mb.seq.completion_mask for mb in micro], C)  # [B, C]
-        entropy = _stack(ents, C) if want_ent else None  # [B, C]
-        if token_fraction is not None and token_fraction < 1.0:
-            adv = torch.cat([mb.advantages for mb in micro])
-            self._split(micro, "token_mask", compute_d3s_token_mask(adv, entropy, mask, token_fraction).float())
-        if self.shapers:
-            self._shape(micro, batch, mask, _stack(olds, C), entropy)
-        if "entropy" in needs_of(self.loss_fn):  # the loss's whole-batch step (HAPO: h and its statistics)
-            prep = getattr(self.loss_fn, "prepare", None)
-            x, self.feedback = prep(entropy, mask, **self.loss_knobs) if prep else (entropy, {})
-            self._split(micro, "entropy", x)
+        if want_old:
+            entropy = _stack(ents, C) if want_ent else None  # [B, C]
+            if token_fraction is not None and token_fraction < 1.0:
+                adv = torch.cat([mb.advantages for mb in micro])
+                self._split(micro, "token_mask", compute_d3s_token_mask(adv, entropy, mask, token_fraction).float())
+            if self.shapers:
+                self._shape(micro, batch, mask, _stack(olds, C), entropy)
+            if "entropy" in needs_of(self.loss_fn):  # the loss's whole-batch step (HAPO: h and its statistics)
+                prep = getattr(self.loss_fn, "prepare", None)
+                x, self.feedback = prep(entropy, mask, **self.loss_knobs) if prep else (entropy, {})
+                self._split(micro, "entropy", x)
+        self._correct(micro, batch, mask)
+
+    def _correct(self, micro: list[MicroBatch], batch: TrainBatch, mask: torch.Tensor) -> None:
+        """Staleness metrics and the correction's whole-batch step: weights, token mask, lr scale."""
+        C = mask.shape[1]
+        versions = _stack([self._versions(mb) for mb in micro], C)  # [B, C]
+        versions = torch.where(mask > 0, versions, torch.full_like(versions, -1))
+        self._prep_metrics |= compute_staleness_metrics(versions, batch.version, mask)
+        old = _stack([mb.old for mb in micro], C) if all(mb.old is not None for mb in micro) else None
+        ref = _stack([mb.ref for mb in micro], C) if self.ref is not None else None
+        prep = self.correction.prepare(CorrectionBatch(mask, _stack([mb.behaviour for mb in micro], C), versions,
+                                                       batch.version, old, ref))
+        if prep.weight is not None:
+            self._split(micro, "is_weight", prep.weight)
+        if prep.keep is not None:
+            for mb, keep in zip(micro, self._parts(micro, prep.keep)):
+                mb.token_mask = keep if mb.token_mask is None else mb.token_mask * keep
+        self._lr_scale = prep.lr_scale
+        self._prep_metrics |= prep.metrics
+
+    @staticmethod
+    def _versions(mb: MicroBatch) -> torch.Tensor:
+        if mb.versions is not None:
+            return mb.versions
+        return torch.full(mb.seq.completion_mask.shape, -1, dtype=torch.long, device=mb.seq.completion_mask.device)
 
     def _shape(self, micro: list[MicroBatch], batch: TrainBatch, mask: torch.Tensor, old: torch.Tensor,
                entropy: torch.Tensor | None) -> None:
@@ -110,13 +159,20 @@ class PolicyUpdate:
         self._split(micro, "advantages", ctx.advantages)
 
     @staticmethod
-    def _split(micro: list[MicroBatch], attr: str, full: torch.Tensor) -> None:
-        """Give each micro-batch its rows (and columns) of a whole-batch [B, C] tensor."""
-        row = 0
+    def _parts(micro: list[MicroBatch], full: torch.Tensor) -> list[torch.Tensor]:
+        """Each micro-batch's rows (and columns) of a whole-batch [B, C] tensor."""
+        out, row = [], 0
         for mb in micro:
             b, c = mb.seq.completion_mask.shape
-            setattr(mb, attr, full[row : row + b, :c])
+            out.append(full[row : row + b, :c])
             row += b
+        return out
+
+    @classmethod
+    def _split(cls, micro: list[MicroBatch], attr: str, full: torch.Tensor) -> None:
+        """Give each micro-batch its rows (and columns) of a whole-batch [B, C] tensor."""
+        for mb, part in zip(micro, cls._parts(micro, full)):
+            setattr(mb, attr, part)
 
     def run(self, micro: list[MicroBatch], num_rows: int) -> tuple[dict[str, float], torch.Tensor, bool]:
         """Optimise; return metrics, the per-rollout surrogate loss of the last pass ([B]), and success."""
@@ -148,12 +204,26 @@ class PolicyUpdate:
                     self.opt.zero_grad(set_to_none=True)
                     ok = False
                     continue
-                self.opt.step()
+                self._step()
                 sums["loss/total"] = sums.get("loss/total", 0.0) + total / (len(chunks) * self.cfg.epochs)
                 sums["loss/grad_norm"] = float(gn)
         passes = self.cfg.epochs * len(chunks)
         out = {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}
         return out | self._prep_metrics, per_row, ok
+
+    def _step(self) -> None:
+        """One optimiser step, its lr scaled by the correction's factor (VCPO) and restored afterwards."""
+        if self._lr_scale is None:
+            self.opt.step()
+            return
+        saved = [g["lr"] for g in self.opt.param_groups]
+        for g in self.opt.param_groups:
+            g["lr"] = g["lr"] * self._lr_scale
+        try:
+            self.opt.step()
+        finally:
+            for g, lr in zip(self.opt.param_groups, saved):
+                g["lr"] = lr
 
     def _logprobs(self, model: torch.nn.Module, seq: SeqBatch,
                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -166,12 +236,25 @@ class PolicyUpdate:
     def _micro_loss(self, mb: MicroBatch, mask: torch.Tensor, tok: float,
                     seqs: float) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor]:
         logp, _ = self._logprobs(self.model, mb.seq)  # [b, C]
+        terms = self.correction.tokens(TokenInputs(logp, mb.seq.completion_mask, mb.behaviour, self._versions(mb),
+                                                   self._version, mb.old, mb.ref))
         old = mb.old if mb.old is not None else logp.detach()
-        beh = mb.behaviour if mb.old is not None else None
+        old = terms.anchor.detach() if terms.anchor is not None else old
+        beh = mb.behaviour if mb.old is not None and self.correction.loss_behaviour else None
         extra = {"entropy": mb.entropy} if mb.entropy is not None else {}
         loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh, **self.loss_knobs, **extra)
+        for w in (mb.is_weight, terms.weight):
+            if w is not None:
+                loss_tok = loss_tok * w.detach()
         loss = compute_aggregate(loss_tok, mask, self.aggregation, num_tokens=tok, num_seqs=seqs,
                                  norm_length=self.norm_length)
+        if terms.metrics:
+            metrics = dict(metrics) | terms.metrics
+        if terms.penalty is not None:
+            pen = compute_aggregate(terms.penalty * mask, mask, self.aggregation, num_tokens=tok, num_seqs=seqs,
+                                    norm_length=self.norm_length)
+            loss = loss + pen
+            metrics = dict(metrics) | {"offpolicy/penalty": pen.detach() * (tok / max(mask.sum().item(), 1))}
         if mb.ref is not None and self.cfg.kl_coef > 0:
             kl = self.kl_fn(logp, mb.ref) * mask
             kl_loss = compute_aggregate(kl, mask, self.aggregation, num_tokens=tok, num_seqs=seqs,
