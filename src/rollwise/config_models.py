@@ -85,9 +85,6 @@ class AsyncConfig(_Section):
     worker_threads: int = Field(1, ge=1, description="torch CPU threads per rollout worker")
     interrupt: bool = Field(True, description="abort generation at a weight update and resume the partial "
                             "rollouts under the new weights (tokens keep the version that sampled them)")
-    weight_sync: Literal["object_store", "broadcast"] = Field(
-        "object_store", description="how weights reach the workers: Ray's object store, or a torch.distributed "
-        "broadcast (gloo on CPU, nccl on GPU)")
 
 
 class RayConfig(_Section):

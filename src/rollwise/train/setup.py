@@ -14,6 +14,7 @@ from rollwise.data.task import TaskData, build_task, train_eval_sets  # noqa: F4
 from rollwise.generation import ENGINES, SamplingParams
 from rollwise.sampling.presets import build_pipeline
 from rollwise.train.model import build_char_tokenizer, load_model, resolve_device
+from rollwise.train.sources import build_rollouts  # noqa: F401 - part of setup's API
 from rollwise.train.warmstart import find_warmstart, train_warmstart
 
 

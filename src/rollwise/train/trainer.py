@@ -1,6 +1,7 @@
 """The RL loop. One step reads top to bottom:
 
-    plan + generate + verify (sampler, engine, rewards; as many rounds and refills as the sampler asks)
+    plan + generate + verify (sampler, engine, rewards; as many rounds and refills as the sampler asks; in async
+    mode rollout workers have been generating this step, and the next ones, while the trainer trained)
     -> train plan (sampler: groups, advantages over whole pools, weights, replay, token fraction)
     -> update, micro-batched (algos) -> sync weights -> observe (sampler) -> log -> eval -> checkpoint
 
@@ -64,6 +65,8 @@ class Trainer:
                                           encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"],
                                           reward_shaper=setup.build_reward_shaper(cfg),
                                           strategy=setup.build_strategy(cfg))
+        # where each step's rollouts come from: this process's engine (sync) or Ray rollout workers (async)
+        self.rollouts = setup.build_rollouts(cfg, self.collector, self._budget, self._seed, self._may_start)
         self.logger = logger
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
@@ -75,6 +78,19 @@ class Trainer:
     def encode(self, text: str) -> list[int]:
         """Prompt text -> token ids, through the configured template (and chat template, if any)."""
         return self.tok(render_prompt(text, self.cfg.task, self.tok), add_special_tokens=False)["input_ids"]
+
+    def _budget(self) -> Budget:
+        return Budget(self.step_rollouts, self.cfg.sampler.token_budget)
+
+    def _seed(self, step: int) -> int:
+        return self.cfg.run.seed * 1_000_003 + step
+
+    def _may_start(self, step: int) -> bool:
+        """Whether step ``step`` may still be generated: within ``trainer.steps``, and the token budget not
+        spent by the tokens trained plus those generated for steps in flight."""
+        cap = self.cfg.trainer.max_tokens
+        spent = self.ledger["ledger/tokens"] + self.rollouts.in_flight_tokens()
+        return step < self.cfg.trainer.steps and (cap is None or spent < cap)
 
     def _print(self, row: dict) -> None:
         if self.console is not None:
@@ -99,6 +115,7 @@ class Trainer:
         resumed = resume and self._resume(changes)
         if not resumed:
             truncate_metrics(self.run_dir, -1)
+            self.rollouts.publish(self.model, self.step_index)
         self.logger = self.logger or build_logger(self.cfg.trainer.loggers, self.run_dir)
         if not resumed:
             self.logger.log({"step": 0, **self.ledger, **skip_metrics(self.task), **self.evaluate()})
@@ -133,26 +150,23 @@ class Trainer:
         return self.step_index >= self.cfg.trainer.steps or (cap is not None and self.ledger["ledger/tokens"] >= cap)
 
     def train_step(self, step: int) -> dict[str, Any]:
-        cfg = self.cfg
         # 1. plan + generate + verify, in as many rounds/refills as the sampler asks for, within the budget
-        budget = Budget(self.step_rollouts, cfg.sampler.token_budget)
-        got = self.collector.collect(self.pipeline, step, budget, seed=cfg.run.seed * 1_000_003 + step,
-                                     version=step)
+        got = self.rollouts.collect(self.pipeline, step, version=step)
         pools = got.obs()
         # 2. the sampler's train plan: groups, advantages over whole pools, weights, replay, token fraction
-        batch = build_train_batch(self.pipeline.finalize(pools), version=step)
+        batch = build_train_batch(self.pipeline.finalize(pools, step), version=step)
         # 3. loss and optimiser step(s), micro-batched with global normalisers
         t0 = time.perf_counter()
         metrics, losses = self._update(batch, step)
         train_seconds = time.perf_counter() - t0
         # 4. the engine sees the new weights; the sampler learns from this step's outcomes
-        self.engine.sync_weights(self.model, step + 1)
+        self.rollouts.publish(self.model, step + 1)
         self.update.feed(self.engine)  # what the update measured that the engine uses (HAPO entropy statistics)
-        self.pipeline.observe(pools, batch.groups, losses)
+        self.pipeline.observe(pools, batch.groups, losses, step)
         # 5. books
         self._charge(got, batch)
         adv = float(batch.advantages.abs().mean()) if batch.rollouts else 0.0
-        return {**got.metrics(), **self.collector.metrics(), "rollout/advantage_abs_mean": adv, **metrics,
+        return {**got.metrics(), **self.rollouts.metrics(), "rollout/advantage_abs_mean": adv, **metrics,
                 **self.pipeline.metrics(), "perf/train_seconds": train_seconds,
                 "perf/lr": self.scheduler.get_last_lr()[0]}
 
@@ -200,7 +214,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         state = {"ledger": dict(self.ledger), "sampler": self.pipeline.state_dict(),
-                 "strategy": self.collector.strategy.state_dict(),
+                 "strategy": self.rollouts.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "nan_streak": self.nan_streak}
         return ckpt.save_checkpoint(self.run_dir, self.step_index, model=self.model, tokenizer=self.tok,
                                     optimizer=self.optimizer, trainer_state=state,
@@ -218,17 +232,18 @@ class Trainer:
             for g, f in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
                 g["lr"] = self.cfg.algo.lr * f(self.scheduler.last_epoch)
         self.pipeline.load_state_dict(state["sampler"])
-        self.collector.strategy.load_state_dict(state.get("strategy", {}))
+        self.rollouts.load_state_dict(state.get("strategy", {}))
         self.ledger = self.ledger | state["ledger"]
         self.nan_streak = state["nan_streak"]
         self.step_index = state["step"]
-        self.engine.sync_weights(self.model, self.step_index)
+        self.rollouts.publish(self.model, self.step_index)
         truncate_metrics(self.run_dir, self.step_index)
         self.resume_changes = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()]
         self._print({"resumed_from": str(path), "step": self.step_index, "changed": self.resume_changes})
         return True
 
     def close(self) -> None:
+        self.rollouts.close()
         if self.logger is not None:
             self.logger.close()
         close = getattr(self.verifier, "close", None)

@@ -1,0 +1,76 @@
+"""Interruptible generation (AReaL, arXiv:2505.24298): a weight update aborts the running call at its next decode
+step, the new weights are loaded, and every aborted row continues from its partial completion as a forced
+prefix, keeping the behaviour logprobs and weight versions of the tokens already sampled. A completion can
+therefore span several weight versions (``Completion.versions``), which is what the decoupled objective and
+the staleness metrics read.
+
+It wraps any engine that supports ``prefixes`` and ``control`` (the HF engine). A call that brings its own
+:class:`StepControl` (a rollout strategy such as APRIL or ARRoL steering its rows) is not interrupted: its
+weights change between calls, so the strategy's row bookkeeping is never disturbed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from rollwise.generation.base import Completion, Decision, OutputSpec, Prefix, SamplingParams, StepControl, StepView
+
+
+class InterruptibleEngine:
+    """``engine`` whose calls yield to new weights: ``pending()`` says weights wait, ``apply()`` loads them (and
+    bumps ``engine.version``)."""
+
+    def __init__(self, engine: Any, pending: Callable[[], bool], apply: Callable[[], None]) -> None:
+        self.engine, self.pending, self.apply = engine, pending, apply
+        self.interrupts = 0  # calls cut short by a weight update
+        self.resumed_rows = 0  # rows continued under newer weights
+
+    def __getattr__(self, name: str) -> Any:  # version, last_stats, sync_weights, ... of the wrapped engine
+        return getattr(self.engine, name)
+
+    def generate(self, prompts: list[list[int]], counts: list[int], params: SamplingParams, *,
+                 prefixes: list[Prefix | None] | None = None, outputs: OutputSpec | None = None,
+                 control: StepControl | None = None) -> list[list[Completion]]:
+        if self.pending():
+            self.apply()
+        if control is not None:
+            return self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=control)
+        stop = StepControl(self._check)
+        got = self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=stop)
+        rows = [(i, j) for i, cs in enumerate(got) for j, c in enumerate(cs) if c.finish_reason == "abort"]
+        seed = params.seed
+        while rows:  # only this wrapper aborts (no other control): every aborted row resumes
+            self.interrupts += 1
+            self.resumed_rows += len(rows)
+            self.apply()
+            seed = None if seed is None else seed + 104_729
+            again = self.engine.generate(
+                [prompts[i] for i, _ in rows], [1] * len(rows), dataclasses.replace(params, seed=seed),
+                prefixes=[_as_prefix(got[i][j]) for i, j in rows], outputs=outputs, control=stop)
+            for (i, j), cs in zip(rows, again):
+                got[i][j] = _merge(got[i][j], cs[0])
+            rows = [(i, j) for (i, j), cs in zip(rows, again) if cs[0].finish_reason == "abort"]
+        return got
+
+    def _check(self, view: StepView) -> Decision | None:
+        return Decision.ABORT if self.pending() else None
+
+
+def _as_prefix(c: Completion) -> Prefix:
+    return Prefix(list(c.token_ids), list(c.logprobs), list(c.versions) if c.versions else None)
+
+
+def _merge(before: Completion, after: Completion) -> Completion:
+    """The resumed completion: the original request's forced prefix (not the resumed part) stays its prefix,
+    and the per-token outputs and metadata recorded before the interrupt are kept."""
+    n = len(before.token_ids)
+    out = dataclasses.replace(after, prefix_len=before.prefix_len, meta=before.meta | after.meta,
+                              hidden=after.hidden | before.hidden)
+    if before.topk_ids:
+        out.topk_ids = before.topk_ids + after.topk_ids[n:]
+        out.topk_logprobs = before.topk_logprobs + after.topk_logprobs[n:]
+    if before.entropies:
+        out.entropies = before.entropies + after.entropies[n:]
+    return out

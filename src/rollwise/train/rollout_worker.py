@@ -1,0 +1,88 @@
+"""A rollout worker: one engine, its verifier and rollout strategy, in its own process (a Ray actor in async
+mode). It runs generation rounds (:class:`RoundJob`) and takes new weights whenever the trainer publishes them;
+with ``async.interrupt`` a round in progress yields to them at its next decode step (the aborted rows resume
+under the new weights, their tokens keep the version that sampled them).
+
+The class imports no Ray: ``async_rollouts`` wraps it with ``ray.remote``; rounds run one at a time, while
+``set_weights`` and ``stats`` have their own thread, so new weights land while ``run`` decodes. The worker builds the policy's architecture from the config (no warm start: the first
+weights come from the trainer), so it needs no run directory and no training data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import torch
+
+from rollwise.config import Config
+from rollwise.generation.interrupt import InterruptibleEngine
+from rollwise.train import setup
+from rollwise.train.rollout import RoundJob, RoundResult, run_job
+
+
+class RolloutWorker:
+    def __init__(self, cfg_data: dict[str, Any], index: int, threads: int = 1) -> None:
+        torch.set_num_threads(threads)
+        cfg = Config.model_validate(cfg_data)
+        cfg = cfg.model_copy(update={"warmstart": cfg.warmstart.model_copy(update={"enabled": False})})
+        self.cfg, self.index = cfg, index
+        self.model, self.tok, _ = setup.build_policy(cfg, None)  # type: ignore[arg-type]  # no warm start: no task
+        self.model.eval()
+        self.verifier = setup.build_verifier(cfg)
+        self.strategy = setup.build_strategy(cfg)
+        self.shaper = setup.build_reward_shaper(cfg)
+        self.version = -1  # no trainer weights yet
+        self._lock = threading.Condition()
+        self._pending: tuple[dict[str, torch.Tensor], int] | None = None
+        base = setup.build_engine(cfg, self.model, self.tok)
+        self.engine = InterruptibleEngine(base, self._has_pending, self._apply) if cfg.async_.interrupt else base
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
+        """Queue the trainer's weights; a running round picks them up at its next decode step (interrupt), an
+        idle worker at its next round."""
+        with self._lock:
+            if self._pending is None or version > self._pending[1]:
+                self._pending = (state, version)
+            self._lock.notify_all()
+        return version
+
+    def run(self, job: RoundJob, wait_s: float = 600.0) -> RoundResult:
+        """Generate and verify one round with the newest weights received, at least the version the round was
+        planned under (the trainer publishes before it plans; calls may arrive out of order)."""
+        with self._lock:
+            ok = self._lock.wait_for(lambda: max(self.version, self._pending[1] if self._pending else -1)
+                                     >= job.version, timeout=wait_s)
+        if not ok:
+            raise RuntimeError(f"rollout worker {self.index} got no weights of version {job.version} in {wait_s} s")
+        self._apply()
+        return run_job(job, self.engine, self.verifier, self.strategy, self.shaper)
+
+    def strategy_state(self) -> dict[str, Any]:
+        return self.strategy.state_dict()
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(state)
+
+    def stats(self) -> dict[str, int]:
+        eng = self.engine
+        return {"interrupts": getattr(eng, "interrupts", 0), "resumed_rows": getattr(eng, "resumed_rows", 0),
+                "version": self.version}
+
+    # ------------------------------------------------------------------ weights
+    def _has_pending(self) -> bool:
+        return self._pending is not None
+
+    def _apply(self) -> None:
+        with self._lock:
+            got, self._pending = self._pending, None
+        if got is None:
+            return
+        state, version = got
+        self.model.load_state_dict(state)
+        self.version = version
+        self.engine.sync_weights(self.model, version)
