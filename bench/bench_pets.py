@@ -148,7 +148,7 @@ def main() -> None:
 def model_table(args: argparse.Namespace) -> list[dict[str, float | str]]:
     """PETS vs uniform through ``run_eval`` (the engine is seeded, so every call sees the same n samples)."""
     from rollwise.config import load_config
-    from rollwise.evaluation import run_eval
+    from rollwise.train.evaluate import run_eval
 
     cfg = load_config(None, [f"--task.eval_size={args.eval_size}", f"--run.seed={args.seed}"])
     rows: list[dict[str, float | str]] = []

@@ -60,7 +60,7 @@ import torch
 
 from rollwise.compat.trl import build_trl_dataset, build_trl_reward, grpo_config_kwargs, trl_prompt_renderer
 from rollwise.config import Config, load_config
-from rollwise.data.templates import render_prompt
+from rollwise.data.templates import encode_prompt
 from rollwise.train import setup
 from rollwise.train.evaluate import evaluate
 from rollwise.train.trainer import Trainer
@@ -182,8 +182,7 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, tok: Any, task: Any) -> 
     engine = setup.build_engine(cfg, model, tok)
     verifier = setup.build_verifier(cfg)
     try:
-        return evaluate(engine, verifier, task.eval_sets,
-                        lambda text: tok(render_prompt(text, cfg.task, tok), add_special_tokens=False)["input_ids"],
+        return evaluate(engine, verifier, task.eval_sets, lambda text: encode_prompt(text, cfg.task, tok),
                         setup.sampling_params(cfg, tok, eval_mode=True))
     finally:
         verifier.close()

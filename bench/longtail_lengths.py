@@ -53,6 +53,7 @@ def main(argv: list[str]) -> None:
 
     from rollwise.config import load_config
     from rollwise.data.task import build_task
+    from rollwise.data.templates import encode_prompt
     from rollwise.train import setup
     from rollwise.train.warmstart import find_warmstart
 
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> None:
     reward: dict[str, float] = {}
     for li, name in enumerate(levels):
         idx = [i for i in range(len(task.pool)) if int(task.levels[i]) == li][: args.prompts]
-        prompts = [tok.encode(task.pool[i].text) for i in idx]
+        prompts = [encode_prompt(task.pool[i].text, cfg.task, tok) for i in idx]
         res = engine.generate(prompts, [args.samples] * len(prompts), params)
         by_level[name] = [len(c.token_ids) for g in res for c in g]
         scores = verifier.score_batch([c.text for g in res for c in g],

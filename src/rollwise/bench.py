@@ -41,6 +41,7 @@ class Grid:
     # extra columns: "KEY" = the last logged value of KEY (mean over seeds); "mean:KEY" = its mean over all
     # logged steps (e.g. "eval/add4/pass@1", "mean:rollout/flawed_positive_share")
     report: list[str] = field(default_factory=list)
+    x: str = "ledger/tokens"  # the cost axis of "to reach": generated tokens, or ledger/seconds (wall-clock)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -49,14 +50,14 @@ def load_grid(path: str | Path) -> Grid:
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
     unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate",
-                        "at_step", "report"}
+                        "at_step", "report", "x"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
                 Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
                 d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)),
-                d.get("at_step"), [str(k) for k in d.get("report", [])])
+                d.get("at_step"), [str(k) for k in d.get("report", [])], str(d.get("x", "ledger/tokens")))
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
@@ -81,9 +82,10 @@ def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> No
         (run_dir / "DONE").write_text("ok")
 
 
-def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1") -> tuple[np.ndarray, np.ndarray]:
+def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1",
+           x: str = "ledger/tokens") -> tuple[np.ndarray, np.ndarray]:
     ev = [r for r in rows if key in r]
-    return np.array([r.get("ledger/tokens", 0) for r in ev], float), np.array([r[key] for r in ev], float)
+    return np.array([r.get(x, 0) for r in ev], float), np.array([r[key] for r in ev], float)
 
 
 def _tokens_to_reach(tokens: np.ndarray, acc: np.ndarray, target: float, interpolate: bool = False) -> float:
@@ -116,7 +118,7 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
     if grid.reference not in runs:
         raise ValueError(f"no runs of the reference arm {grid.reference!r} in {grid.out}")
     def curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        x, y = _curve(rows, grid.metric)
+        x, y = _curve(rows, grid.metric, grid.x)
         if not len(y):
             raise ValueError(f"bench metric {grid.metric!r} was never logged (set it in the grid's 'metric')")
         return x, y
@@ -186,7 +188,8 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
         w.writerows(rows)
     what = "ref final" if grid.reach == 1.0 else f"{grid.reach:.0%} of ref gain"
     at = f" | acc @ step <= {grid.at_step}" if grid.at_step is not None else ""
-    head = (f"| arm | seeds | start acc | final acc (± sd) | tokens to reach {what} | ratio to ref | "
+    cost = "tokens" if grid.x == "ledger/tokens" else grid.x.split("/")[-1]
+    head = (f"| arm | seeds | start acc | final acc (± sd) | {cost} to reach {what} | ratio to ref | "
             f"reached | mixed share | generated/step | s/step | steps{at} |")
     head += "".join(f" {k} |" for k in grid.report)
     lines = [head, "|" + "---|" * (11 + bool(at) + len(grid.report))]
@@ -209,7 +212,7 @@ def plot_grid(grid: Grid) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.get_cmap("tab20").colors  # more than 10 arms: the default cycle would repeat colours
     for i, arm in enumerate(grid.arms):
-        curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric) for s in grid.seeds
+        curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric, grid.x) for s in grid.seeds
                   if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
         curves = [c for c in curves if len(c[1])]
         if not curves:
@@ -222,8 +225,9 @@ def plot_grid(grid: Grid) -> Path:
         if len(curves) > 1:
             ax.fill_between(grid_x, ys.min(0), ys.max(0), alpha=0.15, color=line.get_color())
     what = "train-pool" if grid.metric.startswith("train_eval/") else "held-out"
-    ax.set(xlabel="rollout tokens generated", ylabel=f"{what} pass@1 (mean over levels)",
-           title="Samplers at equal rollout-token budget (band: min-max over seeds)")
+    per = "rollout tokens generated" if grid.x == "ledger/tokens" else f"{grid.x} (training loop, no evals)"
+    ax.set(xlabel=per, ylabel=f"{what} pass@1 (mean over levels)",
+           title=f"Arms against {per} (band: min-max over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save_figure(fig, grid.out / "accuracy.png")

@@ -205,7 +205,7 @@ def eval(  # noqa: A001 - the command is called eval
                                                  "(default n/2)")] = None,
 ) -> None:
     """Evaluate a checkpoint: pass@1, unbiased pass@k, maj@k, per level/subject; JSON with --out."""
-    from rollwise.evaluation import run_eval
+    from rollwise.train.evaluate import run_eval
     from rollwise.train.pets_eval import check_args
 
     cfg = _load(config, ctx)

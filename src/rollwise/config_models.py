@@ -376,6 +376,9 @@ class Config(_Section):
             raise ValueError(f"generation.engine.entropy_temperature_tau: HAPO's adaptive temperature needs a loss "
                              f"that measures the entropy statistics it samples with (algo.loss = "
                              f"{' | '.join(sorted(ENTROPY_STATS_LOSSES))}), got {self.algo.loss.type!r}")
+        if tau > 0 and self.run.mode == "async":
+            raise ValueError("generation.engine.entropy_temperature_tau: not with run.mode = 'async' (the rollout "
+                             "workers do not receive the update's entropy statistics)")
         low, high = self.task.reward_range
         if not low < high:
             raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")

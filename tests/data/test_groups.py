@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from rollwise.data.sources import build_dataset_task, group_label, group_prompts
+from rollwise.data.sources import group_label, group_prompts
+from rollwise.data.task import build_dataset_task, build_eval_sets
 from rollwise.generation.base import SamplingParams
 from rollwise.generation.scripted import ScriptedEngine
 from rollwise.rewards import VerifierPool
@@ -49,3 +50,20 @@ def test_dataset_task_reports_eval_add_pass_at_1(tmp_path):
                    SamplingParams(temperature=0.0))
     assert {k for k in out if k.endswith("/pass@1")} == {
         "eval/add/pass@1", "eval/sub/pass@1", "eval/mul/pass@1", "eval/mean/pass@1"}
+
+
+def test_eval_sets_of_a_file_are_all_plus_one_per_level_and_a_suite_is_its_heldout_split(tmp_path):
+    from rollwise.config import load_config
+
+    rows = [("1+2=", "3", 1), ("5-1=", "4", 2), ("2*3=", "6", 2)]
+    path = tmp_path / "lv.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "answer": a, "level": lv}) + "\n" for p, a, lv in rows)
+                    + "{bad\n")
+    cfg = load_config(None, ["--task.on_error=skip", "--task.eval_size=3"])
+    sets, verifier, skipped = build_eval_sets(cfg, str(path))
+    assert {k: [p.text for p in v] for k, v in sets.items()} == {
+        "all": ["1+2=", "5-1=", "2*3="], "level1": ["1+2="], "level2": ["5-1=", "2*3="]}
+    assert verifier == "math" and skipped == {"data/skipped_malformed": 1, "data/skipped_too_long": 0,
+                                              "data/skipped_decode": 0}
+    sets, verifier, skipped = build_eval_sets(cfg, "arith")
+    assert sorted(sets) == sorted(cfg.task.levels) and verifier == cfg.task.verifier_name() and skipped == {}

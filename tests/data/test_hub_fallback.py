@@ -34,7 +34,7 @@ def test_a_preset_without_a_local_file_comes_from_the_hub(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "datasets", _fake_datasets(calls, rows))
     examples = load_preset("gsm8k:test")
     assert calls == [("openai/gsm8k", "main", "test")]
-    assert [(e.prompt, e.reference) for e in examples] == [("2+3?", "5"), ("1+1?", "2")]
+    assert [(e.text, e.reference) for e in examples] == [("2+3?", "5"), ("1+1?", "2")]
 
 
 def test_neither_source_is_one_line_naming_both(tmp_path, monkeypatch):

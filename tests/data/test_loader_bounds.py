@@ -57,7 +57,7 @@ def test_megabyte_prompt_rejected_with_file_line_and_limit(tmp_path):
 def test_megabyte_prompt_skipped_and_counted(tmp_path, caplog):
     path = _write_lines(tmp_path / "big.jsonl", [_good(0), _row("x" * MB, "1"), _good(1)])
     examples = load_examples(path, on_error="skip")
-    assert [e.prompt for e in examples] == ["1+1=", "2+2="]
+    assert [e.text for e in examples] == ["1+1=", "2+2="]
     assert [e.uid for e in examples] == ["big-00000", "big-00002"]  # the skipped row keeps its index
     assert examples.skipped_by == {"malformed": 0, "too_long": 1, "decode": 0}
     assert examples.skipped == 1
@@ -98,21 +98,21 @@ def test_invalid_utf8_on_line_3_names_file_and_line(tmp_path):
 def test_invalid_utf8_skipped_and_counted(tmp_path):
     path = _write_lines(tmp_path / "bytes.jsonl", [_good(0), _good(1), b'{"prompt": "\xff", "answer": "1"}', _good(2)])
     examples = load_examples(path, on_error="skip")
-    assert [e.prompt for e in examples] == ["1+1=", "2+2=", "3+3="]
+    assert [e.text for e in examples] == ["1+1=", "2+2=", "3+3="]
     assert examples.skipped_by == {"malformed": 0, "too_long": 0, "decode": 1}
 
 
 def test_non_ascii_and_byte_order_mark_still_load(tmp_path):
     path = tmp_path / "utf8.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + _row("caf\u00e9 \u2211", "\u03c0") + b"\r\n" + _good(1) + b"\n")
-    assert [(e.prompt, e.reference) for e in load_examples(path)] == [("caf\u00e9 \u2211", "\u03c0"), ("2+2=", "4")]
+    assert [(e.text, e.reference) for e in load_examples(path)] == [("caf\u00e9 \u2211", "\u03c0"), ("2+2=", "4")]
 
 
 def test_skip_counts_by_reason(tmp_path):
     lines = [_good(0), b"{oops", _row("x" * 100, "1"), b"\x80\x81", _row("q", "y" * 100), _good(1), b"[1]"]
     path = _write_lines(tmp_path / "mixed.jsonl", lines)
     examples = load_examples(path, on_error="skip", max_prompt_chars=50, max_reference_chars=50)
-    assert [e.prompt for e in examples] == ["1+1=", "2+2="]
+    assert [e.text for e in examples] == ["1+1=", "2+2="]
     assert examples.skipped_by == {"malformed": 2, "too_long": 2, "decode": 1}
     assert examples.skipped == 5
 
@@ -185,7 +185,8 @@ def _dataset_cfg(path, *overrides):
 
 
 def test_build_dataset_task_uses_config_bounds_and_reports_skips(tmp_path):
-    from rollwise.data.sources import build_dataset_task, skip_metrics
+    from rollwise.data.sources import skip_metrics
+    from rollwise.data.task import build_dataset_task
 
     train = _write_lines(tmp_path / "train.jsonl", [_good(0), _row("x" * 30, "1"), b"\xff", _good(1), b"{bad"])
     held = _write_lines(tmp_path / "held.jsonl", [_good(2), _row("q", "7" * 30)])
@@ -203,7 +204,7 @@ def test_build_dataset_task_uses_config_bounds_and_reports_skips(tmp_path):
 
 
 def test_build_dataset_task_with_no_usable_rows_says_why(tmp_path):
-    from rollwise.data.sources import build_dataset_task
+    from rollwise.data.task import build_dataset_task
 
     train = _write_lines(tmp_path / "train.jsonl", [b"\xff", b"{bad"])
     with pytest.raises(DatasetError, match=r"no usable rows \(skipped: .*'malformed': 1.*'decode': 1"):

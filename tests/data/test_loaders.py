@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from rollwise.data.loaders import PRESETS, Example, data_dir, load_examples, load_preset, render_answer
+from rollwise.data.loaders import PRESETS, data_dir, load_examples, load_preset, render_answer
+from rollwise.types import Prompt
 
 ROWS = [  # shaped like ../shared/data/gsm8k/test.jsonl (first rows, solutions shortened)
     {"question": "Janet's ducks lay 16 eggs per day...", "answer": "16 - 3 - 4 = <<16-3-4=9>>9\n#### 18"},
@@ -33,7 +34,7 @@ def test_jsonl_field_mapping_and_ids(tmp_path):
     examples = load_examples(path, id_prefix="gsm8k-test", **_gsm8k_kwargs())
     assert [e.uid for e in examples] == ["gsm8k-test-00000", "gsm8k-test-00001", "gsm8k-test-00002"]
     assert [e.reference for e in examples] == ["18", "3", "70000"]  # thousands separator dropped
-    assert examples[0] == Example(
+    assert examples[0] == Prompt(
         "gsm8k-test-00000", ROWS[0]["question"], "18", {"answer": ROWS[0]["answer"]}
     )
     assert examples.skipped == 0

@@ -1,4 +1,5 @@
-"""Prompt templates: presets, literal ``{prompt}`` filling, chat templates with a system prompt."""
+"""Prompt templates: presets, literal ``{prompt}`` filling, chat templates with a system prompt, and the one
+prompt encoding (text -> ids) that the trainer and ``rollwise eval`` share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rollwise.data.templates import TEMPLATES, render_prompt
+from rollwise.data.templates import TEMPLATES, encode_prompt, render_prompt
 
 
 class FakeChatTokenizer:
@@ -59,3 +60,19 @@ def test_tokenizer_without_chat_template_renders_plain():
     assert render_prompt("hi", "qa", tok) == "Question: hi\nAnswer:"
     with pytest.raises(ValueError, match="chat_template"):
         render_prompt("hi", "qa", tok, chat=True)
+
+
+class CharChatTokenizer(FakeChatTokenizer):
+    """Code points as ids; ``add_special_tokens`` would put a BOS (0) first."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [0] * add_special_tokens + [ord(c) for c in text]}
+
+
+def test_encode_prompt_tokenizes_the_rendered_text_without_special_tokens():
+    tok = CharChatTokenizer()
+    chat = SimpleNamespace(template="qa", system_prompt="S")
+    expected = "<|system|>S\n<|user|>Question: hi\nAnswer:\n<|assistant|>"
+    assert encode_prompt("hi", chat, tok) == [ord(c) for c in expected]
+    plain = SimpleNamespace(template="Q: {prompt}", chat=False)
+    assert encode_prompt("2+2", plain, tok) == [ord(c) for c in "Q: 2+2"]

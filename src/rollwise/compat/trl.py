@@ -93,7 +93,9 @@ def build_trl_dataset(prompts: Sequence[Prompt], render: Callable[[str], str] | 
 
 
 def trl_prompt_renderer(cfg: Config, tokenizer: Any) -> Callable[[str], str]:
-    """rollwise's prompt rendering (template, optional chat template) as a text -> text function."""
+    """rollwise's prompt rendering (template, optional chat template) as a text -> text function: the string
+    that :func:`rollwise.data.templates.encode_prompt` tokenizes for rollwise's own trainer, left to TRL to
+    tokenize."""
     return lambda text: render_prompt(text, cfg.task, tokenizer)
 
 

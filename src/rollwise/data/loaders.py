@@ -1,8 +1,9 @@
-"""Load verifiable examples from jsonl, parquet or HF ``datasets`` with a field mapping, or by preset name.
+"""Load verifiable prompts from jsonl, parquet or HF ``datasets`` with a field mapping, or by preset name.
 
-Every source becomes a list of :class:`Example` (stable ``uid``, ``prompt``, ``reference`` answer string,
-``meta``). A bad row raises a one-line :class:`DatasetError` naming the file and line (the source and row for
-parquet / HF), or with ``on_error="skip"`` is logged and counted by reason in ``ExampleList.skipped_by``:
+Every source becomes a :class:`PromptList` of :class:`rollwise.types.Prompt` (stable ``uid``, ``text``,
+``reference`` answer string, ``meta``): the one prompt record that training, evaluation and the TRL bridge use.
+A bad row raises a one-line :class:`DatasetError` naming the file and line (the source and row for
+parquet / HF), or with ``on_error="skip"`` is logged and counted by reason in ``PromptList.skipped_by``:
 ``malformed`` (bad JSON, missing field, answer that cannot be extracted, duplicate id), ``too_long`` (prompt
 or reference over ``max_prompt_chars`` / ``max_reference_chars``: a 1 MB prompt would otherwise be accepted
 and fail steps later allocating for it) and ``decode`` (a jsonl line that is not UTF-8; the file is read as
@@ -20,12 +21,13 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from rollwise.registry import Registry
 from rollwise.rewards.extract import last_boxed
+from rollwise.types import Prompt
 
 __all__ = [
     "ANSWER_EXTRACTORS",
@@ -34,9 +36,8 @@ __all__ = [
     "PRESETS",
     "SKIP_REASONS",
     "DatasetError",
-    "Example",
-    "ExampleList",
     "Preset",
+    "PromptList",
     "data_dir",
     "load_examples",
     "load_preset",
@@ -85,21 +86,11 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 3] + "..."
 
 
-@dataclass(frozen=True)
-class Example:
-    """One verifiable example: stable id, prompt text, reference answer (a string), extra fields."""
+class PromptList(list[Prompt]):
+    """A plain list of prompts that also says how many bad rows were skipped, by reason (``SKIP_REASONS``)."""
 
-    uid: str
-    prompt: str
-    reference: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class ExampleList(list[Example]):
-    """A plain list of examples that also says how many bad rows were skipped, by reason (``SKIP_REASONS``)."""
-
-    def __init__(self, examples: Iterable[Example] = ()) -> None:
-        super().__init__(examples)
+    def __init__(self, prompts: Iterable[Prompt] = ()) -> None:
+        super().__init__(prompts)
         self.skipped_by: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
 
     @property
@@ -278,9 +269,9 @@ def _check_length(text: str, limit: int, what: str, option: str) -> None:
         raise _RowError(f"{what} is {len(text)} chars, over the limit {option}={limit}", "too_long")
 
 
-def _example(
+def _prompt(
     row: dict[str, Any], index: int, spec: Preset, extract: Callable[[Any], str], bounds: _Bounds
-) -> Example:
+) -> Prompt:
     for name in (spec.prompt_field, spec.answer_field, *((spec.id_field,) if spec.id_field else ())):
         if name not in row or row[name] is None:
             raise ValueError(f"missing field {name!r}")
@@ -304,7 +295,7 @@ def _example(
     else:
         uid = f"{spec.id_prefix or 'row'}-{index:05d}"  # 0-based row position: gsm8k-test-00042
     meta = {k: row[k] for k in spec.meta_fields if k in row}
-    return Example(uid, prompt, reference, meta)
+    return Prompt(uid, prompt, reference, meta)
 
 
 def load_examples(
@@ -323,8 +314,8 @@ def load_examples(
     on_error: OnError = "raise",
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     max_reference_chars: int = DEFAULT_MAX_REFERENCE_CHARS,
-) -> ExampleList:
-    """Examples from a jsonl / parquet file or an HF dataset (saved folder or hub id), mapping fields.
+) -> PromptList:
+    """Prompts from a jsonl / parquet file or an HF dataset (saved folder or hub id), mapping fields.
 
     Without ``id_field`` ids are ``{id_prefix}-{row:05d}`` (prefix defaults to the file stem); with it,
     the row's id, prefixed when ``id_prefix`` is given. ``answer_extractor`` is a name in
@@ -346,16 +337,16 @@ def load_examples(
     prefix = id_prefix if id_prefix is not None else ("" if id_field else Path(source).stem)
     spec = Preset(source, prompt_field, answer_field, id_field, prefix, tuple(meta_fields))
     unit, rows = _rows(source, fmt, split, hf_config)
-    out, seen = ExampleList(), set()
+    out, seen = PromptList(), set()
     for index, (n, row) in enumerate(rows):  # index counts malformed rows too, so ids stay stable
         if limit is not None and len(out) >= limit:
             break
         try:
             if isinstance(row, Exception):
                 raise row
-            ex = _example(row, index, spec, extract, bounds)
-            if ex.uid in seen:
-                raise ValueError(f"duplicate id {ex.uid!r}")
+            p = _prompt(row, index, spec, extract, bounds)
+            if p.uid in seen:
+                raise ValueError(f"duplicate id {p.uid!r}")
         except ValueError as exc:
             msg = _one_line(f"{source}: {unit} {n}: {exc}")
             if on_error == "raise":
@@ -364,8 +355,8 @@ def load_examples(
             log.warning("skipping bad row (%s): %s", reason, msg)
             out.skipped_by[reason] += 1
             continue
-        seen.add(ex.uid)
-        out.append(ex)
+        seen.add(p.uid)
+        out.append(p)
     if out.skipped:
         counts = ", ".join(f"{k}={v}" for k, v in out.skipped_by.items() if v)
         log.warning("%s: skipped %d bad rows (%s)", source, out.skipped, counts)
@@ -382,8 +373,8 @@ def load_preset(
     on_error: OnError = "raise",
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     max_reference_chars: int = DEFAULT_MAX_REFERENCE_CHARS,
-) -> ExampleList:
-    """Examples of a named preset (``gsm8k:test``...) or a path / hub id with default field names."""
+) -> PromptList:
+    """Prompts of a named preset (``gsm8k:test``...) or a path / hub id with default field names."""
     bounds = dict(max_prompt_chars=max_prompt_chars, max_reference_chars=max_reference_chars)
     if name not in PRESETS:
         choices = ", ".join(sorted(PRESETS))

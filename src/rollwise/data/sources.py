@@ -1,22 +1,15 @@
-"""Dataset-backed tasks (``task.suite = "dataset"``): a training pool and held-out eval groups from the
-loaders, with a difficulty level per prompt when the data has one (MATH ``level``, or ``task.group_by``).
-Rows skipped at load (``task.on_error = "skip"``) are counted by reason on the task (``skipped``) and reach
-metrics as ``data/skipped_*`` through :func:`skip_metrics`."""
+"""Dataset-backed prompt sets: loading a dataset with a task's options, and grouping prompts into named eval
+sets by a meta field (MATH ``level``, ``subject``, or ``task.group_by``). Rows skipped at load
+(``task.on_error = "skip"``) are counted by reason (``skipped``) and reach metrics as ``data/skipped_*``
+through :func:`skip_metrics`. :mod:`rollwise.data.task` builds tasks from these."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-import numpy as np
-
-from rollwise.data.loaders import SKIP_REASONS, DatasetError, Example, ExampleList, load_preset
+from rollwise.data.loaders import SKIP_REASONS, DatasetError, PromptList, load_preset
 from rollwise.types import Prompt
-
-
-def to_prompts(examples: list[Example]) -> list[Prompt]:
-    return [Prompt(e.uid, e.prompt, e.reference, dict(e.meta)) for e in examples]
-
 
 _NUMBER = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
 _TAKEN = ("", "all", "mean")  # eval/all and eval/mean already name the whole set and the mean over sets
@@ -41,7 +34,7 @@ def group_prompts(prompts: list[Prompt], field: str) -> dict[str, list[Prompt]]:
     return dict(sorted(groups.items()))
 
 
-def skipped_by_reason(*loads: ExampleList) -> dict[str, int]:
+def skipped_by_reason(*loads: PromptList) -> dict[str, int]:
     """Rows skipped at load, summed over the given loads, by reason: ``{"malformed": n, "too_long": m, ...}``."""
     return {r: sum(x.skipped_by[r] for x in loads) for r in SKIP_REASONS}
 
@@ -53,27 +46,23 @@ def skip_metrics(task: Any) -> dict[str, int]:
     return {f"data/skipped_{r}": int(skipped.get(r, 0)) for r in SKIP_REASONS}
 
 
-def build_dataset_task(cfg: Any) -> Any:
-    """TaskData for a dataset preset or path (``task.dataset``), eval on ``task.eval_dataset``; rows skipped
-    at load (train and eval together) are counted by reason in its ``skipped``."""
-    from rollwise.data.task import TaskData
+def load_task_prompts(task: Any, name: str, limit: int | None) -> PromptList:
+    """Prompts of a dataset preset or path with ``task``'s (``cfg.task``) error policy and length bounds."""
+    return load_preset(name, limit=limit, on_error=task.on_error, max_prompt_chars=task.max_prompt_chars,
+                       max_reference_chars=task.max_reference_chars)
 
-    t = cfg.task
-    if not t.dataset:
-        raise DatasetError("task.dataset must name a dataset (e.g. gsm8k:train) when task.suite='dataset'")
-    load = dict(on_error=t.on_error, max_prompt_chars=t.max_prompt_chars, max_reference_chars=t.max_reference_chars)
-    train = load_preset(t.dataset, limit=t.train_limit, **load)
-    pool = to_prompts(train)
-    if not pool:
-        why = f" (skipped: {skipped_by_reason(train)})" if train.skipped else ""
-        raise DatasetError(f"task.dataset {t.dataset!r} has no usable rows{why}")
-    evals = load_preset(t.eval_dataset, limit=t.eval_limit, **load) if t.eval_dataset else ExampleList()
-    eval_prompts = to_prompts(evals)
-    names = sorted({str(p.meta.get(t.group_by)) for p in pool if p.meta.get(t.group_by) is not None})
-    levels = None
-    if names:
-        index = {n: i for i, n in enumerate(names)}
-        levels = np.array([index.get(str(p.meta.get(t.group_by)), 0) for p in pool], dtype=np.int64)
-    task = TaskData(pool, levels, names, group_prompts(eval_prompts, t.group_by), set(),
-                    skipped=skipped_by_reason(train, evals))
-    return task
+
+def dataset_eval_sets(task: Any, data: str) -> tuple[dict[str, list[Prompt]], dict[str, int]]:
+    """The eval sets of ``rollwise eval --data <preset or file>`` and its ``data/skipped_*`` counts: ``all``,
+    plus one set per ``subject`` when the rows have one, else per ``task.group_by`` value. (A training task's
+    eval split, :func:`rollwise.data.task.build_dataset_task`, is split by ``task.group_by`` only.)"""
+    rows = load_task_prompts(task, data, task.eval_limit)
+    skipped = {f"data/skipped_{k}": v for k, v in rows.skipped_by.items()}
+    if not rows:
+        raise DatasetError(f"--data {data}: no usable rows" + (f" (skipped: {rows.skipped_by})" if rows.skipped
+                                                               else ""))
+    prompts = list(rows)
+    by = "subject" if any("subject" in p.meta for p in prompts) else task.group_by
+    sets = {"all": prompts} | ({} if by is None else
+                               {k: v for k, v in group_prompts(prompts, by).items() if k != "all"})
+    return sets, skipped

@@ -1,6 +1,6 @@
 """The task layer shared by training, evaluation and integrations: the training pool (with a difficulty level
 per prompt, if known), the held-out eval sets, and how a config builds them (a procedural suite or a
-dataset)."""
+dataset); :func:`build_eval_sets` gives ``rollwise eval`` its sets from the same builders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
+from rollwise.config import ConfigError, dataset_verifier
+from rollwise.data.loaders import DatasetError, PromptList
+from rollwise.data.sources import dataset_eval_sets, group_prompts, load_task_prompts, skipped_by_reason
 from rollwise.data.tasks import TaskSuite, build_suite
+from rollwise.data.word_problems import build_word_suite
 from rollwise.types import Prompt
+
+PROCEDURAL_SUITES = ("arith", "words")  # `rollwise eval --data` names that mean a procedural suite's held-out split
 
 
 @dataclass
@@ -49,21 +56,33 @@ def _arith_task(cfg: Any) -> TaskData:
 
 
 def _words_task(cfg: Any) -> TaskData:
-    from rollwise.data.word_problems import build_word_suite
-
     t = cfg.task
     return _suite_task(build_word_suite(t.levels, t.train_size, t.eval_size, t.seed))
 
 
-def _dataset_task(cfg: Any) -> TaskData:
-    from rollwise.data.sources import build_dataset_task
-
-    return build_dataset_task(cfg)
+def build_dataset_task(cfg: Any) -> TaskData:
+    """TaskData for a dataset preset or path (``task.dataset``), eval on ``task.eval_dataset`` split by
+    ``task.group_by``; rows skipped at load (train and eval together) are counted by reason in its ``skipped``."""
+    t = cfg.task
+    if not t.dataset:
+        raise DatasetError("task.dataset must name a dataset (e.g. gsm8k:train) when task.suite='dataset'")
+    pool = load_task_prompts(t, t.dataset, t.train_limit)
+    if not pool:
+        why = f" (skipped: {skipped_by_reason(pool)})" if pool.skipped else ""
+        raise DatasetError(f"task.dataset {t.dataset!r} has no usable rows{why}")
+    evals = load_task_prompts(t, t.eval_dataset, t.eval_limit) if t.eval_dataset else PromptList()
+    names = sorted({str(p.meta.get(t.group_by)) for p in pool if p.meta.get(t.group_by) is not None})
+    levels = None
+    if names:
+        index = {n: i for i, n in enumerate(names)}
+        levels = np.array([index.get(str(p.meta.get(t.group_by)), 0) for p in pool], dtype=np.int64)
+    return TaskData(list(pool), levels, names, group_prompts(list(evals), t.group_by), set(),
+                    skipped=skipped_by_reason(pool, evals))
 
 
 #: task.suite -> builder of its TaskData (keys: config_models.TASK_SUITES)
 SUITE_BUILDERS: dict[str, Callable[[Any], TaskData]] = {
-    "arith": _arith_task, "words": _words_task, "dataset": _dataset_task,
+    "arith": _arith_task, "words": _words_task, "dataset": build_dataset_task,
 }
 
 
@@ -74,3 +93,30 @@ def build_task(cfg: Any) -> TaskData:
     if suite not in SUITE_BUILDERS:
         raise ValueError(f"task.suite: unknown suite {suite!r}; choose one of {sorted(SUITE_BUILDERS)}")
     return SUITE_BUILDERS[suite](cfg)
+
+
+def procedural_eval_sets(cfg: Any, suite: str) -> tuple[dict[str, list[Prompt]], str]:
+    """The held-out sets of procedural ``suite`` built from ``cfg.task`` (levels, sizes, seed) and its verifier.
+    ``cfg`` may name another suite (``--data words`` under the default config): its levels must then still be
+    levels of ``suite``, else a one-line :class:`ConfigError`."""
+    try:
+        if cfg.task.suite != suite:
+            cfg = cfg.model_copy(update={"task": type(cfg.task).model_validate({**cfg.task.model_dump(),
+                                                                                "suite": suite})})
+        return build_task(cfg).eval_sets, cfg.task.verifier_name()
+    except (ValidationError, ValueError) as exc:
+        msg = ("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+               if isinstance(exc, ValidationError) else str(exc))
+        hint = " (e.g. --config configs/smollm2_arith.toml)" if suite == "words" else ""
+        raise ConfigError(f"--data {suite}: {msg}{hint}") from None
+
+
+def build_eval_sets(cfg: Any, data: str) -> tuple[dict[str, list[Prompt]], str, dict[str, int]]:
+    """(eval sets, verifier name, ``data/skipped_*`` counts) of ``rollwise eval --data``: a procedural suite's
+    held-out split (``arith``, ``words``), else a dataset preset or file scored with ``task.verifier`` (else its
+    family's, ``math`` for a plain file)."""
+    if data in PROCEDURAL_SUITES:
+        sets, verifier = procedural_eval_sets(cfg, data)
+        return sets, verifier, {}
+    sets, skipped = dataset_eval_sets(cfg.task, data)
+    return sets, cfg.task.verifier if cfg.task.verifier != "auto" else dataset_verifier(data), skipped

@@ -4,13 +4,16 @@ The template is filled by literal replacement of ``{prompt}``, not ``str.format`
 LaTeX braces (``\\boxed{}``) and prompts may contain braces of their own, neither of which must be read as
 format fields. With a tokenizer that has a chat template the filled text becomes the user turn, after an
 optional system prompt, and the generation prompt is appended.
+
+:func:`encode_prompt` is the one way a prompt's text becomes the token ids a model sees (trainer, ``rollwise
+eval``, rescue scoring); the TRL bridge hands TRL the same :func:`render_prompt` text to tokenize.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TEMPLATES", "render_prompt", "resolve_template"]
+__all__ = ["TEMPLATES", "encode_prompt", "render_prompt", "resolve_template"]
 
 TEMPLATES: dict[str, str] = {
     "plain": "{prompt}",
@@ -63,3 +66,9 @@ def render_prompt(
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": text})
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode_prompt(text: str, template: Any, tokenizer: Any) -> list[int]:
+    """Prompt text -> token ids: :func:`render_prompt` with ``template`` (a preset, a ``{prompt}`` string or
+    ``cfg.task``), then ``tokenizer`` without special tokens (the rendered text is all the model sees)."""
+    return tokenizer(render_prompt(text, template, tokenizer), add_special_tokens=False)["input_ids"]

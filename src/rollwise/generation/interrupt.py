@@ -39,19 +39,20 @@ class InterruptibleEngine:
             return self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=control)
         stop = StepControl(self._check)
         got = self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=stop)
-        rows = [(i, j) for i, cs in enumerate(got) for j, c in enumerate(cs) if c.finish_reason == "abort"]
-        seed = params.seed
-        while rows:  # only this wrapper aborts (no other control): every aborted row resumes
+        rows = [(i, j) for i, cs in enumerate(got) for j in range(len(cs))]  # call order = the engine's row ids
+        while any(got[i][j].finish_reason == "abort" for i, j in rows):  # only this wrapper aborts here
             self.interrupts += 1
-            self.resumed_rows += len(rows)
+            self.resumed_rows += sum(got[i][j].finish_reason == "abort" for i, j in rows)
             self.apply()
-            seed = None if seed is None else seed + 104_729
-            again = self.engine.generate(
-                [prompts[i] for i, _ in rows], [1] * len(rows), dataclasses.replace(params, seed=seed),
-                prefixes=[_as_prefix(got[i][j]) for i, j in rows], outputs=outputs, control=stop)
+            # every row again, in the same order and with the same seed, each continuing its completion so far
+            # (a finished row is not decoded again): row ids and per-position noise stay those of the first call,
+            # so under unchanged weights the result equals an uninterrupted call
+            again = self.engine.generate([prompts[i] for i, _ in rows], [1] * len(rows), params,
+                                         prefixes=[_as_prefix(got[i][j]) for i, j in rows], outputs=outputs,
+                                         control=stop)
             for (i, j), cs in zip(rows, again):
-                got[i][j] = _merge(got[i][j], cs[0])
-            rows = [(i, j) for (i, j), cs in zip(rows, again) if cs[0].finish_reason == "abort"]
+                if got[i][j].finish_reason == "abort":
+                    got[i][j] = _merge(got[i][j], cs[0])
         return got
 
     def _check(self, view: StepView) -> Decision | None:

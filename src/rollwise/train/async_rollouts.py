@@ -11,9 +11,10 @@ trainer trains, within a staleness bound, and the sampler sees the work in fligh
 - **Work in flight**: the sampler plans step k knowing which prompts steps in flight are rolling out (none is
   picked twice unless the selector asks), observes groups as steps complete, and the ledger counts tokens in
   flight against ``trainer.max_tokens`` before it starts another step.
-- **Faults**: a worker that dies (e.g. SIGKILL) is restarted by Ray (``max_restarts=-1``), given the current
-  weights, and its unfinished round is sent again; nothing from the lost round was recorded, so no prompt is
-  lost or trained twice (``async/worker_restarts``, ``async/requeued_prompts``).
+- **Faults**: a worker that dies (e.g. SIGKILL) is restarted by Ray (``max_restarts=-1``) and its unfinished
+  round is sent again (every round carries a reference to the newest weights, which a restarted worker
+  fetches); nothing from the lost round was recorded, so no prompt is lost or trained twice
+  (``async/worker_restarts``, ``async/requeued_prompts``).
 
 Weights reach the workers through Ray's object store (one ``ray.put`` per version, shared by all workers).
 Ray is imported here only, when ``run.mode = "async"``.
@@ -81,8 +82,8 @@ class AsyncRollouts:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             a, threads = cfg.ray, cfg.async_.workers * cfg.async_.worker_threads
-            kw: dict[str, Any] = ({"address": a.address} if a.address else
-                                  {"num_cpus": a.num_cpus or max(os.cpu_count() or 1, threads),
+            kw: dict[str, Any] = ({"address": a.address} if a.address else  # "local": a new instance, always
+                                  {"address": "local", "num_cpus": a.num_cpus or max(os.cpu_count() or 1, threads),
                                    "_node_ip_address": "127.0.0.1", "include_dashboard": False})
             ray.init(**kw, log_to_driver=False, configure_logging=False)
         # rounds run one at a time; weights and stats go through their own thread ("control"), so new weights
@@ -179,7 +180,8 @@ class AsyncRollouts:
             self._send(flight.step, part, i % len(self.workers), 0)
 
     def _send(self, step: int, job: RoundJob, worker: int, tries: int) -> None:
-        self.pending[self.workers[worker].run.remote(job)] = (step, job, worker, tries)
+        latest = ([self._weights[0]], self._weights[1]) if self._weights is not None else None  # ref not resolved
+        self.pending[self.workers[worker].run.remote(job, latest)] = (step, job, worker, tries)
 
     def _poll(self) -> None:
         """Wait for one round part; book it, and plan the step's next round once the round is complete."""
@@ -197,8 +199,6 @@ class AsyncRollouts:
                                    f"{step + 1}; giving up") from None
             self._counters["worker_restarts"] += 1
             self._counters["requeued_prompts"] += len(job.prompts)
-            if self._weights is not None:  # Ray restarts the actor; it needs the current weights first
-                self.workers[worker].set_weights.options(concurrency_group=CONTROL).remote(*self._weights)
             self._send(step, job, worker, tries + 1)
             return
         flight = self.flights[step]

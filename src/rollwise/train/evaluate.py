@@ -1,16 +1,30 @@
-"""Held-out evaluation: pass@1 per level (greedy by default), unbiased pass@k and maj@k when n > 1, and the
-shares of completions whose answer parsed and that hit the token cap (a cap that cuts answers shows up as a low
-parse share or a wrong last number, not as a model that cannot add)."""
+"""Evaluation, the one place that scores a model on eval sets: pass@1 per set (greedy by default), unbiased
+pass@k and maj@k when n > 1, and the shares of completions whose answer parsed and that hit the token cap (a cap
+that cuts answers shows up as a low parse share or a wrong last number, not as a model that cannot add).
+
+:func:`evaluate` is the trainer's periodic eval; :func:`run_eval` is ``rollwise eval``: it scores a checkpoint
+with the same function on a dataset preset, a jsonl / parquet file of ``prompt`` / ``answer`` (/ ``level``) rows,
+or the held-out split of a procedural suite (``arith``, ``words``), the sets built by
+:func:`rollwise.data.task.build_eval_sets`, with the same engine, prompt encoding and verifier pool as training.
+Bad rows raise with file:line or, with ``task.on_error = "skip"``, are counted in ``data/skipped_*``. With a
+test-time allocator (``pets``, ``pets_offline``) the same n samples also feed PETS vs uniform maj@k at equal
+samples (:mod:`rollwise.train.pets_eval`)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from math import comb
 from typing import Any
 
 import numpy as np
 
+from rollwise.config import Config
+from rollwise.data.task import build_eval_sets
+from rollwise.data.templates import encode_prompt
 from rollwise.generation.base import Engine, SamplingParams
+from rollwise.train import pets_eval, setup
+from rollwise.train.model import load_model, resolve_device
 from rollwise.types import Prompt
 
 
@@ -54,3 +68,28 @@ def evaluate(engine: Engine, verifier: Any, eval_sets: dict[str, list[Prompt]], 
     if means:
         out[f"{prefix}/mean/pass@1"] = float(np.mean(means))
     return out
+
+
+def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str = "uniform",
+             budget: float | None = None) -> dict[str, Any]:
+    """``rollwise eval``: score the checkpoint at ``model_path`` on ``data`` (module doc) with ``n`` samples per
+    prompt; pass@k for k in 1, 2, 4, ... up to n."""
+    if allocator != "uniform":  # fail on a bad --allocator/--budget before loading anything
+        budget = pets_eval.check_args(allocator, budget, n)
+    setup.set_threads(cfg)
+    sets, verifier_name, skipped = build_eval_sets(cfg, data)
+    model, tok = load_model(model_path, device=resolve_device(cfg.run.device))  # after the data: it fails first
+    model.eval()
+    engine = setup.build_engine(cfg, model, tok)
+    params = setup.sampling_params(cfg, tok, eval_mode=n == 1)
+    encode = partial(encode_prompt, template=cfg.task, tokenizer=tok)
+    ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n)
+    with setup.build_verifier(cfg, verifier_name) as verifier:
+        recorder = None if allocator == "uniform" else pets_eval.RecordingVerifier(verifier)
+        result = evaluate(engine, recorder or verifier, sets, encode, params, n=n, ks=ks)
+        result["verifier/timeouts"] = verifier.stats["timeouts"]
+        result["verifier/errors"] = verifier.stats["errors"]
+    if recorder is not None and budget is not None:
+        answers, scores = pets_eval.pools_from_calls(recorder.calls, [k for k, v in sets.items() if v], n)
+        result |= pets_eval.pets_report(answers, scores, allocator, budget, seed=cfg.run.seed)
+    return {"model": model_path, "data": data, "n": n, "verifier": verifier_name, **skipped, **result}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rollwise.data.scratch import carry_scratchpad
-from rollwise.data.templates import render_prompt
+from rollwise.data.templates import encode_prompt
 from rollwise.sampling import RescueSources
 
 _EXPR = re.compile(r"^(\d+)([+\-*])(\d+)(?:\+(\d+))?=$")
@@ -114,7 +114,7 @@ def build_rescue_sources(cfg: Any, task: Any, model: Any = None, tok: Any = None
         from rollwise.train.scoring import build_reliance
 
         def encode(text: str) -> list[int]:  # as Trainer.encode: the configured template
-            return tok(render_prompt(text, cfg.task, tok), add_special_tokens=False)["input_ids"]
+            return encode_prompt(text, cfg.task, tok)
 
         reliance = build_reliance(model, tok.pad_token_id, encode, texts, cfg.generation.temperature)
     return RescueSources(references=refs, traces=traces, hint_names=names, hints=hints, reliance=reliance)

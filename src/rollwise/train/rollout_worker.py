@@ -4,8 +4,9 @@ with ``async.interrupt`` a round in progress yields to them at its next decode s
 under the new weights, their tokens keep the version that sampled them).
 
 The class imports no Ray: ``async_rollouts`` wraps it with ``ray.remote``; rounds run one at a time, while
-``set_weights`` and ``stats`` have their own thread, so new weights land while ``run`` decodes. The worker builds the policy's architecture from the config (no warm start: the first
-weights come from the trainer), so it needs no run directory and no training data.
+``set_weights`` and ``stats`` have their own thread, so new weights land while ``run`` decodes. The worker
+builds the policy's architecture from the config (no warm start: the first weights come from the trainer), so
+it needs no run directory and no training data.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class RolloutWorker:
         self.strategy = setup.build_strategy(cfg)
         self.shaper = setup.build_reward_shaper(cfg)
         self.version = -1  # no trainer weights yet
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
         base = setup.build_engine(cfg, self.model, self.tok)
         self.engine = InterruptibleEngine(base, self._has_pending, self._apply) if cfg.async_.interrupt else base
@@ -48,18 +49,22 @@ class RolloutWorker:
         with self._lock:
             if self._pending is None or version > self._pending[1]:
                 self._pending = (state, version)
-            self._lock.notify_all()
         return version
 
-    def run(self, job: RoundJob, wait_s: float = 600.0) -> RoundResult:
-        """Generate and verify one round with the newest weights received, at least the version the round was
-        planned under (the trainer publishes before it plans; calls may arrive out of order)."""
+    def run(self, job: RoundJob, latest: tuple[list[Any], int] | None = None) -> RoundResult:
+        """Generate and verify one round with the newest weights, at least the version the round was planned
+        under: ``latest`` = ([object ref of the trainer's newest weights], version), fetched here when this
+        worker has nothing as new (a fresh or restarted worker, or a round that overtook ``set_weights``)."""
         with self._lock:
-            ok = self._lock.wait_for(lambda: max(self.version, self._pending[1] if self._pending else -1)
-                                     >= job.version, timeout=wait_s)
-        if not ok:
-            raise RuntimeError(f"rollout worker {self.index} got no weights of version {job.version} in {wait_s} s")
+            have = max(self.version, self._pending[1] if self._pending else -1)
+        if have < job.version and latest is not None:
+            import ray  # only ever called inside a Ray actor
+
+            self.set_weights(ray.get(latest[0][0]), latest[1])
         self._apply()
+        if self.version < job.version:
+            raise RuntimeError(f"rollout worker {self.index} has weights v{self.version}, the round needs "
+                               f"v{job.version}")
         return run_job(job, self.engine, self.verifier, self.strategy, self.shaper)
 
     def strategy_state(self) -> dict[str, Any]:

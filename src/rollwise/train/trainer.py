@@ -21,7 +21,7 @@ import torch
 
 from rollwise.config import Config
 from rollwise.data.sources import skip_metrics
-from rollwise.data.templates import render_prompt
+from rollwise.data.templates import encode_prompt
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
 from rollwise.sampling import Budget
 from rollwise.train import checkpoint as ckpt
@@ -77,7 +77,7 @@ class Trainer:
 
     def encode(self, text: str) -> list[int]:
         """Prompt text -> token ids, through the configured template (and chat template, if any)."""
-        return self.tok(render_prompt(text, self.cfg.task, self.tok), add_special_tokens=False)["input_ids"]
+        return encode_prompt(text, self.cfg.task, self.tok)
 
     def _budget(self) -> Budget:
         return Budget(self.step_rollouts, self.cfg.sampler.token_budget)

@@ -1,0 +1,103 @@
+"""Async mode on a local Ray: the staleness bound holds (eta = 0 is synchronous semantics), every prompt is
+generated and trained once per step, a SIGKILLed rollout worker is restarted and its round re-queued, and a run
+killed with SIGKILL resumes from its checkpoint in async mode."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollwise.logging import read_metrics
+from rollwise.train.trainer import Trainer
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[2]
+ASYNC = ["--run.mode=async", "--run.threads=1", "--trainer.eval_every=0", "--trainer.checkpoint_every=0"]
+BATCH, GROUP = 6, 4  # smoke.toml
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _steps(rows):
+    return [r for r in rows if "rollout/reward_mean" in r]
+
+
+def _run(cfg, **kw):
+    t = Trainer(cfg, **kw)
+    try:
+        t.train()
+    finally:
+        t.close()
+    return t, _steps(read_metrics(t.run_dir))
+
+
+@pytest.mark.parametrize("eta", [0, 2])
+def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg, eta):
+    t, rows = _run(smoke_cfg(f"--run.name=eta{eta}", *ASYNC, f"--async.max_staleness={eta}",
+                             "--trainer.steps=5"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(r["offpolicy/stale_max"] <= eta for r in rows)
+    if eta == 0:
+        assert all(r["offpolicy/stale_mean"] == 0 for r in rows)
+    assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_min"] == GROUP
+               and r["sampler/rollouts_per_prompt_max"] == GROUP for r in rows)
+    assert rows[-1]["ledger/rollouts"] == 5 * BATCH * GROUP
+    assert rows[-1]["async/in_flight_steps"] == 0  # nothing generated past the last step
+
+
+def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypatch):
+    from rollwise.train.async_rollouts import AsyncRollouts
+
+    send, killed = AsyncRollouts._send, []
+
+    def send_then_kill(self, step, job, worker, tries):
+        send(self, step, job, worker, tries)
+        if step == 2 and not killed:  # the round is submitted: kill the worker's process under it
+            pid = ray.get(self.workers[worker].pid.options(concurrency_group="control").remote())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    monkeypatch.setattr(AsyncRollouts, "_send", send_then_kill)
+    t, rows = _run(smoke_cfg("--run.name=kill", *ASYNC, "--async.max_staleness=1", "--trainer.steps=4"))
+    assert killed and rows[-1]["async/worker_restarts"] >= 1
+    assert rows[-1]["async/requeued_prompts"] == BATCH * rows[-1]["async/worker_restarts"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_max"] == GROUP
+               for r in rows)  # the lost round was not booked, the re-sent one once
+    assert rows[-1]["ledger/rollouts"] == 4 * BATCH * GROUP
+
+
+def test_sigkill_of_the_whole_run_then_resume_in_async_mode(smoke_cfg, tmp_path, warm_cache):
+    overrides = [*ASYNC[:3], "--trainer.checkpoint_every=2", "--trainer.steps=4", "--async.max_staleness=1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cfg_args = [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", "--run.name=killed", *overrides]
+    script = (
+        "import os, signal\n"
+        "from rollwise.config import load_config\n"
+        "from rollwise.train.trainer import Trainer\n"
+        f"cfg = load_config({str(ROOT / 'configs' / 'smoke.toml')!r}, {cfg_args!r})\n"
+        "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 2 else None\n"
+        "Trainer(cfg, on_checkpoint=kill).train()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_dir = tmp_path / "killed"
+    assert (run_dir / "checkpoints" / "step_000002" / "COMPLETE").is_file()
+    t = Trainer(smoke_cfg("--run.name=killed", *overrides))
+    try:
+        t.train(resume=True)
+    finally:
+        t.close()
+    rows = _steps(read_metrics(run_dir))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["ledger/rollouts"] == 4 * BATCH * GROUP
+    assert (run_dir / "checkpoints" / "step_000004" / "COMPLETE").is_file()
