@@ -131,7 +131,7 @@ class AsyncRollouts:
         return sum(f.out.generated_tokens + f.out.discarded_tokens for f in self.flights.values())
 
     def metrics(self) -> dict[str, Any]:
-        stats = self.ray.get([w.stats.options(concurrency_group=CONTROL).remote() for w in self.workers])
+        stats = self._ask("stats")
         return {**{f"async/{k}": v for k, v in self._counters.items()},
                 "async/in_flight_steps": len(self.flights),
                 "async/in_flight_tokens": self.in_flight_tokens(),
@@ -139,12 +139,31 @@ class AsyncRollouts:
                 "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"workers": self.ray.get([w.strategy_state.remote() for w in self.workers])}
+        return {"workers": self._ask("strategy_state")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         states = state.get("workers", [state] * len(self.workers)) if state else []
-        for w, s in zip(self.workers, states):
-            self.ray.get(w.load_strategy_state.remote(s))
+        for i, s in enumerate(states[: len(self.workers)]):
+            self._ask("load_strategy_state", s, only=i)
+
+    def _ask(self, method: str, *args: Any, only: int | None = None, wait_s: float = 120.0) -> list[Any]:
+        """Call a control method on every worker (or worker ``only``), waiting out a worker's restart."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        out = []
+        for i, w in enumerate(self.workers):
+            if only is not None and i != only:
+                continue
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    out.append(self.ray.get(getattr(w, method).options(concurrency_group=CONTROL).remote(*args)))
+                    break
+                except (RayActorError, ActorDiedError, ActorUnavailableError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"rollout worker {i} did not come back within {wait_s:.0f} s") from None
+                    time.sleep(0.5)
+        return out
 
     def close(self) -> None:
         for w in self.workers:
