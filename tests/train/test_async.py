@@ -40,10 +40,10 @@ def _run(cfg, **kw):
     return t, _steps(read_metrics(t.run_dir))
 
 
-@pytest.mark.parametrize("eta", [0, 2])
-def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg, eta):
+@pytest.mark.parametrize("eta,workers", [(0, 1), (2, 2)])
+def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg, eta, workers):
     t, rows = _run(smoke_cfg(f"--run.name=eta{eta}", *ASYNC, f"--async.max_staleness={eta}",
-                             "--trainer.steps=5"))
+                             f"--async.workers={workers}", "--trainer.steps=5"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert all(r["offpolicy/stale_max"] <= eta for r in rows)
     if eta == 0:
