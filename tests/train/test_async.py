@@ -1,6 +1,6 @@
-"""Async mode on a local Ray: the staleness bound holds (eta = 0 is synchronous semantics), every prompt is
-generated and trained once per step, a SIGKILLed rollout worker is restarted and its round re-queued, and a run
-killed with SIGKILL resumes from its checkpoint in async mode."""
+"""Async mode on a local Ray: eta = 0 reproduces the sync run bit for bit, the staleness bound holds, every
+prompt is generated and trained once per step, a SIGKILLed rollout worker is restarted and its round
+re-queued, and a run killed with SIGKILL resumes from its checkpoint in async mode."""
 
 import os
 import signal
@@ -40,14 +40,30 @@ def _run(cfg, **kw):
     return t, _steps(read_metrics(t.run_dir))
 
 
-@pytest.mark.parametrize("eta,workers", [(0, 1), (2, 2)])
-def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg, eta, workers):
-    t, rows = _run(smoke_cfg(f"--run.name=eta{eta}", *ASYNC, f"--async.max_staleness={eta}",
-                             f"--async.workers={workers}", "--trainer.steps=5"))
+def test_eta_0_is_the_synchronous_run_exactly(smoke_cfg):
+    """Same weights, seeds, prompts and engine code in the worker: at eta = 0 (one worker, one thread each, no
+    weight update ever lands mid-round) async reproduces the sync run's rollouts, updates and evals bit for
+    bit; only timings and the async/ counters differ."""
+    common = ["--run.threads=1", "--trainer.steps=3", "--trainer.eval_every=3", "--trainer.checkpoint_every=0"]
+    sync_t, sync_rows = _run(smoke_cfg("--run.name=sync", *common))
+    async_t, async_rows = _run(smoke_cfg("--run.name=async0", *common, "--run.mode=async", "--async.max_staleness=0"))
+
+    def same(rows):
+        return [{k: v for k, v in r.items() if not k.startswith(("perf/", "async/")) and "seconds" not in k}
+                for r in rows]
+
+    assert same(sync_rows) == same(async_rows)
+    assert all(r["offpolicy/stale_max"] == 0 for r in async_rows)
+    for a, b in zip(sync_t.model.parameters(), async_t.model.parameters()):
+        assert a.equal(b)
+
+
+def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg):
+    eta = 2  # two workers: each round is split between them
+    t, rows = _run(smoke_cfg("--run.name=eta2", *ASYNC, f"--async.max_staleness={eta}", "--async.workers=2",
+                             "--trainer.steps=5"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
-    assert all(r["offpolicy/stale_max"] <= eta for r in rows)
-    if eta == 0:
-        assert all(r["offpolicy/stale_mean"] == 0 for r in rows)
+    assert all(r["offpolicy/stale_max"] <= eta for r in rows)  # how far ahead the workers get depends on timing
     assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_min"] == GROUP
                and r["sampler/rollouts_per_prompt_max"] == GROUP for r in rows)
     assert rows[-1]["ledger/rollouts"] == 5 * BATCH * GROUP
