@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,24 @@ def smoke_cfg(tmp_path, warm_cache):
                            [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def train_until_sigkill():
+    """``fn(cfg_args, at_step)``: see :func:`_train_until_sigkill`."""
+    return _train_until_sigkill
+
+
+def _train_until_sigkill(cfg_args: list[str], at_step: int) -> subprocess.CompletedProcess:
+    """Train the smoke config with ``cfg_args`` in a subprocess that SIGKILLs itself right after the checkpoint
+    of step ``at_step`` (a trainer hook); the caller checks the return code (-9) and resumes."""
+    script = (
+        "import os, signal\n"
+        "from rollwise.config import load_config\n"
+        "from rollwise.train.trainer import Trainer\n"
+        f"cfg = load_config({str(ROOT / 'configs' / 'smoke.toml')!r}, {cfg_args!r})\n"
+        f"kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == {at_step} else None\n"
+        "Trainer(cfg, on_checkpoint=kill).train()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)

@@ -4,8 +4,6 @@ re-queued, and a run killed with SIGKILL resumes from its checkpoint in async mo
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -92,19 +90,10 @@ def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypa
     assert rows[-1]["ledger/rollouts"] == 4 * BATCH * GROUP
 
 
-def test_sigkill_of_the_whole_run_then_resume_in_async_mode(smoke_cfg, tmp_path, warm_cache):
+def test_sigkill_of_the_whole_run_then_resume_in_async_mode(smoke_cfg, tmp_path, warm_cache, train_until_sigkill):
     overrides = [*ASYNC[:3], "--trainer.checkpoint_every=2", "--trainer.steps=4", "--async.max_staleness=1"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cfg_args = [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", "--run.name=killed", *overrides]
-    script = (
-        "import os, signal\n"
-        "from rollwise.config import load_config\n"
-        "from rollwise.train.trainer import Trainer\n"
-        f"cfg = load_config({str(ROOT / 'configs' / 'smoke.toml')!r}, {cfg_args!r})\n"
-        "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 2 else None\n"
-        "Trainer(cfg, on_checkpoint=kill).train()\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    proc = train_until_sigkill(cfg_args, at_step=2)
     assert proc.returncode == -9, proc.stderr[-2000:]
     run_dir = tmp_path / "killed"
     assert (run_dir / "checkpoints" / "step_000002" / "COMPLETE").is_file()

@@ -2,9 +2,6 @@
 and a run killed with SIGKILL after a checkpoint resumes to exactly the uninterrupted result."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -52,23 +49,14 @@ def _strip(rows):
              and "seconds" not in k} for r in rows]
 
 
-def test_sigkill_then_resume_equals_uninterrupted(smoke_cfg, tmp_path, warm_cache):
+def test_sigkill_then_resume_equals_uninterrupted(smoke_cfg, tmp_path, warm_cache, train_until_sigkill):
     overrides = ["--trainer.steps=4", "--trainer.checkpoint_every=2", "--sampler.type=vade"]
     full = Trainer(smoke_cfg("--run.name=full", *overrides))
     full.train()
     full.close()
     # the same run in a subprocess, killed by SIGKILL right after the step-2 checkpoint (a trainer hook)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cfg_args = [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}", "--run.name=killed", *overrides]
-    script = (
-        "import os, signal, sys\n"
-        "from rollwise.config import load_config\n"
-        "from rollwise.train.trainer import Trainer\n"
-        f"cfg = load_config({str(ROOT / 'configs' / 'smoke.toml')!r}, {cfg_args!r})\n"
-        "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 2 else None\n"
-        "Trainer(cfg, on_checkpoint=kill).train()\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    proc = train_until_sigkill(cfg_args, at_step=2)
     assert proc.returncode == -9, proc.stderr[-2000:]
     run_dir = tmp_path / "killed"
     assert (run_dir / "checkpoints" / "step_000002" / "COMPLETE").is_file()
