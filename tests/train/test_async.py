@@ -19,6 +19,7 @@ BATCH, GROUP = 6, 4  # smoke.toml
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as AsyncRollouts does for the Ray it starts
     ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield

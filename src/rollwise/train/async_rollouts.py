@@ -85,6 +85,10 @@ class AsyncRollouts:
             kw: dict[str, Any] = ({"address": a.address} if a.address else  # "local": a new instance, always
                                   {"address": "local", "num_cpus": a.num_cpus or max(os.cpu_count() or 1, threads),
                                    "_node_ip_address": "127.0.0.1", "include_dashboard": False})
+            # Ray nices its worker processes (15) to keep its own daemons responsive; a rollout worker is the
+            # run's generation, and niced it starves beside the trainer (a restart can then outlast Ray's worker
+            # registration timeout, again and again)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(**kw, log_to_driver=False, configure_logging=False)
         # rounds run one at a time; weights and stats go through their own thread ("control"), so new weights
         # land while a round decodes (the interrupt) and never queue behind it
@@ -148,7 +152,7 @@ class AsyncRollouts:
 
     def _ask(self, method: str, *args: Any, only: int | None = None, wait_s: float = 120.0) -> list[Any]:
         """Call a control method on every worker (or worker ``only``), waiting out a worker's restart."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
 
         out = []
         for i, w in enumerate(self.workers):
@@ -157,9 +161,10 @@ class AsyncRollouts:
             deadline = time.monotonic() + wait_s
             while True:
                 try:
-                    out.append(self.ray.get(getattr(w, method).options(concurrency_group=CONTROL).remote(*args)))
+                    ref = getattr(w, method).options(concurrency_group=CONTROL).remote(*args)
+                    out.append(self.ray.get(ref, timeout=max(deadline - time.monotonic(), 1.0)))
                     break
-                except (RayActorError, ActorDiedError, ActorUnavailableError):
+                except (RayActorError, ActorDiedError, ActorUnavailableError, GetTimeoutError):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"rollout worker {i} did not come back within {wait_s:.0f} s") from None
                     time.sleep(0.5)
