@@ -115,7 +115,7 @@ class AsyncRollouts:
             self._poll()
         self._counters["wait_seconds"] = time.perf_counter() - t0
         flight = self.flights.pop(step)
-        self.collector._check_faults(flight.out, step)
+        self.collector.check_faults(flight.out, step)
         self._fill()  # the bound may allow another step now that this one is handed over
         return flight.out
 

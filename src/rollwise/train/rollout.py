@@ -165,14 +165,15 @@ class RolloutCollector:
         while req is not None and len(req):
             self._run(req, out, budget, seed + 7919 * out.calls, version)
             req = pipeline.next_request(out.obs())
-        self._check_faults(out, step)
+        self.check_faults(out, step)
         return out
 
     def metrics(self) -> dict[str, float]:
         """The rollout strategy's metrics (``generation/...``)."""
         return {f"generation/{k}": v for k, v in self.strategy.metrics().items()}
 
-    def _check_faults(self, out: StepRollouts, step: int) -> None:
+    def check_faults(self, out: StepRollouts, step: int) -> None:
+        """Stop the run if more than ``max_failure_share`` of a step's checks failed (sync and async alike)."""
         failed, checks = out.verify_failures, out.num_rollouts
         if checks and failed / checks > self.max_failure_share:
             kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in out.faults.items())
