@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class Grid:
     # logged steps (e.g. "eval/add4/pass@1", "mean:rollout/flawed_positive_share")
     report: list[str] = field(default_factory=list)
     x: str = "ledger/tokens"  # the cost axis of "to reach": generated tokens, or ledger/seconds (wall-clock)
+    # a run trained once before the arms (e.g. the start model of a testbed), as CLI overrides of ``base``; it
+    # lands in ``<out>/_prepare/run`` and an arm names its checkpoint (``--model.path=<out>/_prepare/run/...``)
+    prepare: list[str] | None = None
+    # ``rollwise bench --quick``: a smoke variant, keys replaced (seeds, arms by name, extra overrides)
+    quick: dict[str, Any] = field(default_factory=dict)
+    headline: bool = False  # also write the proving-ground summary (rollwise.bench_headline): headline.md + plots
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -50,21 +56,58 @@ def load_grid(path: str | Path) -> Grid:
         raise FileNotFoundError(f"bench grid not found: {p}")
     d = tomllib.loads(p.read_text())
     unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate",
-                        "at_step", "report", "x"}
+                        "at_step", "report", "x", "prepare", "quick", "headline"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
+    quick = dict(d.get("quick", {}))
+    if bad := set(quick) - {"seeds", "arms", "overrides"}:
+        raise ValueError(f"{p}: unknown key(s) in [quick]: {sorted(bad)} (seeds, arms, overrides)")
     arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
     return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
                 Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
                 d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)),
-                d.get("at_step"), [str(k) for k in d.get("report", [])], str(d.get("x", "ledger/tokens")))
+                d.get("at_step"), [str(k) for k in d.get("report", [])], str(d.get("x", "ledger/tokens")),
+                d.get("prepare"), quick, bool(d.get("headline", False)))
+
+
+def quick_grid(grid: Grid) -> Grid:
+    """The grid's ``[quick]`` smoke variant: its seeds, the arms it names, its overrides appended to the arms'
+    (the prepare run is the grid's own: arms name its checkpoint); results in ``<out>_quick``."""
+    q = grid.quick
+    names = q.get("arms", [a.name for a in grid.arms])
+    if missing := [n for n in names if n not in {a.name for a in grid.arms}]:
+        raise ValueError(f"[quick] names unknown arm(s) {missing}")
+    out = grid.out.with_name(grid.out.name + "_quick")
+    extra = list(q.get("overrides", []))
+
+    def move(args: list[str]) -> list[str]:  # paths into the grid's out dir follow it
+        return [a.replace(str(grid.out) + "/", str(out) + "/") for a in args]
+
+    arms = [Arm(a.name, move(a.overrides)) for a in grid.arms if a.name in names]
+    return replace(grid, seeds=list(q.get("seeds", grid.seeds)), arms=arms, out=out,
+                   overrides=move([*grid.overrides, *extra]))
+
+
+def _train(cfg: Any, run_dir: Path) -> None:
+    from rollwise.train.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        trainer.train(resume=True)
+    finally:
+        trainer.close()
+    (run_dir / "DONE").write_text("ok")
 
 
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
-    """Train every (arm, seed) that has not finished yet, in order."""
-    from rollwise.train.trainer import Trainer
-
-    todo = [(a, s) for a in grid.arms for s in grid.seeds]
+    """Train the prepare run, then every (arm, seed) that has not finished yet, seed by seed (a grid stopped
+    early has every arm at the same seeds)."""
+    if grid.prepare is not None and not (grid.out / "_prepare" / "run" / "DONE").is_file():
+        log("prepare: training the grid's start run")
+        _train(load_config(grid.base, [*grid.prepare, f"--run.out_dir={grid.out / '_prepare'}", "--run.name=run",
+                                       "--trainer.progress=false", "--trainer.plots=false"]),
+               grid.out / "_prepare" / "run")
+    todo = [(a, s) for s in grid.seeds for a in grid.arms]
     for i, (arm, seed) in enumerate(todo):
         run_dir = grid.out / arm.name / f"seed{seed}"
         if (run_dir / "DONE").is_file():
@@ -74,12 +117,7 @@ def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> No
                                       f"--run.out_dir={grid.out / arm.name}", f"--run.name=seed{seed}",
                                       "--trainer.progress=false", "--trainer.plots=false"])
         log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: training")
-        trainer = Trainer(cfg)
-        try:
-            trainer.train(resume=True)
-        finally:
-            trainer.close()
-        (run_dir / "DONE").write_text("ok")
+        _train(cfg, run_dir)
 
 
 def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1",
@@ -101,22 +139,29 @@ def _tokens_to_reach(tokens: np.ndarray, acc: np.ndarray, target: float, interpo
     return float(t0 + (t1 - t0) * (target - a0) / (a1 - a0))
 
 
-def summarise(grid: Grid) -> list[dict[str, Any]]:
-    """Per arm: final accuracy, tokens to reach the reference's target accuracy (its final, or ``reach`` of its
-    gain; and the ratio to the reference's own tokens to it), mixed share, seconds per step; mean and spread
-    over seeds."""
+def load_runs(grid: Grid, finished: bool = False) -> dict[str, list[list[dict[str, Any]]]]:
+    """Each arm's runs' metric rows, in seed order; a run with no eval yet is left out (``finished``: only runs
+    with their DONE marker)."""
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     for arm in grid.arms:
         for seed in grid.seeds:
             d = grid.out / arm.name / f"seed{seed}"
-            if (d / "metrics.jsonl").is_file():
+            if (d / "metrics.jsonl").is_file() and (not finished or (d / "DONE").is_file()):
                 runs.setdefault(arm.name, []).append(read_metrics(d))
     if any(grid.metric in r for rs in runs.values() for run in rs for r in run):
-        # a run that has only just started has no eval yet: it is not counted
         runs = {a: kept for a, rs in runs.items()
                 if (kept := [run for run in rs if any(grid.metric in r for r in run)])}
     if grid.reference not in runs:
         raise ValueError(f"no runs of the reference arm {grid.reference!r} in {grid.out}")
+    return runs
+
+
+def summarise(grid: Grid) -> list[dict[str, Any]]:
+    """Per arm: final accuracy, tokens to reach the reference's target accuracy (its final, or ``reach`` of its
+    gain; and the ratio to the reference's own tokens to it), mixed share, seconds per step; mean and spread
+    over seeds."""
+    runs = load_runs(grid)
+
     def curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         x, y = _curve(rows, grid.metric, grid.x)
         if not len(y):

@@ -238,15 +238,22 @@ def bench(
     ctx: typer.Context,
     grid: Annotated[str, typer.Argument(help="bench grid TOML (e.g. bench/samplers.toml)")],
     report_only: bool = typer.Option(False, "--report-only", help="summarise finished runs, train nothing"),
+    quick: bool = typer.Option(False, "--quick", help="the grid's [quick] smoke variant (results in <out>_quick)"),
 ) -> None:
     """Run a grid of sampler arms x seeds at equal token budget (restartable) and write the results table."""
-    from rollwise.bench import load_grid, run_grid, summarise, write_report
+    from rollwise.bench import load_grid, quick_grid, run_grid, summarise, write_report
 
     g = load_grid(grid)
+    if quick:
+        g = quick_grid(g)
     if not report_only:
         run_grid(g, list(ctx.args), log=console.log)
     md = write_report(g, summarise(g))
     Console().print(md.read_text())
+    if g.headline:
+        from rollwise.bench_headline import headline, write_headline
+
+        Console().print(write_headline(g, headline(g)).read_text())
 
 
 model_app = typer.Typer(no_args_is_help=True, help="Bring pretrained models into rollwise.")
