@@ -101,3 +101,20 @@ overrides = ["--sampler.type=dapo"]
     with pytest.raises(ValueError, match="unknown arm"):
         f.write_text(f.read_text().replace('arms = ["uniform"]', 'arms = ["nope"]'))
         quick_grid(load_grid(f))
+
+
+def test_a_run_held_by_a_live_process_is_skipped_and_a_dead_ones_lock_taken_over(tmp_path):
+    """Several ``rollwise bench`` processes share a grid through a pid lock file beside each run."""
+    import os
+    import subprocess
+
+    from rollwise.bench import _claim
+
+    run = tmp_path / "arm" / "seed0"
+    lock = _claim(run)
+    assert lock == tmp_path / "arm" / "seed0.lock" and lock.read_text() == str(os.getpid())
+    assert _claim(run) is None  # held by a live process (this one)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.write_text(str(dead.pid))
+    assert _claim(run) == lock and lock.read_text() == str(os.getpid())  # a dead holder: taken over

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,14 +101,49 @@ def _train(cfg: Any, run_dir: Path) -> None:
     (run_dir / "DONE").write_text("ok")
 
 
+def _claim(run_dir: Path) -> Path | None:
+    """A lock file beside ``run_dir`` holding this process's pid, so that several ``rollwise bench`` processes
+    can share one grid; None if a live process holds it (a dead holder's lock is taken over)."""
+    lock = run_dir.with_name(run_dir.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return None
+        except (ProcessLookupError, ValueError):
+            lock.write_text(str(os.getpid()))
+            return lock
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return lock
+
+
+def _train_once(cfg: Any, run_dir: Path) -> bool:
+    """Train ``run_dir`` unless another process holds it; False if it did."""
+    lock = _claim(run_dir)
+    if lock is None:
+        return False
+    try:
+        if not (run_dir / "DONE").is_file():
+            _train(cfg, run_dir)
+    finally:
+        lock.unlink(missing_ok=True)
+    return True
+
+
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
     """Train the prepare run, then every (arm, seed) that has not finished yet, seed by seed (a grid stopped
-    early has every arm at the same seeds)."""
-    if grid.prepare is not None and not (grid.out / "_prepare" / "run" / "DONE").is_file():
+    early has every arm at the same seeds). Several processes may run one grid: each takes the runs no other
+    live process holds."""
+    prep = grid.out / "_prepare" / "run"
+    if grid.prepare is not None and not (prep / "DONE").is_file():
         log("prepare: training the grid's start run")
-        _train(load_config(grid.base, [*grid.prepare, f"--run.out_dir={grid.out / '_prepare'}", "--run.name=run",
-                                       "--trainer.progress=false", "--trainer.plots=false"]),
-               grid.out / "_prepare" / "run")
+        cfg = load_config(grid.base, [*grid.prepare, f"--run.out_dir={grid.out / '_prepare'}", "--run.name=run",
+                                      "--trainer.progress=false", "--trainer.plots=false"])
+        while not _train_once(cfg, prep):  # another process is preparing: wait for it
+            time.sleep(5)
     todo = [(a, s) for s in grid.seeds for a in grid.arms]
     for i, (arm, seed) in enumerate(todo):
         run_dir = grid.out / arm.name / f"seed{seed}"
@@ -117,7 +154,8 @@ def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> No
                                       f"--run.out_dir={grid.out / arm.name}", f"--run.name=seed{seed}",
                                       "--trainer.progress=false", "--trainer.plots=false"])
         log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: training")
-        _train(cfg, run_dir)
+        if not _train_once(cfg, run_dir):
+            log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: another process is training it, skipped")
 
 
 def _curve(rows: list[dict[str, Any]], key: str = "eval/mean/pass@1",
