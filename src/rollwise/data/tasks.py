@@ -107,6 +107,23 @@ class TaskSuite:
     heldout: set[str]  # eval texts kept out of the pool and the warm start (levels with a large space)
 
 
+def assemble_suite(level_names: list[str],
+                   make: Callable[[str], tuple[list[tuple[str, str]], list[tuple[str, str]], set[str]]]) -> TaskSuite:
+    """A suite from ``make(level) -> (eval [(text, answer)], train [(text, answer)], held-out texts)``, level by
+    level: the prompt ids, level metadata and level index every procedural suite shares."""
+    pool: list[Prompt] = []
+    levels: list[int] = []
+    eval_sets: dict[str, list[Prompt]] = {}
+    heldout: set[str] = set()
+    for li, name in enumerate(level_names):
+        ev, tr, held = make(name)
+        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, a, {"level": name}) for i, (t, a) in enumerate(ev)]
+        heldout |= held
+        pool += [Prompt(f"{name}-{i:05d}", t, a, {"level": name}) for i, (t, a) in enumerate(tr)]
+        levels += [li] * len(tr)
+    return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
+
+
 def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: int,
                 answer_order: str = "msb") -> TaskSuite:
     """Build the suite deterministically. Eval prompts are excluded from the pool, except for levels whose
@@ -115,23 +132,16 @@ def build_suite(level_names: list[str], train_size: int, eval_size: int, seed: i
     if unknown:
         raise ValueError(f"unknown task level(s) {unknown}; choose from {sorted(LEVELS)}")
     per_level = max(train_size // max(len(level_names), 1), 1)
-    pool: list[Prompt] = []
-    levels: list[int] = []
-    eval_sets: dict[str, list[Prompt]] = {}
-    heldout: set[str] = set()
-    for li, name in enumerate(level_names):
+
+    def make(name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]], set[str]]:
         lv = LEVELS[name]
         ev = _unique(lv, random.Random(f"eval-{seed}-{name}"), eval_size, set())
-        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, format_answer(a, answer_order), {"level": name})
-                           for i, (t, a) in enumerate(ev)]
-        shared = lv.space < 2 * (eval_size + per_level)
-        exclude = set() if shared else {t for t, _ in ev}
-        heldout |= exclude
+        exclude = set() if lv.space < 2 * (eval_size + per_level) else {t for t, _ in ev}
         tr = _unique(lv, random.Random(f"train-{seed}-{name}"), per_level, exclude)
-        pool += [Prompt(f"{name}-{i:05d}", t, format_answer(a, answer_order), {"level": name})
-                 for i, (t, a) in enumerate(tr)]
-        levels += [li] * len(tr)
-    return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
+        return ([(t, format_answer(a, answer_order)) for t, a in ev],
+                [(t, format_answer(a, answer_order)) for t, a in tr], exclude)
+
+    return assemble_suite(level_names, make)
 
 
 def sft_stream(weights: dict[str, float], seed: int, exclude: set[str], answer_order: str = "msb",

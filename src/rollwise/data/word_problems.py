@@ -20,10 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from rollwise.data.tasks import TaskSuite
-from rollwise.types import Prompt
+from rollwise.data.tasks import TaskSuite, assemble_suite
 
 __all__ = ["WORD_LEVELS", "WordLevel", "build_word_suite", "render_problem"]
 
@@ -173,17 +170,11 @@ def build_word_suite(level_names: list[str], train_size: int, eval_size: int, se
     if unknown:
         raise ValueError(f"task.levels: unknown word-problem level(s) {unknown}; choose from {list(WORD_LEVELS)}")
     per_level = max(train_size // max(len(level_names), 1), 1)
-    pool: list[Prompt] = []
-    levels: list[int] = []
-    eval_sets: dict[str, list[Prompt]] = {}
-    heldout: set[str] = set()
-    for li, name in enumerate(level_names):
+
+    def make(name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]], set[str]]:
         lv = WORD_LEVELS[name]
         ev = _eval_problems(lv, eval_size, seed)
-        eval_sets[name] = [Prompt(f"{name}-eval-{i:05d}", t, str(lv.answer(o)), {"level": name})
-                           for i, (t, o) in enumerate(ev)]
-        heldout |= {t for t, _ in ev}
         tr = _train_problems(lv, per_level, seed, {o for _, o in ev})
-        pool += [Prompt(f"{name}-{i:05d}", t, str(lv.answer(o)), {"level": name}) for i, (t, o) in enumerate(tr)]
-        levels += [li] * len(tr)
-    return TaskSuite(pool, np.array(levels, dtype=np.int64), list(level_names), eval_sets, heldout)
+        return ([(t, str(lv.answer(o))) for t, o in ev], [(t, str(lv.answer(o))) for t, o in tr], {t for t, _ in ev})
+
+    return assemble_suite(level_names, make)
