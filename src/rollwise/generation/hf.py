@@ -10,11 +10,11 @@ continued from a :class:`Prefix` of ``k`` tokens draws ``u[r, k:]``: cut a seede
 with the same seed and row layout, and it redraws the uninterrupted row's tokens.
 
 Engine API (generation/base.py): a prefix is prefilled with the prompt (rows with the same prompt and prefix
-share that prefill); ``outputs`` and ``control`` are recorded by :class:`_Recorder` and cost nothing when off
-(the forward asks for hidden states only when they are wanted; top-k and entropy need one log-softmax per
-step). The step callback runs per chunk of ``batch_size`` rows; ``Decision.ABORT`` alone also marks the call
-aborted, so later chunks are not decoded. Fork is not a primitive here: LATR branches by continuing from the
-prefix ``parent[:t] + [token]`` (a new prefill instead of a KV copy).
+share that prefill); ``outputs`` and ``control`` are recorded by generation/hf_record.py's ``Recorder`` and cost
+nothing when off (the forward asks for hidden states only when they are wanted; top-k and entropy need one
+log-softmax per step). The step callback runs per chunk of ``batch_size`` rows; ``Decision.ABORT`` alone also
+marks the call aborted, so later chunks are not decoded. Fork is not a primitive here: LATR branches by
+continuing from the prefix ``parent[:t] + [token]`` (a new prefill instead of a KV copy).
 
 HAPO's adaptive sampling temperature (arXiv:2509.16591), knob ``entropy_temperature_tau`` (0 = off; HAPO 0.05):
 each step samples at T_t = T (1 + tau clamp(h_t, -1, 1)), h_t being the step's logit entropy (at the base T)
@@ -51,6 +51,7 @@ from rollwise.generation.base import (
     prefix_finish,
     resolve_decision,
 )
+from rollwise.generation.hf_record import REASONS, CallState, Recorder
 
 
 def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float | torch.Tensor,
@@ -150,7 +151,7 @@ class HFEngine:
         stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
         pre = prefixes if prefixes is not None else [None] * len(prompts)
         results: list[Completion | None] = [None] * len(rows)
-        call = _Call(rows, control, outputs, pre)
+        call = CallState(rows, control, outputs, pre)
         for r, i in enumerate(rows):  # rows whose prefix already finished are not decoded
             if (reason := prefix_finish(pre[i], M, stop)) is not None:
                 results[r] = prefix_completion(pre[i], M, reason, outputs, self._text)
@@ -197,7 +198,7 @@ class HFEngine:
         return out.logits[:, -1], (out.hidden_states[-1] if hidden else None)
 
     def _decode(self, chunk: list[int], prompts: list[list[int]], noise: torch.Tensor, params: SamplingParams,
-                stop: list[int], call: _Call) -> list[Completion]:
+                stop: list[int], call: CallState) -> list[Completion]:
         """KV-cached sampling of one chunk of rows: left-padded prompt + prefix, position ids from the mask.
 
         Rows with the same prompt and prefix (a GRPO group) share one prefill: the cache is gathered to the rows.
@@ -224,7 +225,7 @@ class HFEngine:
         logps = torch.zeros((B, S), device=dev)  # [B, S]
         n_new = (M - L).clone()  # [B] new tokens per row (final once the row is done)
         reason = torch.zeros(B, dtype=torch.long, device=dev)  # index into REASONS; 0 = length
-        rec = _Recorder(call, B, S, dev)
+        rec = Recorder(call, B, S, dev)
         active = torch.arange(B, device=dev)  # rows still in the (compacted) batch
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # per active row
         cache = DynamicCache(config=self.model.config)
@@ -271,8 +272,8 @@ class HFEngine:
         self._temperature_sum += temp_sum
         return [self._completion(b, p, tokens, logps, n_new, reason, rec, call.outputs) for b, p in enumerate(pre)]
 
-    def _ask(self, call: _Call, chunk: list[int], pre: list[Prefix | None], active: torch.Tensor,
-             done: torch.Tensor, tokens: torch.Tensor, t: int, rec: _Recorder, reason: torch.Tensor,
+    def _ask(self, call: CallState, chunk: list[int], pre: list[Prefix | None], active: torch.Tensor,
+             done: torch.Tensor, tokens: torch.Tensor, t: int, rec: Recorder, reason: torch.Tensor,
              n_new: torch.Tensor) -> torch.Tensor:
         """Show the live rows to the step callback and apply its decisions; return the updated ``done``."""
         live = (~done).nonzero().squeeze(-1)  # [l] indices into the active batch
@@ -303,7 +304,7 @@ class HFEngine:
         return done
 
     def _completion(self, b: int, prefix: Prefix | None, tokens: torch.Tensor, logps: torch.Tensor,
-                    n_new: torch.Tensor, reason: torch.Tensor, rec: _Recorder,
+                    n_new: torch.Tensor, reason: torch.Tensor, rec: Recorder,
                     outputs: OutputSpec | None) -> Completion:
         """Row ``b``'s completion: its prefix (stored logprobs and versions) + the ``n_new[b]`` tokens sampled."""
         n = int(n_new[b])
@@ -316,96 +317,3 @@ class HFEngine:
         if outputs is not None:
             rec.fill(c, b, n, outputs)
         return pad_outputs(c, outputs)
-
-
-REASONS = ("length", "stop", "abort", "pruned")  # codes of the per-row finish-reason tensor
-
-
-class _Call:
-    """What one generate call shares across its chunks: row layout, options, rows finished, abort-all flag."""
-
-    def __init__(self, rows: list[int], control: StepControl | None, outputs: OutputSpec | None,
-                 prefixes: list[Prefix | None]) -> None:
-        self.rows, self.control, self.outputs, self.prefixes = rows, control, outputs, prefixes
-        self.finished: dict[int, str] = {}
-        self.abort_all = False
-
-    def note_finished(self, chunk: list[int], active: torch.Tensor, done: torch.Tensor,
-                      reason: torch.Tensor) -> None:
-        for b in active[done].tolist():
-            self.finished.setdefault(chunk[b], REASONS[int(reason[b])])
-
-
-class _Recorder:
-    """Top-k / entropy / hidden states of one chunk, kept only when the call's outputs or control ask."""
-
-    def __init__(self, call: _Call, B: int, S: int, dev: torch.device) -> None:
-        o, c = call.outputs or OutputSpec(), call.control
-        self.k_out, self.entropy_out, self.every = o.topk, o.entropy, o.hidden_every
-        self.k = max(o.topk, c.topk if c else 0)
-        self.want_entropy = o.entropy or bool(c and c.entropy)
-        self.k_view, self.view_entropy, self.view_hidden = (c.topk, c.entropy, c.hidden) if c else (0, False, False)
-        self.hidden = self.every > 0 or self.view_hidden  # forward with output_hidden_states
-        self.topk_ids = torch.zeros((B, S, self.k_out), dtype=torch.long, device=dev) if self.k_out else None
-        self.topk_lp = torch.zeros((B, S, self.k_out), device=dev) if self.k_out else None
-        self.entropies = torch.zeros((B, S), device=dev) if o.entropy else None
-        self.states: list[dict[int, torch.Tensor]] = [{} for _ in range(B)]  # row -> position -> [d]
-        self.last: dict[str, torch.Tensor | None] = {}  # the last step's per-active-row values (for the view)
-        self.last_hidden: torch.Tensor | None = None  # [b, d] state from which the current logits came
-
-    def prefill_hidden(self, h: torch.Tensor, L: torch.Tensor) -> None:
-        """Keep the prefix positions' states (``h`` [B, P, d], prompt + prefix right-aligned)."""
-        self.last_hidden = h[:, -1]
-        if self.every:
-            P = h.shape[1]
-            for b, n in enumerate(L.tolist()):
-                for t in range(self.every - 1, n, self.every):
-                    self.states[b][t] = h[b, P - n + t].float().cpu()
-
-    def decode_hidden(self, h: torch.Tensor, active: torch.Tensor, done: torch.Tensor, pos: torch.Tensor) -> None:
-        """Keep the state at completion position ``pos`` [b] of the rows just fed (``h`` [b, d])."""
-        self.last_hidden = h
-        if self.every:
-            for j in ((~done) & ((pos + 1) % self.every == 0)).nonzero().squeeze(-1).tolist():
-                self.states[int(active[j])][int(pos[j])] = h[j].float().cpu()
-
-    def step(self, logits: torch.Tensor, T: float, active: torch.Tensor, t: int) -> None:
-        """Record the top-k and entropy of the step's distribution log_softmax(logits / T) (T = 1 when greedy)."""
-        if not (self.k or self.want_entropy):
-            return
-        logp = F.log_softmax(logits.float() / (T if T > 0 else 1.0), dim=-1)  # [b, V]
-        if self.k:
-            lp, ids = logp.topk(self.k, dim=-1)  # [b, k]
-            self.last["topk_ids"], self.last["topk_logprobs"] = ids, lp
-            if self.k_out:
-                self.topk_ids[active, t], self.topk_lp[active, t] = ids[:, : self.k_out], lp[:, : self.k_out]
-        if self.want_entropy:
-            p = logp.exp()
-            ent = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # [b]; -inf logits add 0
-            self.last["entropy"] = ent
-            if self.entropies is not None:
-                self.entropies[active, t] = ent
-
-    def view(self, live: torch.Tensor) -> dict[str, Any]:
-        """The last step's values of the live rows (indices into the active batch), as a StepView asks."""
-        out: dict[str, Any] = {}
-        for key in ("topk_ids", "topk_logprobs", "entropy"):
-            if self.last.get(key) is not None:
-                v = self.last[key][live]
-                out[key] = v[:, : self.k_view] if key.startswith("topk") else v
-        if not self.k_view:
-            out.pop("topk_ids", None), out.pop("topk_logprobs", None)
-        if not self.view_entropy:
-            out.pop("entropy", None)
-        if self.view_hidden and self.last_hidden is not None:
-            out["hidden"] = self.last_hidden[live]
-        return out
-
-    def fill(self, c: Completion, b: int, n: int, o: OutputSpec) -> None:
-        """Put row ``b``'s recorded outputs for its ``n`` new tokens into ``c`` (prefix placeholders come later)."""
-        if self.topk_ids is not None:
-            c.topk_ids, c.topk_logprobs = self.topk_ids[b, :n].tolist(), self.topk_lp[b, :n].tolist()
-        if self.entropies is not None:
-            c.entropies = self.entropies[b, :n].tolist()
-        if self.every:
-            c.hidden = {t: v for t, v in sorted(self.states[b].items()) if t <= len(c.token_ids) - 2}
