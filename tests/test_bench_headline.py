@@ -49,7 +49,7 @@ def test_headline_costs_gain_interval_and_allocation(tmp_path):
     uni, fast = rows["uniform"], rows["fast"]
     assert uni["gain"] == pytest.approx(0.4) and math.isnan(ci95([0.4]))
     assert uni["tokens_to_90"] == pytest.approx(180)          # 100 + 100 x (0.56 - 0.4) / 0.2
-    assert uni["tokens_to_100"] == 200 and uni["tokens_to_100_ratio"] == 1.0   # its whole budget
+    assert uni["tokens_to_100"] == 200 and uni["tokens_to_100_ratio"] == 1.0   # both seeds cross 0.6 at 200
     assert uni["seconds_to_90"] == pytest.approx(18)
     assert fast["seeds"] == 2 and fast["gain"] == pytest.approx(0.4)
     assert fast["gain_ci95"] == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))  # sd of (0.5, 0.3)
