@@ -104,17 +104,28 @@ overrides = ["--sampler.type=dapo"]
 
 
 def test_a_run_held_by_a_live_process_is_skipped_and_a_dead_ones_lock_taken_over(tmp_path):
-    """Several ``rollwise bench`` processes share a grid through a pid lock file beside each run."""
+    """Several ``rollwise bench`` processes share a grid through an OS lock beside each run."""
     import os
     import subprocess
+    import sys
 
     from rollwise.bench import _claim
+    from rollwise.train.rundir import unlock
 
     run = tmp_path / "arm" / "seed0"
     lock = _claim(run)
-    assert lock == tmp_path / "arm" / "seed0.lock" and lock.read_text() == str(os.getpid())
-    assert _claim(run) is None  # held by a live process (this one)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    lock.write_text(str(dead.pid))
-    assert _claim(run) == lock and lock.read_text() == str(os.getpid())  # a dead holder: taken over
+    path = tmp_path / "arm" / "seed0.lock"
+    assert lock is not None and path.read_text() == f"pid {os.getpid()}\n"
+    assert _claim(run) is None  # held by a live process (this one, through another open file)
+    unlock(lock)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from rollwise.bench import _claim; "
+                               f"l = _claim(__import__('pathlib').Path({str(run)!r})); print(l is not None, "
+                               "flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "True"
+    assert _claim(run) is None  # another live process holds it
+    holder.kill()
+    holder.wait()
+    lock = _claim(run)  # its holder died (SIGKILL): the kernel released the lock
+    assert lock is not None
+    unlock(lock)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -101,27 +100,19 @@ def _train(cfg: Any, run_dir: Path) -> None:
     (run_dir / "DONE").write_text("ok")
 
 
-def _claim(run_dir: Path) -> Path | None:
-    """A lock file beside ``run_dir`` holding this process's pid, so that several ``rollwise bench`` processes
-    can share one grid; None if a live process holds it (a dead holder's lock is taken over)."""
-    lock = run_dir.with_name(run_dir.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            os.kill(int(lock.read_text() or 0), 0)
-            return None
-        except (ProcessLookupError, ValueError):
-            lock.write_text(str(os.getpid()))
-            return lock
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    return lock
+def _claim(run_dir: Path) -> Any | None:
+    """The run's claim: an OS lock on a file beside ``run_dir`` (the run directory's own kind of lock), so that
+    several ``rollwise bench`` processes can share one grid; None if another live process holds it."""
+    from rollwise.train.rundir import try_lock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return try_lock(run_dir.with_name(run_dir.name + ".lock"))
 
 
 def _train_once(cfg: Any, run_dir: Path) -> bool:
     """Train ``run_dir`` unless another process holds it; False if it did."""
+    from rollwise.train.rundir import unlock
+
     lock = _claim(run_dir)
     if lock is None:
         return False
@@ -129,7 +120,7 @@ def _train_once(cfg: Any, run_dir: Path) -> bool:
         if not (run_dir / "DONE").is_file():
             _train(cfg, run_dir)
     finally:
-        lock.unlink(missing_ok=True)
+        unlock(lock)
     return True
 
 

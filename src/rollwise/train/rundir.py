@@ -35,6 +35,28 @@ MUTABLE_ON_RESUME = frozenset({
 RUN_FILES = ("metrics.jsonl", "config.toml", "run.json", "plots", "tb", "wandb")
 
 
+def try_lock(path: Path) -> Any | None:
+    """Take an exclusive OS lock (``flock``) on ``path`` without waiting and write this process's pid into it;
+    None if another process holds it. The kernel releases it when the process dies, even by SIGKILL."""
+    lock = open(path, "a+")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def unlock(lock: Any) -> None:
+    """Release a lock taken by :func:`try_lock`."""
+    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    lock.close()
+
+
 class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (in use, holds another run, unwritable, config changed)."""
 
@@ -70,27 +92,18 @@ class RunDir:
         """Create the directory and take its lock, or raise naming the process that holds it."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            lock = open(self.path / ".lock", "a+")
+            lock = try_lock(self.path / ".lock")
         except OSError as exc:
             raise RunDirError(f"cannot use run directory {self.path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
+        if lock is None:
+            holder = (self.path / ".lock").read_text().strip() or "another process"
             raise RunDirError(f"run directory {self.path} is in use by {holder}; wait for it to finish or pick "
                               "another --run.name") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}\n")
-        lock.flush()
         self._lock = lock
 
     def release(self) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            self._lock.close()
+            unlock(self._lock)
             self._lock = None
 
     def holds_run(self) -> bool:
