@@ -19,16 +19,13 @@ from typing import Any
 import numpy as np
 
 from rollwise.bench import load_grid, load_runs
+from rollwise.bench_headline import _alloc
 
 
 def arm_claims(runs: list[list[dict[str, Any]]]) -> dict[str, float]:
-    mixed, pairs = [], []
-    for run in runs:
-        steps = [r for r in run if "sampler/mixed_share" in r]
-        late = steps[len(steps) // 2:]
-        mixed += [r["sampler/mixed_share"] for r in steps]
-        pairs += [p for r in late for p in r.get("trace/alloc", [])]
-    a = np.array(pairs, dtype=float).reshape(-1, 2)
+    steps = [[r for r in run if "sampler/mixed_share" in r] for run in runs]
+    mixed = [r["sampler/mixed_share"] for st in steps for r in st]
+    a = _alloc([st[len(st) // 2:] for st in steps])  # the second half of each run
     est, n = a[:, 0], a[:, 1]
 
     def mean_n(mask: np.ndarray) -> float:

@@ -280,11 +280,18 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
     return md
 
 
-def plot_grid(grid: Grid) -> Path:
+def arm_style(plt: Any, i: int) -> dict[str, Any]:
+    """Colour and line style of the ``i``-th arm: tab20's strong shades first, then its light ones, so that
+    more than 10 arms never repeat a colour."""
+    return {"color": plt.get_cmap("tab20").colors[(2 * i) % 20 + (i // 10) % 2],
+            "linestyle": ("-", "--", ":")[i // 10 % 3]}
+
+
+def plot_grid(grid: Grid, name: str = "accuracy.png") -> Path:
+    """The compared curve against the grid's cost axis (``grid.x``), one line per arm, seed band min-max."""
     from rollwise.plots import plt, save_figure  # Agg backend set there
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = plt.get_cmap("tab20").colors  # more than 10 arms: the default cycle would repeat colours
     for i, arm in enumerate(grid.arms):
         curves = [_curve(read_metrics(grid.out / arm.name / f"seed{s}"), grid.metric, grid.x) for s in grid.seeds
                   if (grid.out / arm.name / f"seed{s}" / "metrics.jsonl").is_file()]
@@ -294,8 +301,7 @@ def plot_grid(grid: Grid) -> Path:
         grid_x = np.linspace(0, min(c[0][-1] for c in curves), 50)
         ys = np.array([np.interp(grid_x, x, y) for x, y in curves])
         m = ys.mean(0)
-        line, = ax.plot(grid_x, m, label=arm.name, color=colors[(2 * i) % 20 + (i // 10) % 2],
-                        linestyle=("-", "--", ":")[i // 10 % 3])
+        line, = ax.plot(grid_x, m, label=arm.name, **arm_style(plt, i))
         if len(curves) > 1:
             ax.fill_between(grid_x, ys.min(0), ys.max(0), alpha=0.15, color=line.get_color())
     what = "train-pool" if grid.metric.startswith("train_eval/") else "held-out"
@@ -304,4 +310,4 @@ def plot_grid(grid: Grid) -> Path:
            title=f"Arms against {per} (band: min-max over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return save_figure(fig, grid.out / "accuracy.png")
+    return save_figure(fig, grid.out / name)

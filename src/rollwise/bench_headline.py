@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rollwise.bench import Grid, _curve, _tokens_to_reach, load_runs
+from rollwise.bench import Grid, _curve, _tokens_to_reach, arm_style, load_runs, plot_grid
 
 # two-sided 95% Student t quantiles by degrees of freedom (the interval of a mean over a handful of seeds)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -115,22 +116,8 @@ def plot_headline(grid: Grid) -> None:
     rewards vs tokens) and alloc.png (mean rollouts per prompt by estimated pass rate), one line per arm."""
     from rollwise.plots import plt, save_figure  # Agg backend set there
 
+    plot_grid(replace(grid, x="ledger/seconds"), "accuracy_seconds.png")
     runs = load_runs(grid, finished=True)
-    tab = plt.get_cmap("tab20").colors  # more than 10 arms: the default cycle would repeat colours
-    colors = [tab[(2 * i) % 20 + (i // 10) % 2] for i in range(40)]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (name, rs) in enumerate(runs.items()):
-        curves = [_curve(r, grid.metric, "ledger/seconds") for r in rs]
-        xs = np.linspace(0, min(c[0][-1] for c in curves), 50)
-        ys = np.array([np.interp(xs, x, y) for x, y in curves])
-        ax.plot(xs, ys.mean(0), label=name, color=colors[i], linestyle=("-", "--")[i // 10 % 2])
-        ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.12, color=colors[i])
-    ax.set(xlabel="training-loop seconds (no evals)", ylabel="held-out pass@1 (mean over levels)",
-           title="Arms against wall-clock (band: min-max over seeds)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    save_figure(fig, grid.out / "accuracy_seconds.png")
-
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (name, rs) in enumerate(runs.items()):
         curves = []
@@ -142,8 +129,7 @@ def plot_headline(grid: Grid) -> None:
             y = (c[1:] - c[lo]) / (np.arange(1, len(c)) - lo)  # trailing 10-step mean
             curves.append((x, y))
         xs = np.linspace(0, min(c[0][-1] for c in curves), 50)
-        ax.plot(xs, np.mean([np.interp(xs, x, y) for x, y in curves], 0), label=name, color=colors[i],
-                linestyle=("-", "--")[i // 10 % 2])
+        ax.plot(xs, np.mean([np.interp(xs, x, y) for x, y in curves], 0), label=name, **arm_style(plt, i))
     ax.set(xlabel="rollout tokens generated", ylabel="share of trained groups with mixed rewards",
            title="Effective groups (10-step moving mean, mean over seeds)", ylim=(0, 1.02))
     ax.legend(fontsize=8)
@@ -158,8 +144,7 @@ def plot_headline(grid: Grid) -> None:
             continue
         idx = np.clip(np.digitize(a[:, 0], bins) - 1, 0, 9)
         m = [a[idx == b, 1].mean() if np.any(idx == b) else np.nan for b in range(10)]
-        ax.plot((bins[:-1] + bins[1:]) / 2, m, marker="o", label=name, color=colors[i],
-                linestyle=("-", "--")[i // 10 % 2])
+        ax.plot((bins[:-1] + bins[1:]) / 2, m, marker="o", label=name, **arm_style(plt, i))
     ax.set(xlabel="estimated pass rate of the prompt before the step", ylabel="rollouts generated per prompt",
            title="Allocation vs pass rate (mean over prompts and steps)")
     ax.legend(fontsize=8)
