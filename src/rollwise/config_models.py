@@ -12,17 +12,17 @@ from rollwise.algos.catalog import (
     ADVANTAGES,
     AGGREGATIONS,
     CORRECTIONS,
-    ENTROPY_STATS_LOSSES,
     GROUP_RELATIVE,
     KL_ESTIMATORS,
     POLICY_LOSSES,
     SHAPERS,
 )
 from rollwise.components import component_union
+from rollwise.config_checks import ARITH_VERIFIERS, check_cross_sections
 from rollwise.generation.base import ENGINES
 from rollwise.generation.strategy import STRATEGIES
 from rollwise.registry import Registry
-from rollwise.rewards.shaping import REWARD_SHAPERS, check_reward_shaping
+from rollwise.rewards.shaping import REWARD_SHAPERS
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
 from rollwise.sampling import presets as sampler_presets
 
@@ -53,7 +53,6 @@ COMPONENT_KEYS: dict[str, Registry] = {
 TASK_SUITES = ("arith", "words", "dataset")
 
 # verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
-ARITH_VERIFIERS = {"none": "synthetic_int", "carries": "synthetic_scratch", "mixed": "synthetic_mixed"}
 DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
 
 
@@ -85,6 +84,9 @@ class AsyncConfig(_Section):
     worker_threads: int = Field(1, ge=1, description="torch CPU threads per rollout worker")
     interrupt: bool = Field(True, description="abort generation at a weight update and resume the partial "
                             "rollouts under the new weights (tokens keep the version that sampled them)")
+    weight_sync: Literal["object_store", "collective"] = Field("object_store", description="how weights reach "
+                                                               "workers: Ray's object store, or a torch.distributed "
+                                                               "broadcast (NCCL on GPU, gloo on CPU)")
 
 
 class RayConfig(_Section):
@@ -350,41 +352,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
-        if self.model.heads % self.model.kv_heads:
-            raise ValueError("model.heads must be a multiple of model.kv_heads")
-        if self.model.hidden % self.model.heads:
-            raise ValueError("model.hidden must be a multiple of model.heads")
-        verifier = self.task.verifier_name()
-        if self.task.answer_order == "lsb" and verifier == "synthetic_int":
-            raise ValueError("task.verifier: synthetic_int compares integers and would accept lsb answers without "
-                             "their leading zeros; use task.verifier = 'exact' (or 'auto') with answer_order = 'lsb'")
-        if self.task.scratchpad != "none" and self.task.answer_order == "lsb":
-            raise ValueError(f"task.scratchpad: {self.task.scratchpad!r} writes answers msb first; set "
-                             "task.answer_order = 'msb' or task.scratchpad = 'none'")
-        want = ARITH_VERIFIERS[self.task.scratchpad]
-        if self.task.suite == "arith" and self.task.scratchpad != "none" and verifier != want:
-            raise ValueError(f"task.verifier: task.scratchpad = {self.task.scratchpad!r} needs a verifier that reads "
-                             f"its answers; use task.verifier = {want!r} (or 'auto')")
-        check_reward_shaping(self.task)
-        transform, source = self.sampler.transform.type, getattr(self.sampler.transform, "source", "own")
-        if self.task.suite != "arith" and (transform == "hill" or (transform == "prefix_rl" and source == "reference")):
-            what = "hint generators" if transform == "hill" else "worked reference traces"
-            raise ValueError(f"sampler.transform: {transform!r} needs {what}, which only task.suite = 'arith' has"
-                             + ("; use source = 'own' or 'both'" if transform == "prefix_rl" else ""))
-        tau = getattr(self.generation.engine, "entropy_temperature_tau", 0.0)
-        if tau > 0 and self.algo.loss.type not in ENTROPY_STATS_LOSSES:
-            raise ValueError(f"generation.engine.entropy_temperature_tau: HAPO's adaptive temperature needs a loss "
-                             f"that measures the entropy statistics it samples with (algo.loss = "
-                             f"{' | '.join(sorted(ENTROPY_STATS_LOSSES))}), got {self.algo.loss.type!r}")
-        if tau > 0 and self.run.mode == "async":
-            raise ValueError("generation.engine.entropy_temperature_tau: not with run.mode = 'async' (the rollout "
-                             "workers do not receive the update's entropy statistics)")
-        low, high = self.task.reward_range
-        if not low < high:
-            raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")
-        if self.trainer.eval_samples > 1 and self.generation.eval_temperature == 0:
-            raise ValueError("trainer.eval_samples: greedy eval (generation.eval_temperature = 0) gives identical "
-                             "samples; set generation.eval_temperature > 0 or eval_samples = 1")
+        check_cross_sections(self)
         return self
 
     def rollout_budget(self) -> int:

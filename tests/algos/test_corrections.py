@@ -20,7 +20,14 @@ from rollwise.algos.corrections import (
     compute_loglinear_alpha,
     compute_staleness_metrics,
 )
-from rollwise.algos.corrections_policy import MinPro, Remix, Vcpo, compute_ess, compute_min_prefix_ratio
+from rollwise.algos.corrections_policy import (
+    MinPro,
+    Remix,
+    Vcpo,
+    compute_ess,
+    compute_min_prefix_ratio,
+    compute_opob_advantages,
+)
 from rollwise.config import AlgoConfig, ConfigError, load_config
 from rollwise.sampling import GroupObs, TrainGroup, TrainPlan
 from rollwise.train.batch import build_train_batch, make_micro_batches
@@ -30,6 +37,10 @@ from rollwise.train.update import PolicyUpdate
 from rollwise.types import Rollout
 
 L = math.log
+
+
+def F_pad(t, width):
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
 
 def _cb(log_ratio, mask, versions=None, version=0):
@@ -101,19 +112,85 @@ def test_areal_loglinear_prox_from_versions():
 def test_vcpo_ess_and_lr_scale_by_hand():
     # rows' log w sum to 0 and ln 3 (split over tokens): ESS = (1 + 3)^2 / (1 + 9) = 1.6, rho = 0.8
     cb = _cb([[0.0, 0.0], [L(1.5), L(2)]], [[1, 1], [1, 1]])
-    p = Vcpo().prepare(cb)
+    _vcpo = lambda **k: Vcpo(baseline="estimator", **k)  # noqa: E731  the baseline is tested below
+    p = _vcpo().prepare(cb)
     assert p.metrics["offpolicy/ess"] == pytest.approx(1.6)
     assert p.metrics["offpolicy/ess_frac"] == pytest.approx(0.8)
     assert p.lr_scale == pytest.approx(math.sqrt(0.8))
-    assert Vcpo(rule="linear").prepare(cb).lr_scale == pytest.approx(0.8)
-    assert Vcpo(rho_base=0.5).prepare(cb).lr_scale == 1.0  # min(1, rho / rho_base)
+    assert _vcpo(rule="linear").prepare(cb).lr_scale == pytest.approx(0.8)
+    assert _vcpo(rho_base=0.5).prepare(cb).lr_scale == 1.0  # min(1, rho / rho_base)
     torch.testing.assert_close(p.weight, torch.tensor([[1.0, 1.0], [3.0, 3.0]]))
-    p = Vcpo(cap=2.0, use_clipped=True).prepare(cb)  # weights 1 and 2: ESS = 9 / 5
+    p = _vcpo(cap=2.0, use_clipped=True).prepare(cb)  # weights 1 and 2: ESS = 9 / 5
     assert p.metrics["offpolicy/ess"] == pytest.approx(1.8)
     torch.testing.assert_close(p.weight, torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
-    assert Vcpo(cap=None).prepare(cb).weight is None
+    assert _vcpo(cap=None).prepare(cb).weight is None
     # scale-free and overflow-free: huge log weights give the ESS of their ratios
     assert float(compute_ess(torch.tensor([500.0, 500.0 + L(3)]))) == pytest.approx(1.6, rel=1e-4)
+
+
+def test_opob_baseline_by_hand():
+    # group 0: R = (1, 0, 0), w = (1, 2, 1), |g|^2 = (1, 1, 4): q = w^2 |g|^2 = (1, 4, 4), b* = 1 / 9; Bessel
+    # std of (1, 0, 0) = sqrt(1/3). Group 1: all q = 0 -> its reward mean 0.5. Group 2: one rollout (verl's rule:
+    # mean 0, std 1) with q > 0 -> b* = its own reward.
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.7])
+    gi = torch.tensor([0, 0, 0, 1, 1, 2])
+    w = torch.tensor([1.0, 2.0, 1.0, 0.0, 0.0, 1.0])
+    gsq = torch.tensor([1.0, 1.0, 4.0, 3.0, 3.0, 2.0])
+    adv, base = compute_opob_advantages(r, gi, w, gsq, 3)
+    torch.testing.assert_close(base, torch.tensor([1 / 9, 0.5, 0.7]))
+    s0, s1 = math.sqrt(1 / 3), math.sqrt(0.5)
+    expect = [(8 / 9) / (s0 + 1e-6), (-1 / 9) / (s0 + 1e-6), (-1 / 9) / (s0 + 1e-6), 0.5 / (s1 + 1e-6),
+              -0.5 / (s1 + 1e-6), 0.0]
+    torch.testing.assert_close(adv, torch.tensor(expect))
+    adv, _ = compute_opob_advantages(r, gi, w, gsq, 3, norm_by_std=False)
+    torch.testing.assert_close(adv, torch.tensor([8 / 9, -1 / 9, -1 / 9, 0.5, -0.5, 0.0]))
+    # equal weights and norms: b* is the group mean, so OPOB is GRPO
+    adv, base = compute_opob_advantages(r[:3], gi[:3], torch.ones(3), torch.ones(3), 1)
+    torch.testing.assert_close(base, torch.tensor([1 / 3]))
+    # through Vcpo.prepare: w is the truncated sequence weight the loss applies (cap 8 -> rows 1 and 8)
+    cb = _cb([[0.0, 0.0], [L(4), L(4)]], [[1, 1], [1, 1]])
+    cb.rewards, cb.group_index, cb.grad_sq = torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), torch.tensor([2.0, 1.0])
+    p = Vcpo().prepare(cb)  # q = (1 * 2, 64 * 1): b* = 2 / 66
+    b = 2 / 66
+    std = math.sqrt(0.5)
+    torch.testing.assert_close(p.advantages, torch.tensor([(1 - b) / (std + 1e-6), -b / (std + 1e-6)]))
+    assert p.metrics["offpolicy/opob_shift"] == pytest.approx(abs(b - 0.5))
+    with pytest.raises(ValueError, match="gradient norms"):
+        Vcpo().prepare(_cb([[0.0]], [[1]]))
+
+
+def test_opob_grad_norms_are_each_rollouts_score_gradient(tiny_model):
+    """The update's |g_i|^2 is the squared norm of grad sum_t log pi(y_t) of rollout i alone (token-mean), and
+    the advantages the loss sees are OPOB's."""
+    batch = _batch()
+    cfg = AlgoConfig(micro_batch=5, correction="vcpo", aggregation="token-mean")
+    o = PolicyUpdate(copy.deepcopy(tiny_model), torch.optim.SGD(tiny_model.parameters(), lr=0.0), cfg,
+                     temperature=1.0, norm_length=8)
+    micro = make_micro_batches(batch, 5, 0, torch.device("cpu"))
+    got = o._grad_sq(micro)
+    model = copy.deepcopy(tiny_model)
+    for k in (0, 7):
+        mb, i = micro[k // 5], k % 5
+        model.zero_grad()
+        logp, _ = compute_logprobs(model, mb.seq, 1.0)
+        (logp[i] * mb.seq.completion_mask[i]).sum().backward()
+        want = sum(float((p.grad.double() ** 2).sum()) for p in model.parameters() if p.grad is not None)
+        assert float(got[k]) == pytest.approx(want, rel=1e-5)
+    o.prepare(micro, batch)
+    rewards = torch.tensor([r.reward for r in batch.rollouts])
+    old = torch.cat([F_pad(mb.old, 8) for mb in micro])
+    beh = torch.cat([F_pad(mb.behaviour, 8) for mb in micro])
+    mask = torch.cat([F_pad(mb.seq.completion_mask, 8) for mb in micro])
+    w = torch.exp(((old - beh) * mask).sum(-1).clamp(-20, 20)).clamp(max=8.0)
+    expect, _ = compute_opob_advantages(rewards, batch.group_index, w, got, len(batch.groups))
+    torch.testing.assert_close(torch.cat([mb.advantages for mb in micro]), expect)
+
+
+def test_opob_refuses_shapers():
+    with pytest.raises(ConfigError, match=r"algo\.correction: .*replaces the advantages"):
+        load_config(None, ["--algo.correction=vcpo", '--algo.shaping=[{type="mssr_entropy"}]'])
+    assert load_config(None, ['--algo.correction={type="vcpo", baseline="estimator"}',
+                              '--algo.shaping=[{type="mssr_entropy"}]']).algo.correction.baseline == "estimator"
 
 
 def test_minpro_min_prefix_ratio():
@@ -292,3 +369,18 @@ def test_config_knobs_and_errors():
         load_config(None, ["--algo.correction=tiss"])
     with pytest.raises(ConfigError, match=r"algo\.correction\.capp: unknown key"):
         load_config(None, ['--algo.correction={type="tis", capp=3}'])
+
+
+def test_remix_reincarnation_resets_the_reference_and_tells_the_sampler(tiny_model):
+    model, ref = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    cfg = AlgoConfig(micro_batch=12, correction={"type": "remix", "reincarnate_at": 4})
+    o = PolicyUpdate(model, torch.optim.SGD(model.parameters(), lr=0.0), cfg, 1.0, 8, ref_model=ref)
+    batch = _batch(version=4)
+    o.prepare(make_micro_batches(batch, 12, 0, torch.device("cpu")), batch)
+    torch.testing.assert_close(_flat(ref), _flat(model))  # reference <- current weights
+    assert o.take_events() == {"policy_reset"} and o.take_events() == set()
+    o.prepare(make_micro_batches(batch, 12, 0, torch.device("cpu")), batch)
+    assert o.take_events() == set()  # once

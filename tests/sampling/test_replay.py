@@ -224,3 +224,28 @@ def test_pipeline_resume_replays_the_same_groups():
     b.load_state_dict(pickle.loads(saved))
     assert len(b.replay) == len(pickle.loads(saved)["components"]["replay"][1]["buffer"]) > 0
     assert plans(b, range(3, 5)) == want
+
+
+def test_policy_reset_empties_the_buffer_and_stops_replay():
+    """ReMix's reincarnation (the update reports ``policy_reset``): the buffer is cleared, later steps train
+    fresh groups only and buffer nothing, and a checkpoint keeps it so."""
+    def script(pos, p, step, call):
+        return np.random.default_rng([p, step, call]).integers(0, 2, 4).astype(float)
+
+    pipe = build_pipeline(preset="uniform", replay={"fresh_fraction": 0.5, "capacity": 8}, pool_size=30,
+                          group_size=4, batch_prompts=4, total_steps=10, seed=1)
+    for s in range(3):
+        run_step(pipe, s, script)
+    assert len(pipe.replay) > 0
+    pipe.observe_update(set())  # no event: nothing changes
+    assert len(pipe.replay) > 0
+    pipe.observe_update({"policy_reset"})
+    assert len(pipe.replay) == 0
+    back = build_pipeline(preset="uniform", replay={"fresh_fraction": 0.5, "capacity": 8}, pool_size=30,
+                          group_size=4, batch_prompts=4, total_steps=10, seed=1)
+    back.load_state_dict(pickle.loads(pickle.dumps(pipe.state_dict())))
+    for p in (pipe, back):
+        for s in range(3, 6):
+            reqs, _, plan = run_step(p, s, script)
+            assert sum(reqs[0].values()) == 16 and not any(g.replayed for g in plan.groups)  # 4 fresh prompts
+            assert len(p.replay) == 0

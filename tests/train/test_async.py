@@ -1,6 +1,7 @@
-"""Async mode on a local Ray: eta = 0 reproduces the sync run (same tokens, floats to rounding), the staleness
-bound holds, every prompt is generated and trained once per step, a SIGKILLed rollout worker is restarted and its
-round re-queued, and a run killed with SIGKILL resumes from its checkpoint in async mode."""
+"""Async mode on a local Ray: eta = 0 reproduces the sync run (same tokens, floats to rounding) with either weight
+sync (object store, gloo broadcast), the staleness bound holds, every prompt is generated and trained once per
+step, a SIGKILLed rollout worker is restarted and its round re-queued (the broadcast group re-formed), and a run
+killed with SIGKILL resumes from its checkpoint in async mode."""
 
 import os
 import signal
@@ -47,6 +48,8 @@ def test_eta_0_is_the_synchronous_run_exactly(smoke_cfg):
     common = ["--run.threads=1", "--trainer.steps=3", "--trainer.eval_every=3", "--trainer.checkpoint_every=0"]
     sync_t, sync_rows = _run(smoke_cfg("--run.name=sync", *common))
     async_t, async_rows = _run(smoke_cfg("--run.name=async0", *common, "--run.mode=async", "--async.max_staleness=0"))
+    coll_t, coll_rows = _run(smoke_cfg("--run.name=async0c", *common, "--run.mode=async", "--async.max_staleness=0",
+                                       "--async.weight_sync=collective"))  # weights by gloo broadcast
 
     def same(rows):
         return [{k: v for k, v in r.items() if not k.startswith(("perf/", "async/")) and "seconds" not in k}
@@ -55,16 +58,17 @@ def test_eta_0_is_the_synchronous_run_exactly(smoke_cfg):
     # Tokens, rewards, counts and sampler decisions match exactly. Floats match to float32 rounding: the worker is
     # another process, and a BLAS may pick a kernel by the address of its buffers (bit for bit on the dev machine,
     # last-bit differences in a logprob on CI's), which must not change a single sampled token.
-    a_rows, s_rows = same(async_rows), same(sync_rows)
+    a_rows, s_rows = same(async_rows) + same(coll_rows), same(sync_rows) * 2
     assert [r.keys() for r in a_rows] == [r.keys() for r in s_rows]
     for s, a in zip(s_rows, a_rows):
         assert {k: v for k, v in s.items() if not isinstance(v, float)} == \
             {k: v for k, v in a.items() if not isinstance(v, float)}
         assert {k: v for k, v in a.items() if isinstance(v, float)} == \
             pytest.approx({k: v for k, v in s.items() if isinstance(v, float)}, rel=1e-6, abs=1e-7)
-    assert all(r["offpolicy/stale_max"] == 0 for r in async_rows)
-    for a, b in zip(sync_t.model.parameters(), async_t.model.parameters()):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert all(r["offpolicy/stale_max"] == 0 for r in async_rows + coll_rows)
+    for t in (async_t, coll_t):
+        for a, b in zip(sync_t.model.parameters(), t.model.parameters()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg):
@@ -79,7 +83,10 @@ def test_staleness_is_bounded_and_every_step_books_its_prompts_once(smoke_cfg):
     assert rows[-1]["async/in_flight_steps"] == 0  # nothing generated past the last step
 
 
-def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypatch):
+@pytest.mark.parametrize("weight_sync", ["object_store", "collective"])
+def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypatch, weight_sync):
+    """Under the collective sync the restarted worker is outside the broadcast group: the group is re-formed
+    and the newest weights sent again before the round is re-sent."""
     from rollwise.train.async_rollouts import AsyncRollouts
 
     send, killed = AsyncRollouts._send, []
@@ -92,8 +99,11 @@ def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypa
             killed.append(pid)
 
     monkeypatch.setattr(AsyncRollouts, "_send", send_then_kill)
-    t, rows = _run(smoke_cfg("--run.name=kill", *ASYNC, "--async.max_staleness=1", "--trainer.steps=4"))
+    t, rows = _run(smoke_cfg(f"--run.name=kill_{weight_sync}", *ASYNC, "--async.max_staleness=1",
+                             "--trainer.steps=4", f"--async.weight_sync={weight_sync}"))
     assert killed and rows[-1]["async/worker_restarts"] >= 1
+    assert rows[-1]["async/weight_sync_reforms"] == (rows[-1]["async/worker_restarts"]
+                                                     if weight_sync == "collective" else 0)
     assert rows[-1]["async/requeued_prompts"] == BATCH * rows[-1]["async/worker_restarts"]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_max"] == GROUP

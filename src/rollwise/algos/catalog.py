@@ -176,6 +176,11 @@ class VcpoKnobs:
         "doc": "lr scale sqrt(min(1, rho / rho_base)) (AdamW, VCPO default) or min(1, rho / rho_base)"})
     rho_base: float = field(default=1.0, metadata={"doc": "ESS/B at which the lr is left unscaled (VCPO: 1.0)"})
     use_clipped: bool = field(default=False, metadata={"doc": "ESS from the truncated weights instead of raw w"})
+    baseline: Literal["opob", "estimator"] = field(default="opob", metadata={
+        "doc": "opob: VCPO's off-policy optimal baseline b* per group (one gradient per rollout); estimator: "
+               "keep the configured estimator's advantages"})
+    norm_by_std: bool = field(default=True, metadata={"doc": "opob: divide R - b* by the group's reward std "
+                                                             "(VCPO default)"})
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ CORRECTIONS.register("areal", _C + "ArealDecoupled", config=ArealKnobs,
                      doc="AReaL decoupled PPO: trust region vs pi_prox, bounded w = pi_prox/mu (arXiv:2505.24298)")
 _P = "rollwise.algos.corrections_policy:"
 CORRECTIONS.register("vcpo", _P + "Vcpo", config=VcpoKnobs,
-                     doc="VCPO: truncated sequence IS and lr x sqrt(ESS/B) for the step (arXiv:2602.17616)")
+                     doc="VCPO: truncated sequence IS, lr x sqrt(ESS/B), optimal IS baseline (arXiv:2602.17616)")
 CORRECTIONS.register("minpro", _P + "MinPro", config=MinproKnobs,
                      doc="MinPRO: token loss x sg(min prefix ratio pi_theta/mu) (arXiv:2601.22718)")
 CORRECTIONS.register("remix", _P + "Remix", config=RemixKnobs,

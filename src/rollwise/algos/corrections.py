@@ -8,14 +8,16 @@ pi_theta (being optimised). A correction is a small class the update drives thro
 
     c = Cls(**knobs)
     c.prox                      # "auto" (the update's own rule), "always" or "never": the pi_prox pass
-    c.needs                     # frozenset, {"reference"} when it reads the reference model's logprobs
+    c.needs                     # frozenset: "reference" (reference logprobs), "grad_norms" (per-rollout
+                                #   ||grad log pi||^2, one gradient per rollout: VCPO's baseline)
     c.loss_behaviour            # True only for "none": the loss applies its own pi_old/mu weight
     c.reset_reference(version)  # True: load the current weights into the reference now (ReMix reincarnation)
     c.prepare(CorrectionBatch) -> Prepared     # once per step, no grad, over the WHOLE batch [B, C]
     c.tokens(TokenInputs) -> TokenTerms        # per micro-batch in the loss pass, with pi_theta
 
 ``prepare`` returns fixed per-token weights, a token mask that replaces the completion mask (it changes the
-loss denominators), an lr scale for this step's optimiser steps and exact whole-batch metrics; ``tokens``
+loss denominators), an lr scale for this step's optimiser steps, optionally new per-rollout advantages, and
+exact whole-batch metrics; ``tokens``
 returns what depends on pi_theta: a new trust-region anchor, a detached weight, a differentiable penalty. Every
 batch statistic (ESS, geometric means) is taken in ``prepare`` or per row, so micro-batched == full batch.
 
@@ -51,6 +53,9 @@ class CorrectionBatch:
     version: int  # the step's version: the learner's weights after ``version`` updates (= pi_prox)
     old: Tensor | None = None  # [B, C] pi_prox logprobs (when the pass ran)
     ref: Tensor | None = None  # [B, C] reference logprobs (needs "reference")
+    rewards: Tensor | None = None  # [B] each rollout's reward
+    group_index: Tensor | None = None  # [B] long, each rollout's group in the step's batch
+    grad_sq: Tensor | None = None  # [B] ||grad log pi_theta(rollout)||^2 (needs "grad_norms")
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Prepared:
     weight: Tensor | None = None  # [B, C] detached factor on each token's loss
     keep: Tensor | None = None  # [B, C] float: tokens kept; removed tokens leave the loss denominators too
     lr_scale: float | None = None  # multiplies the lr of this step's optimiser steps only
+    advantages: Tensor | None = None  # [B] replaces the estimator's advantages (VCPO's optimal baseline)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,6 +94,7 @@ class Correction:
     prox = "auto"
     needs: frozenset[str] = frozenset()
     loss_behaviour = False
+    replaces_advantages = False  # its ``prepare`` returns new advantages (not combinable with algo.shaping)
 
     def reset_reference(self, version: int) -> bool:
         return False

@@ -1,6 +1,6 @@
-"""Off-policy corrections that reshape the policy-gradient step itself: VCPO's ESS step scale and truncated
-sequence IS, MinPRO's minimum-prefix-ratio weight, ReMix's behaviour anchor and KL-convex penalty. The interface
-and the other corrections are in ``corrections.py``."""
+"""Off-policy corrections that reshape the policy-gradient step itself: VCPO's ESS step scale, truncated
+sequence IS and optimal baseline, MinPRO's minimum-prefix-ratio weight, ReMix's behaviour anchor and KL-convex
+penalty. The interface and the other corrections are in ``corrections.py``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rollwise.algos.advantages import compute_group_mean_std
 from rollwise.algos.catalog import MinproKnobs, RemixKnobs, VcpoKnobs
 from rollwise.algos.corrections import (
     LOG_W_MAX,
@@ -39,19 +40,44 @@ def compute_vcpo_lr_scale(ess_ratio: float, rho_base: float, rule: str) -> float
     return math.sqrt(s) if rule == "sqrt" else s
 
 
+def compute_opob_advantages(rewards: Tensor, group_index: Tensor, w: Tensor, grad_sq: Tensor, num_groups: int,
+                            norm_by_std: bool = True, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """VCPO's off-policy optimal baseline per group: b* = sum_i w_i^2 |g_i|^2 R_i / sum_i w_i^2 |g_i|^2 over
+    the group's rollouts (w_i the sequence IS weight the loss applies, |g_i|^2 the squared norm of the rollout's
+    score gradient), and advantages A_i = (R_i - b*) / (std_g + eps) (``norm_by_std``, Bessel std as GRPO) or
+    R_i - b*. A group whose weights x norms are all 0 falls back to its reward mean. Returns ([N], [G])."""
+    r, q = rewards.double(), (w.double() ** 2) * grad_sq.double()  # [N]
+    num = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_index, q * r)
+    den = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_index, q)
+    mean, std = compute_group_mean_std(r, group_index, num_groups)
+    base = torch.where(den > 0, num / den.clamp(min=1e-300), mean)  # [G]
+    adv = r - base[group_index]
+    if norm_by_std:
+        adv = adv / (std[group_index] + eps)
+    return adv.to(rewards.dtype), base.to(rewards.dtype)
+
+
 class Vcpo(Correction):
     """VCPO, variance-controlled off-policy RL (arXiv:2602.17616; spec section 7). Sequence IS weight
     w_i = exp(sum_t (log pi_old - log mu)) over the step's whole batch; ESS = (sum w)^2 / sum w^2 and
     rho = ESS / B (B = rows with tokens) scale the lr of this step's optimiser steps by
     sqrt(min(1, rho / rho_base)), restored afterwards; each rollout's loss is multiplied by min(w_i, cap)
     (VCPO's truncated sequence-level rollout IS at 8). ESS is over the whole step's batch (VCPO: the global
-    mini-batch; the same with ``algo.mini_batches`` = 1). The off-policy optimal baseline (OPOB, one backward
-    per trajectory) is not implemented."""
+    mini-batch; the same with ``algo.mini_batches`` = 1).
+
+    The off-policy optimal baseline (``baseline = "opob"``, VCPO's default) replaces the estimator's
+    advantages by (R_i - b*) / std_g with b* weighted by w_i^2 |g_i|^2 (``compute_opob_advantages``); the
+    update computes |g_i|^2, the squared norm of the gradient of rollout i's log-likelihood aggregated as the
+    loss aggregates it (one gradient per rollout, the method's stated cost). VCPO folds the baseline into
+    buffered gradients; since sum_i (R_i - b*) g_i is the policy gradient with advantage R_i - b*, this is the
+    same direction. Only VCPO's mean aggregation of b* is built (not its median / winsorised variants)."""
 
     prox = "always"
 
     def __init__(self, **knobs: Any) -> None:
         self.p = VcpoKnobs(**knobs)
+        self.replaces_advantages = self.p.baseline == "opob"
+        self.needs = frozenset({"grad_norms"}) if self.replaces_advantages else frozenset()
 
     def prepare(self, batch: CorrectionBatch) -> Prepared:
         if batch.old is None:
@@ -72,12 +98,21 @@ class Vcpo(Correction):
                         "offpolicy/is_min": float(raw.min())}
             if self.p.cap is not None:
                 metrics["offpolicy/is_clip_frac"] = float((raw > self.p.cap).float().mean())
-        weight = None
+        weight, advantages = None, None
+        full = torch.zeros(m.shape[0], dtype=m.dtype, device=m.device)  # [B] the weight each rollout's loss gets
+        full[rows] = capped.to(m.dtype) if self.p.cap is not None else 1.0
         if self.p.cap is not None:
-            full = torch.zeros(m.shape[0], dtype=m.dtype, device=m.device)
-            full[rows] = capped.to(m.dtype)
             weight = full[:, None] * m
-        return Prepared(weight=weight, lr_scale=scale, metrics=metrics)
+        if self.replaces_advantages:
+            if batch.rewards is None or batch.group_index is None or batch.grad_sq is None:
+                raise ValueError("vcpo's optimal baseline needs the rewards, groups and per-rollout gradient norms")
+            groups = int(batch.group_index.max()) + 1 if batch.group_index.numel() else 0
+            advantages, base = compute_opob_advantages(batch.rewards, batch.group_index, full, batch.grad_sq, groups,
+                                                       self.p.norm_by_std)
+            mean, _ = compute_group_mean_std(batch.rewards.double(), batch.group_index, groups)
+            metrics |= {"offpolicy/opob_shift": float((base.double() - mean).abs().mean()) if groups else 0.0,
+                        "offpolicy/grad_sq_mean": float(batch.grad_sq[rows].mean()) if bool(rows.any()) else 0.0}
+        return Prepared(weight=weight, lr_scale=scale, advantages=advantages, metrics=metrics)
 
 
 # ------------------------------------------------------------------ MinPRO
@@ -124,8 +159,9 @@ class Remix(Correction):
     loss), pi_base = the reference model, pi_prev = the step's proximal pi_old. The buffer of recent rollouts is
     the sampler's replay (``sampler.replay``): use remix with replay on, else every rollout is fresh. Policy
     reincarnation: at step ``reincarnate_at`` the reference <- current weights (the update reloads its reference
-    model); ReMix also clears the buffer and goes on-policy then, which this does not do (the sampler owns the
-    buffer), and a resume after that step restarts from the run's original reference."""
+    model) and the update reports a ``policy_reset``, on which the sampler's replay empties its buffer and
+    replays nothing more (ReMix: clear the buffer, continue purely on-policy). A resume after that step
+    reloads the reference from the weights at the resume (not those of the reincarnation step)."""
 
     def __init__(self, **knobs: Any) -> None:
         self.p = RemixKnobs(**knobs)

@@ -25,7 +25,7 @@ from torch import Tensor
 from rollwise.algos.catalog import AceKnobs, MssrEntropyKnobs
 from rollwise.algos.losses import masked_mean
 
-NEEDS = frozenset({"reference", "entropy"})
+NEEDS = frozenset({"reference", "entropy", "grad_norms"})  # grad_norms: per-rollout score-gradient norms (VCPO)
 
 
 @dataclass

@@ -215,6 +215,9 @@ class Component:
         """Learn from this step's verified pools after the update; ``losses`` [len(trained)] is each trained
         group's mean per-rollout surrogate loss (None when nothing was trained)."""
 
+    def on_policy_reset(self) -> None:
+        """The trainer reset its policy's anchor (ReMix's reincarnation): drop what earlier policies produced."""
+
     def metrics(self) -> dict[str, float]:
         return {}
 

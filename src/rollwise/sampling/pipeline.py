@@ -258,6 +258,12 @@ class SamplingPipeline:
             self.replay.push(trained)
         del self._steps[ctx.step]
 
+    def observe_update(self, events: set[str]) -> None:
+        """Events of the policy update that components react to: ``policy_reset`` (ReMix's reincarnation)."""
+        if "policy_reset" in events:
+            for comp in self.components.values():
+                comp.on_policy_reset()
+
     def _replay_draw(self, st: _StepState) -> list[TrainGroup]:
         if self.replay is None or not len(self.replay):
             return []

@@ -31,6 +31,12 @@ class Replay(Component):
     def setup(self) -> None:
         self._buf: OrderedDict[int, TrainGroup] = OrderedDict()
         self._drawn = 0
+        self._stopped = False  # after a policy reset: purely on-policy, nothing buffered
+
+    def on_policy_reset(self) -> None:
+        """ReMix's reincarnation (arXiv:2507.06892): clear the buffer and replay nothing from here on."""
+        self._buf.clear()
+        self._stopped = True
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -38,7 +44,7 @@ class Replay(Component):
     def push(self, groups: list[TrainGroup]) -> None:
         """Buffer this step's fresh trained groups that carry a signal (non-zero advantages)."""
         for g in groups:
-            if g.replayed or len(g.rollouts) < 2 or not np.any(g.advantages):
+            if self._stopped or g.replayed or len(g.rollouts) < 2 or not np.any(g.advantages):
                 continue  # zero-advantage groups carry no gradient: never buffered
             self._buf.pop(g.prompt, None)
             self._buf[g.prompt] = g
@@ -58,7 +64,8 @@ class Replay(Component):
         return {"size": len(self._buf), "drawn": self._drawn}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"buffer": list(self._buf.values())}
+        return {"buffer": list(self._buf.values()), "stopped": self._stopped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._buf = OrderedDict((g.prompt, g) for g in state.get("buffer", []))
+        self._stopped = bool(state.get("stopped", False))

@@ -16,7 +16,8 @@ trainer trains, within a staleness bound, and the sampler sees the work in fligh
   fetches); nothing from the lost round was recorded, so no prompt is lost or trained twice
   (``async/worker_restarts``, ``async/requeued_prompts``).
 
-Weights reach the workers through Ray's object store (one ``ray.put`` per version, shared by all workers).
+Weights reach the workers through ``async.weight_sync`` (``train/weight_sync.py``): Ray's object store (one
+``ray.put`` per version, shared by all workers) or a torch.distributed broadcast (NCCL on GPU, gloo on CPU).
 Ray is imported here only, when ``run.mode = "async"``.
 """
 
@@ -34,8 +35,8 @@ import numpy as np
 from rollwise.sampling import Budget, Request, SamplingPipeline
 from rollwise.train.rollout import RolloutCollector, RoundJob, StepRollouts
 from rollwise.train.rollout_worker import RolloutWorker
+from rollwise.train.weight_sync import CONTROL, WEIGHT_SYNCS
 
-CONTROL = "control"  # the workers' concurrency group for weights and stats
 MAX_RETRIES = 3  # sends of one round to dead workers before the run stops
 
 
@@ -101,7 +102,7 @@ class AsyncRollouts:
         self.pipeline: SamplingPipeline | None = None
         self.version = 0
         self.next_step = 0  # the next step not started
-        self._weights: Any = None
+        self.sync = WEIGHT_SYNCS[cfg.async_.weight_sync](ray, self.workers, self._ask)
         self._counters = {"worker_restarts": 0, "requeued_prompts": 0, "wait_seconds": 0.0}
 
     # ------------------------------------------------------------------ the trainer's interface
@@ -120,11 +121,8 @@ class AsyncRollouts:
         return flight.out
 
     def publish(self, model: Any, version: int) -> None:
-        """Put the new weights in the object store once; every worker takes them at its next decode step."""
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        self._weights = (self.ray.put(state), version)
-        for w in self.workers:
-            w.set_weights.options(concurrency_group=CONTROL).remote(self._weights[0], version)
+        """Send the new weights once (``async.weight_sync``); every worker takes them at its next decode step."""
+        self.sync.publish({k: v.detach() for k, v in model.state_dict().items()}, version)
         self.version = version
         self.collector.engine.sync_weights(model, version)  # the trainer's own engine (evaluation)
         if self.pipeline is not None:
@@ -139,6 +137,7 @@ class AsyncRollouts:
         return {**{f"async/{k}": v for k, v in self._counters.items()},
                 "async/in_flight_steps": len(self.flights),
                 "async/in_flight_tokens": self.in_flight_tokens(),
+                "async/weight_sync_reforms": self.sync.reforms,
                 "async/interrupts": sum(s["interrupts"] for s in stats),
                 "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
 
@@ -171,6 +170,7 @@ class AsyncRollouts:
         return out
 
     def close(self) -> None:
+        self.sync.close()
         for w in self.workers:
             self.ray.kill(w)
         self.workers = []
@@ -204,8 +204,7 @@ class AsyncRollouts:
             self._send(flight.step, part, i % len(self.workers), 0)
 
     def _send(self, step: int, job: RoundJob, worker: int, tries: int) -> None:
-        latest = ([self._weights[0]], self._weights[1]) if self._weights is not None else None  # ref not resolved
-        self.pending[self.workers[worker].run.remote(job, latest)] = (step, job, worker, tries)
+        self.pending[self.workers[worker].run.remote(job, self.sync.latest())] = (step, job, worker, tries)
 
     def _poll(self) -> None:
         """Wait for one round part; book it, and plan the step's next round once the round is complete."""
@@ -223,6 +222,7 @@ class AsyncRollouts:
                                    f"{step + 1}; giving up") from None
             self._counters["worker_restarts"] += 1
             self._counters["requeued_prompts"] += len(job.prompts)
+            self.sync.on_restart()  # the collective re-forms its group and sends the newest weights again
             self._send(step, job, worker, tries + 1)
             return
         flight = self.flights[step]

@@ -21,6 +21,7 @@ from rollwise.config import Config
 from rollwise.generation.interrupt import InterruptibleEngine
 from rollwise.train import setup
 from rollwise.train.rollout import RoundJob, RoundResult, run_job
+from rollwise.train.weight_sync import Meta, worker_join, worker_receive
 
 
 class RolloutWorker:
@@ -51,10 +52,19 @@ class RolloutWorker:
                 self._pending = (state, version)
         return version
 
+    def join_group(self, addr: str, port: int, rank: int, world: int, backend: str) -> None:
+        """Join the trainer's weight-broadcast group (``async.weight_sync = "collective"``)."""
+        worker_join(addr, port, rank, world, backend)
+
+    def receive_weights(self, meta: Meta, version: int) -> int:
+        """Take part in the trainer's broadcast of ``version`` and queue the weights as ``set_weights`` does."""
+        return self.set_weights(worker_receive(meta, next(self.model.parameters()).device), version)
+
     def run(self, job: RoundJob, latest: tuple[list[Any], int] | None = None) -> RoundResult:
         """Generate and verify one round with the newest weights, at least the version the round was planned
         under: ``latest`` = ([object ref of the trainer's newest weights], version), fetched here when this
-        worker has nothing as new (a fresh or restarted worker, or a round that overtook ``set_weights``)."""
+        worker has nothing as new (a fresh or restarted worker, or a round that overtook ``set_weights``);
+        None under the collective weight sync, which broadcasts to every worker before a round is sent."""
         with self._lock:
             have = max(self.version, self._pending[1] if self._pending else -1)
         if have < job.version and latest is not None:

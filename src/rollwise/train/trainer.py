@@ -163,6 +163,7 @@ class Trainer:
         self.rollouts.publish(self.model, step + 1)
         self.update.feed(self.engine)  # what the update measured that the engine uses (HAPO entropy statistics)
         self.pipeline.observe(pools, batch.groups, losses, step)
+        self.pipeline.observe_update(self.update.take_events())  # e.g. ReMix's policy reset empties the replay buffer
         # 5. books
         self._charge(got, batch)
         adv = float(batch.advantages.abs().mean()) if batch.rollouts else 0.0

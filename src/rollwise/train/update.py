@@ -39,6 +39,15 @@ from rollwise.train.batch import MicroBatch, TrainBatch
 from rollwise.train.policy import SeqBatch, compute_logprobs
 
 
+def _row(seq: SeqBatch, i: int) -> SeqBatch:
+    """Row ``i`` of a batch as a batch of one, cut to its own completion length (completions are right-padded)."""
+    c = max(int(seq.completion_mask[i].sum()), 1)
+    end = seq.input_ids.shape[1] - seq.completion_ids.shape[1] + c
+    return SeqBatch(seq.input_ids[i : i + 1, :end], seq.attention_mask[i : i + 1, :end],
+                    seq.position_ids[i : i + 1, :end], seq.completion_ids[i : i + 1, :c],
+                    seq.completion_mask[i : i + 1, :c])
+
+
 def _stack(parts: list[torch.Tensor], width: int) -> torch.Tensor:
     """Right-pad [b, c] parts to ``width`` columns and stack them: [B, width]."""
     return torch.cat([F.pad(t, (0, width - t.shape[1])) for t in parts])
@@ -63,11 +72,19 @@ class PolicyUpdate:
         self.needs = needs_of(self.loss_fn).union(needs_of(self.correction), *(needs_of(fn) for fn, _ in self.shapers))
         if "reference" in self.needs and ref_model is None:
             raise ValueError("a configured shaper, loss or correction needs a reference model; pass ref_model")
+        if self.correction.replaces_advantages and self.shapers:
+            raise ValueError(f"algo.correction: {cfg.correction.type!r} replaces the advantages; not with algo.shaping")
         self.feedback: dict[str, Any] = {}  # what the last update measured for the engine (HAPO: entropy_norm)
         self.engine_off_policy = False  # the engine samples from another distribution than pi_old (feed())
         self._prep_metrics: dict[str, Any] = {}
         self._lr_scale: float | None = None  # the correction's scale of this step's lr (VCPO)
         self._version = 0  # the step's weight version
+        self.events: set[str] = set()  # what this update did that the sampler hears of ("policy_reset")
+
+    def take_events(self) -> set[str]:
+        """What the last update did that the sampler hears of (``policy_reset``), once."""
+        events, self.events = self.events, set()
+        return events
 
     def feed(self, engine: Any) -> None:
         """Hand the engine this update's feedback, if it takes any (``engine.observe_update``), and learn
@@ -84,7 +101,7 @@ class PolicyUpdate:
         entropies and reference when declared, the D3S token mask, then the shapers and the loss's own
         whole-batch step."""
         token_fraction = batch.token_fraction
-        self._version, self._lr_scale, self._prep_metrics = batch.version, None, {}
+        self._version, self._lr_scale, self._prep_metrics, self.events = batch.version, None, {}, set()
         multi = (self.cfg.epochs > 1 or self.cfg.mini_batches > 1 or bool(batch.off_policy.any())
                  or self.engine_off_policy)
         prox = self.correction.prox  # "auto": when pi_old can differ from the current policy
@@ -93,6 +110,7 @@ class PolicyUpdate:
         want_old = anchor or want_ent or bool(self.shapers)
         if self.ref is not None and self.correction.reset_reference(batch.version):
             self.ref.load_state_dict(self.model.state_dict())  # ReMix's policy reincarnation
+            self.events.add("policy_reset")
         olds, ents = [], []
         for mb in micro:
             if want_old:
@@ -127,15 +145,41 @@ class PolicyUpdate:
         self._prep_metrics |= compute_staleness_metrics(versions, batch.version, mask)
         old = _stack([mb.old for mb in micro], C) if all(mb.old is not None for mb in micro) else None
         ref = _stack([mb.ref for mb in micro], C) if self.ref is not None else None
+        rows = torch.cat([torch.arange(len(batch.rollouts))[mb.rows] for mb in micro])  # [B] batch rows
+        rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
+        grad_sq = self._grad_sq(micro) if "grad_norms" in self.needs else None
         prep = self.correction.prepare(CorrectionBatch(mask, _stack([mb.behaviour for mb in micro], C), versions,
-                                                       batch.version, old, ref))
+                                                       batch.version, old, ref, rewards.to(mask.device),
+                                                       batch.group_index[rows].to(mask.device), grad_sq))
         if prep.weight is not None:
             self._split(micro, "is_weight", prep.weight)
+        if prep.advantages is not None:  # [B] per rollout
+            for mb, part in zip(micro, self._parts(micro, prep.advantages[:, None].expand_as(mask))):
+                mb.advantages = part[:, 0].to(mb.advantages.dtype)
         if prep.keep is not None:
             for mb, keep in zip(micro, self._parts(micro, prep.keep)):
                 mb.token_mask = keep if mb.token_mask is None else mb.token_mask * keep
         self._lr_scale = prep.lr_scale
         self._prep_metrics |= prep.metrics
+
+    def _grad_sq(self, micro: list[MicroBatch]) -> torch.Tensor:
+        """||grad_theta log pi_theta(rollout)||^2 per rollout [B], the log-likelihood aggregated over the row as
+        the loss aggregates it (up to a factor common to all rows): one gradient per rollout (VCPO's baseline)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        out: list[float] = []
+        with torch.enable_grad():
+            for mb in micro:
+                for i in range(mb.seq.completion_mask.shape[0]):
+                    row = _row(mb.seq, i)  # a forward of one row: a backward costs that row only
+                    if float(row.completion_mask.sum()) == 0:
+                        out.append(0.0)
+                        continue
+                    logp, _ = self._logprobs(self.model, row)  # [1, C]
+                    s = compute_aggregate(logp, row.completion_mask, self.aggregation, num_tokens=1.0,
+                                          num_seqs=1.0, norm_length=self.norm_length)
+                    grads = torch.autograd.grad(s, params, allow_unused=True)
+                    out.append(sum(float((g.double() ** 2).sum()) for g in grads if g is not None))
+        return torch.tensor(out, dtype=torch.float64)
 
     @staticmethod
     def _versions(mb: MicroBatch) -> torch.Tensor:

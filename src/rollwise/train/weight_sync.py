@@ -1,0 +1,168 @@
+"""How the trainer's weights reach the rollout workers in async mode (``async.weight_sync``), behind one
+interface: the trainer side ``publish(state, version)`` / ``latest()`` / ``on_restart()`` / ``close()``, the
+worker side the ``worker_*`` functions a :class:`RolloutWorker` calls.
+
+- ``object_store`` (default): one ``ray.put`` per version, shared by every worker; each round carries the
+  newest reference, so a fresh or restarted worker fetches it itself. Right for CPU workers and across nodes.
+- ``collective``: the trainer (rank 0) and the workers form a torch.distributed process group and every
+  version is one broadcast per dtype of a flat buffer from rank 0 (NCCL between GPUs, the weight path of
+  verl / OpenRLHF / slime; gloo on CPU, which the tests use). A restarted worker is a new process outside the
+  group, so the group is re-formed (every member leaves and joins a new one on a new port) and the newest
+  weights are broadcast again before work is sent to it; the trainer checks the workers' processes before
+  each broadcast, so a dead member never stalls one.
+
+Ray and torch.distributed are imported only here and only in async mode.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+CONTROL = "control"  # the workers' concurrency group for weights and stats (rounds run in the default one)
+GROUP_TIMEOUT = timedelta(seconds=120)  # a collective that waits longer on a member fails instead of hanging
+
+Meta = list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype) of each tensor, in broadcast order
+
+
+class ObjectStoreSync:
+    """Weights through Ray's object store: one ``ray.put`` per version."""
+
+    reforms = 0  # the collective's group re-formations (none here)
+
+    def __init__(self, ray: Any, workers: list[Any], ask: Any) -> None:
+        self.ray, self.workers = ray, workers
+        self._latest: tuple[Any, int] | None = None
+
+    def publish(self, state: dict[str, torch.Tensor], version: int) -> None:
+        ref = self.ray.put({k: v.to("cpu") for k, v in state.items()})
+        self._latest = (ref, version)
+        for w in self.workers:
+            w.set_weights.options(concurrency_group=CONTROL).remote(ref, version)
+
+    def latest(self) -> tuple[list[Any], int] | None:
+        """([reference], version) of the newest weights for a round to carry (the list keeps Ray from
+        resolving the reference into the call)."""
+        return ([self._latest[0]], self._latest[1]) if self._latest is not None else None
+
+    def on_restart(self) -> None:
+        """Nothing to do: the re-sent round carries the newest reference."""
+
+    def close(self) -> None:
+        self._latest = None
+
+
+class CollectiveSync:
+    """Weights by torch.distributed broadcast from the trainer (rank 0) to the workers (ranks 1..n)."""
+
+    def __init__(self, ray: Any, workers: list[Any], ask: Any) -> None:
+        import torch.distributed as dist
+
+        self.ray, self.workers, self.ask, self.dist = ray, workers, ask, dist
+        self._last: tuple[list[torch.Tensor], Meta, int] | None = None  # the newest broadcast, kept for a restart
+        self._pids: list[int] = []
+        self.reforms = 0
+        self._form([int(p) for p in ask("pid")])
+
+    def _ensure(self) -> bool:
+        """Re-form the group if a worker's process changed (a restart) since it formed; True if it did."""
+        pids = [int(p) for p in self.ask("pid")]  # waits out a restart in progress
+        if pids == self._pids:
+            return False
+        self.reforms += 1
+        self._form(pids)
+        return True
+
+    def _form(self, pids: list[int]) -> None:
+        """Rendezvous on a free loopback port: every worker joins while the trainer does."""
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
+        backend = "nccl" if torch.cuda.is_available() and torch.distributed.is_nccl_available() else "gloo"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        world = len(self.workers) + 1
+        self._pids = pids
+        refs = [w.join_group.options(concurrency_group=CONTROL).remote("127.0.0.1", port, i + 1, world, backend)
+                for i, w in enumerate(self.workers)]
+        self.dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=world,
+                                     timeout=GROUP_TIMEOUT)
+        self.ray.get(refs)
+        self.backend = backend
+
+    def publish(self, state: dict[str, torch.Tensor], version: int) -> None:
+        self._ensure()
+        meta: Meta = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()]
+        self._broadcast(flatten(state, meta), meta, version)
+
+    def _broadcast(self, bufs: list[torch.Tensor], meta: Meta, version: int) -> None:
+        self._last = (bufs, meta, version)  # flatten copied the weights: a snapshot of this version
+        refs = [w.receive_weights.options(concurrency_group=CONTROL).remote(meta, version) for w in self.workers]
+        for buf in bufs:
+            self.dist.broadcast(buf, src=0)
+        self.ray.get(refs)
+
+    def latest(self) -> tuple[list[Any], int] | None:
+        return None  # workers hold the newest weights after every broadcast; rounds carry no reference
+
+    def on_restart(self) -> None:
+        """A worker was restarted: re-form the group and broadcast the newest weights again (unless a publish
+        since the restart did both)."""
+        if self._ensure() and self._last is not None:
+            self._broadcast(*self._last)
+
+    def close(self) -> None:
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+WEIGHT_SYNCS = {"object_store": ObjectStoreSync, "collective": CollectiveSync}
+
+
+# ------------------------------------------------------------------ both sides
+def flatten(state: dict[str, torch.Tensor], meta: Meta) -> list[torch.Tensor]:
+    """One contiguous buffer per dtype, tensors in ``meta`` order: [sum of numels]."""
+    out = []
+    for dtype in sorted({d for _, _, d in meta}):
+        out.append(torch.cat([state[k].detach().reshape(-1) for k, _, d in meta if d == dtype]))
+    return out
+
+
+def unflatten(bufs: list[torch.Tensor], meta: Meta) -> dict[str, torch.Tensor]:
+    """Inverse of ``flatten``: the named tensors, views into the buffers."""
+    state: dict[str, torch.Tensor] = {}
+    for dtype, buf in zip(sorted({d for _, _, d in meta}), bufs):
+        at = 0
+        for k, shape, d in meta:
+            if d != dtype:
+                continue
+            n = int(torch.Size(shape).numel())
+            state[k] = buf[at : at + n].view(shape)
+            at += n
+    return state
+
+
+# ------------------------------------------------------------------ worker side
+def worker_join(addr: str, port: int, rank: int, world: int, backend: str) -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank, world_size=world,
+                            timeout=GROUP_TIMEOUT)
+
+
+def worker_receive(meta: Meta, device: torch.device) -> dict[str, torch.Tensor]:
+    """Take part in the trainer's broadcast of one version; return the state dict."""
+    import torch.distributed as dist
+
+    bufs = []
+    for dtype in sorted({d for _, _, d in meta}):
+        n = sum(int(torch.Size(s).numel()) for _, s, d in meta if d == dtype)
+        buf = torch.empty(n, dtype=getattr(torch, dtype), device=device)
+        dist.broadcast(buf, src=0)
+        bufs.append(buf)
+    return unflatten(bufs, meta)
