@@ -34,3 +34,23 @@ def test_samplers_lists_presets_and_components():
 def test_report_on_missing_run(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2
+
+
+def _walk(cmd, prefix=()):
+    """Every command path under a click command (groups included)."""
+    out = [prefix]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        out += _walk(sub, (*prefix, name))
+    return out
+
+
+def test_every_command_help_renders():
+    """--help of every command renders (a help text with rich markup-like brackets once crashed `eval --help`)."""
+    import typer.main
+
+    paths = _walk(typer.main.get_command(app))
+    assert ("eval",) in paths and ("model", "import") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output[-500:])
+        assert "Traceback" not in result.output and "Usage" in result.output

@@ -194,7 +194,7 @@ def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
     data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test), a jsonl/parquet file of "
-                                      "prompt/answer[/level] rows, or a procedural suite's held-out split "
+                                      "prompt/answer(/level) rows, or a procedural suite's held-out split "
                                       "(arith | words)")] = "arith",
     n: Annotated[int, typer.Option("--n", min=1, help="samples per prompt (>= 1)")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
