@@ -9,7 +9,9 @@ worker side the ``worker_*`` functions a :class:`RolloutWorker` calls.
   verl / OpenRLHF / slime; gloo on CPU, which the tests use). A restarted worker is a new process outside the
   group, so the group is re-formed (every member leaves and joins a new one on a new port) and the newest
   weights are broadcast again before work is sent to it; the trainer checks the workers' processes before
-  each broadcast, so a dead member never stalls one.
+  each broadcast, so a dead member never stalls one. The backend follows the trainer's weights: NCCL when
+  they are on a GPU (the workers' engines must be too), gloo otherwise; the rendezvous is the trainer
+  node's address, so workers on other nodes of a Ray cluster join it.
 
 Ray and torch.distributed are imported only here and only in async mode.
 """
@@ -63,38 +65,39 @@ class CollectiveSync:
 
         self.ray, self.workers, self.ask, self.dist = ray, workers, ask, dist
         self._last: tuple[list[torch.Tensor], Meta, int] | None = None  # the newest broadcast, kept for a restart
-        self._pids: list[int] = []
+        self._pids: list[int] = []  # the workers' processes when the group formed (none yet)
+        self.backend = ""
         self.reforms = 0
-        self._form([int(p) for p in ask("pid")])
 
-    def _ensure(self) -> bool:
-        """Re-form the group if a worker's process changed (a restart) since it formed; True if it did."""
+    def _ensure(self, backend: str) -> bool:
+        """Form the group, or re-form it if a worker's process changed (a restart) since; True if it did."""
         pids = [int(p) for p in self.ask("pid")]  # waits out a restart in progress
-        if pids == self._pids:
+        if pids == self._pids and backend == self.backend:
             return False
-        self.reforms += 1
-        self._form(pids)
+        self.reforms += bool(self._pids)
+        self._form(pids, backend)
         return True
 
-    def _form(self, pids: list[int]) -> None:
-        """Rendezvous on a free loopback port: every worker joins while the trainer does."""
+    def _form(self, pids: list[int], backend: str) -> None:
+        """Rendezvous on a free port of the trainer's node address: every worker joins while the trainer does."""
+        from ray.util import get_node_ip_address
+
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
-        backend = "nccl" if torch.cuda.is_available() and torch.distributed.is_nccl_available() else "gloo"
+        addr = get_node_ip_address()  # 127.0.0.1 under the private local Ray
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((addr, 0))
             port = s.getsockname()[1]
         world = len(self.workers) + 1
-        self._pids = pids
-        refs = [w.join_group.options(concurrency_group=CONTROL).remote("127.0.0.1", port, i + 1, world, backend)
+        refs = [w.join_group.options(concurrency_group=CONTROL).remote(addr, port, i + 1, world, backend)
                 for i, w in enumerate(self.workers)]
-        self.dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=world,
+        self.dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=0, world_size=world,
                                      timeout=GROUP_TIMEOUT)
         self.ray.get(refs)
-        self.backend = backend
+        self._pids, self.backend = pids, backend
 
     def publish(self, state: dict[str, torch.Tensor], version: int) -> None:
-        self._ensure()
+        self._ensure("nccl" if next(iter(state.values())).is_cuda else "gloo")  # NCCL between GPUs only
         meta: Meta = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()]
         self._broadcast(flatten(state, meta), meta, version)
 
@@ -111,7 +114,7 @@ class CollectiveSync:
     def on_restart(self) -> None:
         """A worker was restarted: re-form the group and broadcast the newest weights again (unless a publish
         since the restart did both)."""
-        if self._ensure() and self._last is not None:
+        if self._pids and self._ensure(self.backend) and self._last is not None:
             self._broadcast(*self._last)
 
     def close(self) -> None:
