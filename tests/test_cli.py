@@ -54,3 +54,12 @@ def test_every_command_help_renders():
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output[-500:])
         assert "Traceback" not in result.output and "Usage" in result.output
+
+
+def test_user_text_with_brackets_is_printed_verbatim(tmp_path):
+    """Errors quote user input (paths, keys); brackets in it are text, not rich markup (which crashed)."""
+    result = runner.invoke(app, ["train", str(tmp_path / "does[/level]not.toml")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "does[/level]not.toml" in result.output.replace("\n", "")
+    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "m[/x]")])
+    assert result.exit_code == 2 and "m[/x]: no such file or directory" in result.output.replace("\n", "")

@@ -36,6 +36,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def print_error(message: object, stderr: bool = True) -> None:
+    """One red line of plain text: a message may hold user text with brackets, which must not be rich markup."""
+    Console(stderr=stderr).print(str(message), style="red", markup=False, highlight=False, soft_wrap=True)
+
+
 class _App(typer.Typer):
     """Typer app whose unexpected errors keep their traceback and ask for a bug report; user errors are one
     line each (see ``user_errors``)."""
@@ -47,7 +52,7 @@ class _App(typer.Typer):
             raise
         except Exception as exc:
             if isinstance(exc, user_errors()):
-                Console(stderr=True).print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+                print_error(exc)
                 raise SystemExit(1) from None
             import traceback
 
@@ -57,8 +62,10 @@ class _App(typer.Typer):
             raise SystemExit(1) from None
 
 
-app = _App(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
-config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
+# help texts are plain text: brackets such as "[quick]" or "[/level]" are not rich markup
+app = _App(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False,
+           rich_markup_mode=None)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.", rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 console = Console(stderr=True, soft_wrap=True)  # errors name paths and keys: never wrapped mid-word
 
@@ -72,7 +79,7 @@ def _load(config: str | None, ctx: typer.Context) -> Any:
     try:
         return load_config(config, args)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        print_error(exc, stderr=False)
         raise typer.Exit(2) from None
 
 
@@ -111,7 +118,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
            plots: bool = typer.Option(True, help="redraw the PNG plots")) -> None:
     """Redraw a run's plots and print its summary table."""
     if not (run_dir / "metrics.jsonl").is_file():
-        console.print(f"[red]{run_dir} has no metrics.jsonl[/red]")
+        print_error(f"{run_dir} has no metrics.jsonl", stderr=False)
         raise typer.Exit(2)
     _report(run_dir, plots)
 
@@ -194,7 +201,7 @@ def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
     data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test), a jsonl/parquet file of "
-                                      "prompt/answer(/level) rows, or a procedural suite's held-out split "
+                                      "prompt/answer[/level] rows, or a procedural suite's held-out split "
                                       "(arith | words)")] = "arith",
     n: Annotated[int, typer.Option("--n", min=1, help="samples per prompt (>= 1)")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="write results JSON here")] = None,
@@ -210,7 +217,7 @@ def eval(  # noqa: A001 - the command is called eval
 
     cfg = _load(config, ctx)
     if not Path(model).exists():
-        Console(stderr=True).print(f"[red]--model {model}: no such file or directory[/red]", soft_wrap=True)
+        print_error(f"--model {model}: no such file or directory")
         raise typer.Exit(2)
     try:
         if allocator == "uniform" and budget is not None:
@@ -218,7 +225,7 @@ def eval(  # noqa: A001 - the command is called eval
         if allocator != "uniform":
             check_args(allocator, budget, n)
     except (KeyError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]{exc.args[0]}[/red]", soft_wrap=True)
+        print_error(exc.args[0])
         raise typer.Exit(2) from None
     result = run_eval(cfg, model, data, n, allocator, budget)
     table = Table(title=f"eval {model} on {data} (n={n})")
@@ -256,7 +263,7 @@ def bench(
         Console().print(write_headline(g, headline(g)).read_text())
 
 
-model_app = typer.Typer(no_args_is_help=True, help="Bring pretrained models into rollwise.")
+model_app = typer.Typer(no_args_is_help=True, help="Bring pretrained models into rollwise.", rich_markup_mode=None)
 app.add_typer(model_app, name="model")
 
 
