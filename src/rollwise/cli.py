@@ -36,9 +36,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def print_error(message: object, stderr: bool = True) -> None:
-    """One red line of plain text: a message may hold user text with brackets, which must not be rich markup."""
-    Console(stderr=stderr).print(str(message), style="red", markup=False, highlight=False, soft_wrap=True)
+def print_error(message: object) -> None:
+    """A red error on stderr, plain text: it may quote user text with brackets, which must not be rich markup."""
+    Console(stderr=True).print(str(message), style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 class _App(typer.Typer):
@@ -79,7 +79,7 @@ def _load(config: str | None, ctx: typer.Context) -> Any:
     try:
         return load_config(config, args)
     except ConfigError as exc:
-        print_error(exc, stderr=False)
+        print_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -118,7 +118,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
            plots: bool = typer.Option(True, help="redraw the PNG plots")) -> None:
     """Redraw a run's plots and print its summary table."""
     if not (run_dir / "metrics.jsonl").is_file():
-        print_error(f"{run_dir} has no metrics.jsonl", stderr=False)
+        print_error(f"{run_dir} has no metrics.jsonl")
         raise typer.Exit(2)
     _report(run_dir, plots)
 
