@@ -145,17 +145,14 @@ class PolicyUpdate:
         self._prep_metrics |= compute_staleness_metrics(versions, batch.version, mask)
         old = _stack([mb.old for mb in micro], C) if all(mb.old is not None for mb in micro) else None
         ref = _stack([mb.ref for mb in micro], C) if self.ref is not None else None
-        rows = torch.cat([torch.arange(len(batch.rollouts))[mb.rows] for mb in micro])  # [B] batch rows
-        rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
+        rows, rewards, groups = self._row_info(micro, batch, mask)
         grad_sq = self._grad_sq(micro) if "grad_norms" in self.needs else None
         prep = self.correction.prepare(CorrectionBatch(mask, _stack([mb.behaviour for mb in micro], C), versions,
-                                                       batch.version, old, ref, rewards.to(mask.device),
-                                                       batch.group_index[rows].to(mask.device), grad_sq))
+                                                       batch.version, old, ref, rewards, groups, grad_sq))
         if prep.weight is not None:
             self._split(micro, "is_weight", prep.weight)
         if prep.advantages is not None:  # [B] per rollout
-            for mb, part in zip(micro, self._parts(micro, prep.advantages[:, None].expand_as(mask))):
-                mb.advantages = part[:, 0].to(mb.advantages.dtype)
+            self._split(micro, "advantages", prep.advantages)
         if prep.keep is not None:
             for mb, keep in zip(micro, self._parts(micro, prep.keep)):
                 mb.token_mask = keep if mb.token_mask is None else mb.token_mask * keep
@@ -192,29 +189,36 @@ class PolicyUpdate:
         """Apply the configured shapers, in order, to the whole batch's per-token advantages."""
         adv = torch.cat([mb.advantages.unsqueeze(-1) if mb.advantages.dim() == 1 else mb.advantages
                          for mb in micro])  # [B, 1] or [B, C]
-        rows = torch.cat([torch.arange(len(batch.rollouts))[mb.rows] for mb in micro])  # [B] batch rows
+        rows, rewards, groups = self._row_info(micro, batch, mask)
         ref = _stack([mb.ref for mb in micro], mask.shape[1]) if self.ref is not None else None
-        rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
-        ctx = ShapingContext(adv.expand_as(mask) * mask, mask, old, ref, entropy, rewards.to(mask.device),
-                             batch.group_index[rows].to(mask.device), [batch.rollouts[i].meta for i in rows.tolist()])
+        ctx = ShapingContext(adv.expand_as(mask) * mask, mask, old, ref, entropy, rewards, groups,
+                             [batch.rollouts[i].meta for i in rows.tolist()])
         for fn, params in self.shapers:
             ctx.advantages, metrics = fn(ctx, params)
             self._prep_metrics |= {k: float(v) for k, v in metrics.items()}
         self._split(micro, "advantages", ctx.advantages)
 
     @staticmethod
+    def _row_info(micro: list[MicroBatch], batch: TrainBatch,
+                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stacked rows' batch indices, rewards and group indices, each [B] (rewards on the mask's device)."""
+        rows = torch.cat([torch.arange(len(batch.rollouts))[mb.rows] for mb in micro])
+        rewards = torch.tensor([batch.rollouts[i].reward for i in rows.tolist()], dtype=mask.dtype)
+        return rows, rewards.to(mask.device), batch.group_index[rows].to(mask.device)
+
+    @staticmethod
     def _parts(micro: list[MicroBatch], full: torch.Tensor) -> list[torch.Tensor]:
-        """Each micro-batch's rows (and columns) of a whole-batch [B, C] tensor."""
+        """Each micro-batch's rows (and, for [B, C], columns) of a whole-batch [B] or [B, C] tensor."""
         out, row = [], 0
         for mb in micro:
             b, c = mb.seq.completion_mask.shape
-            out.append(full[row : row + b, :c])
+            out.append(full[row : row + b] if full.dim() == 1 else full[row : row + b, :c])
             row += b
         return out
 
     @classmethod
     def _split(cls, micro: list[MicroBatch], attr: str, full: torch.Tensor) -> None:
-        """Give each micro-batch its rows (and columns) of a whole-batch [B, C] tensor."""
+        """Give each micro-batch its rows (and columns) of a whole-batch [B] or [B, C] tensor."""
         for mb, part in zip(micro, cls._parts(micro, full)):
             setattr(mb, attr, part)
 
