@@ -46,9 +46,10 @@ def compute_opob_advantages(rewards: Tensor, group_index: Tensor, w: Tensor, gra
     the group's rollouts (w_i the sequence IS weight the loss applies, |g_i|^2 the squared norm of the rollout's
     score gradient), and advantages A_i = (R_i - b*) / (std_g + eps) (``norm_by_std``, Bessel std as GRPO) or
     R_i - b*. A group whose weights x norms are all 0 falls back to its reward mean. Returns ([N], [G])."""
-    r, q = rewards.double(), (w.double() ** 2) * grad_sq.double()  # [N]
-    num = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_index, q * r)
-    den = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_index, q)
+    dev = rewards.device
+    r, q = rewards.double(), (w.to(dev).double() ** 2) * grad_sq.to(dev).double()  # [N]
+    num = torch.zeros(num_groups, dtype=torch.float64, device=dev).index_add_(0, group_index, q * r)
+    den = torch.zeros(num_groups, dtype=torch.float64, device=dev).index_add_(0, group_index, q)
     mean, std = compute_group_mean_std(r, group_index, num_groups)
     base = torch.where(den > 0, num / den.clamp(min=1e-300), mean)  # [G]
     adv = r - base[group_index]

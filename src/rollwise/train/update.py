@@ -146,7 +146,7 @@ class PolicyUpdate:
         old = _stack([mb.old for mb in micro], C) if all(mb.old is not None for mb in micro) else None
         ref = _stack([mb.ref for mb in micro], C) if self.ref is not None else None
         rows, rewards, groups = self._row_info(micro, batch, mask)
-        grad_sq = self._grad_sq(micro) if "grad_norms" in self.needs else None
+        grad_sq = self._grad_sq(micro).to(mask.device) if "grad_norms" in self.needs else None
         prep = self.correction.prepare(CorrectionBatch(mask, _stack([mb.behaviour for mb in micro], C), versions,
                                                        batch.version, old, ref, rewards, groups, grad_sq))
         if prep.weight is not None:
