@@ -136,16 +136,16 @@ def test_opob_baseline_by_hand():
     gi = torch.tensor([0, 0, 0, 1, 1, 2])
     w = torch.tensor([1.0, 2.0, 1.0, 0.0, 0.0, 1.0])
     gsq = torch.tensor([1.0, 1.0, 4.0, 3.0, 3.0, 2.0])
-    adv, base = compute_opob_advantages(r, gi, w, gsq, 3)
+    adv, base, _ = compute_opob_advantages(r, gi, w, gsq, 3)
     torch.testing.assert_close(base, torch.tensor([1 / 9, 0.5, 0.7]))
     s0, s1 = math.sqrt(1 / 3), math.sqrt(0.5)
     expect = [(8 / 9) / (s0 + 1e-6), (-1 / 9) / (s0 + 1e-6), (-1 / 9) / (s0 + 1e-6), 0.5 / (s1 + 1e-6),
               -0.5 / (s1 + 1e-6), 0.0]
     torch.testing.assert_close(adv, torch.tensor(expect))
-    adv, _ = compute_opob_advantages(r, gi, w, gsq, 3, norm_by_std=False)
+    adv, _, _ = compute_opob_advantages(r, gi, w, gsq, 3, norm_by_std=False)
     torch.testing.assert_close(adv, torch.tensor([8 / 9, -1 / 9, -1 / 9, 0.5, -0.5, 0.0]))
     # equal weights and norms: b* is the group mean, so OPOB is GRPO
-    adv, base = compute_opob_advantages(r[:3], gi[:3], torch.ones(3), torch.ones(3), 1)
+    adv, base, _ = compute_opob_advantages(r[:3], gi[:3], torch.ones(3), torch.ones(3), 1)
     torch.testing.assert_close(base, torch.tensor([1 / 3]))
     # through Vcpo.prepare: w is the truncated sequence weight the loss applies (cap 8 -> rows 1 and 8)
     cb = _cb([[0.0, 0.0], [L(4), L(4)]], [[1, 1], [1, 1]])
@@ -182,7 +182,7 @@ def test_opob_grad_norms_are_each_rollouts_score_gradient(tiny_model):
     beh = torch.cat([F_pad(mb.behaviour, 8) for mb in micro])
     mask = torch.cat([F_pad(mb.seq.completion_mask, 8) for mb in micro])
     w = torch.exp(((old - beh) * mask).sum(-1).clamp(-20, 20)).clamp(max=8.0)
-    expect, _ = compute_opob_advantages(rewards, batch.group_index, w, got, len(batch.groups))
+    expect, _, _ = compute_opob_advantages(rewards, batch.group_index, w, got, len(batch.groups))
     torch.testing.assert_close(torch.cat([mb.advantages for mb in micro]), expect)
 
 

@@ -41,11 +41,12 @@ def compute_vcpo_lr_scale(ess_ratio: float, rho_base: float, rule: str) -> float
 
 
 def compute_opob_advantages(rewards: Tensor, group_index: Tensor, w: Tensor, grad_sq: Tensor, num_groups: int,
-                            norm_by_std: bool = True, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+                            norm_by_std: bool = True, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
     """VCPO's off-policy optimal baseline per group: b* = sum_i w_i^2 |g_i|^2 R_i / sum_i w_i^2 |g_i|^2 over
     the group's rollouts (w_i the sequence IS weight the loss applies, |g_i|^2 the squared norm of the rollout's
     score gradient), and advantages A_i = (R_i - b*) / (std_g + eps) (``norm_by_std``, Bessel std as GRPO) or
-    R_i - b*. A group whose weights x norms are all 0 falls back to its reward mean. Returns ([N], [G])."""
+    R_i - b*. A group whose weights x norms are all 0 falls back to its reward mean. Returns the advantages [N],
+    b* [G] and the groups' reward means [G] (the plain baseline b* replaces)."""
     dev = rewards.device
     r, q = rewards.double(), (w.to(dev).double() ** 2) * grad_sq.to(dev).double()  # [N]
     num = torch.zeros(num_groups, dtype=torch.float64, device=dev).index_add_(0, group_index, q * r)
@@ -55,7 +56,7 @@ def compute_opob_advantages(rewards: Tensor, group_index: Tensor, w: Tensor, gra
     adv = r - base[group_index]
     if norm_by_std:
         adv = adv / (std[group_index] + eps)
-    return adv.to(rewards.dtype), base.to(rewards.dtype)
+    return adv.to(rewards.dtype), base.to(rewards.dtype), mean.to(rewards.dtype)
 
 
 class Vcpo(Correction):
@@ -108,10 +109,9 @@ class Vcpo(Correction):
             if batch.rewards is None or batch.group_index is None or batch.grad_sq is None:
                 raise ValueError("vcpo's optimal baseline needs the rewards, groups and per-rollout gradient norms")
             groups = int(batch.group_index.max()) + 1 if batch.group_index.numel() else 0
-            advantages, base = compute_opob_advantages(batch.rewards, batch.group_index, full, batch.grad_sq, groups,
-                                                       self.p.norm_by_std)
-            mean, _ = compute_group_mean_std(batch.rewards.double(), batch.group_index, groups)
-            metrics |= {"offpolicy/opob_shift": float((base.double() - mean).abs().mean()) if groups else 0.0,
+            advantages, base, mean = compute_opob_advantages(batch.rewards, batch.group_index, full, batch.grad_sq,
+                                                             groups, self.p.norm_by_std)
+            metrics |= {"offpolicy/opob_shift": float((base - mean).abs().mean()) if groups else 0.0,
                         "offpolicy/grad_sq_mean": float(batch.grad_sq[rows].mean()) if bool(rows.any()) else 0.0}
         return Prepared(weight=weight, lr_scale=scale, advantages=advantages, metrics=metrics)
 
