@@ -3,10 +3,12 @@ answers' lengths (the SFT targets, no model needed) and of rollouts sampled from
 
     python bench/longtail_lengths.py                      # configs/longtail.toml, 32 prompts x 8 per level
     python bench/longtail_lengths.py configs/longtail.toml --prompts 16 -- --warmstart.steps=400
+    python bench/longtail_lengths.py configs/smollm2_arith.toml --prompts 8 -- --generation.max_new_tokens=200
 
 Arguments after ``--`` are config overrides. The warm start must exist (``rollwise train configs/longtail.toml``
-trains and caches it); without it only the target lengths are printed. Lengths are in tokens (= characters
-for the embedded character tokenizer), the final eos included.
+trains and caches it); without it only the target lengths are printed. A config without a warm start (a
+pretrained model) samples the model itself. Lengths are in tokens (= characters for the embedded character
+tokenizer), the final eos included.
 """
 
 from __future__ import annotations
@@ -60,12 +62,13 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(Path(args.config), overrides)
     levels = list(cfg.task.levels)
-    print("worked-answer targets (tokens incl. eos):")
-    tl = target_lengths(levels, 2000)
-    for name in levels:
-        print("  " + describe(name, tl[name]))
-    print("  " + describe("all", [x for v in tl.values() for x in v]))
-    if find_warmstart(cfg) is None:
+    if cfg.task.suite == "arith":  # the procedural suite's worked answers (other suites have no SFT targets)
+        print("worked-answer targets (tokens incl. eos):")
+        tl = target_lengths(levels, 2000)
+        for name in levels:
+            print("  " + describe(name, tl[name]))
+        print("  " + describe("all", [x for v in tl.values() for x in v]))
+    if cfg.warmstart.enabled and find_warmstart(cfg) is None:
         print("no cached warm start for this config: train it with `rollwise train` first", file=sys.stderr)
         return
     task = build_task(cfg)
@@ -83,7 +86,7 @@ def main(argv: list[str]) -> None:
         scores = verifier.score_batch([c.text for g in res for c in g],
                                       [task.pool[i].reference for i, g in zip(idx, res) for _ in g])
         reward[name] = float(np.mean([s.score for s in scores]))
-    print(f"rollouts of the warm start (T={params.temperature}, max_new_tokens={params.max_new_tokens}, "
+    print(f"rollouts of the {'warm start' if cfg.warmstart.enabled else 'model'} (T={params.temperature}, max_new_tokens={params.max_new_tokens}, "
           f"{args.prompts} prompts x {args.samples} per level):")
     for name in levels:
         print("  " + describe(name, by_level[name]) + f"  reward={reward[name]:.2f}")

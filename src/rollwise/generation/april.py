@@ -29,7 +29,10 @@ Choices (spec section 2; APRIL's code keeps no logprobs or versions, the spec re
 - Under a seeded engine a resumed row redraws the uninterrupted row's tokens only with the same seed and row
   position; the collector changes the seed every call, so in training the resumed part is a fresh draw from the
   newer policy (a valid sample of the mixture the IS weight corrects for).
-- Sync mode only: the buffer lives across steps inside this strategy (the async scheduler will reuse it).
+- Sync and async: the buffer lives inside the strategy, in the trainer (sync) or in each rollout worker
+  (async, where "step" is the weight version a round is planned under: a buffered group resumes in the first
+  round under newer weights). A worker has no task: it keeps the problems of its buffered groups
+  (``pending_keys``) to verify them when they finish, and checkpoints them with the buffer.
 """
 
 from __future__ import annotations
@@ -192,6 +195,9 @@ class AprilStrategy(RolloutStrategy):
         return res
 
     # ------------------------------------------------------------------ books
+    def pending_keys(self) -> set[int]:
+        return {g.key for g in self.buffer}
+
     def metrics(self) -> dict[str, float]:
         s = self._stats
         return {

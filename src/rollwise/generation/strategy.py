@@ -63,6 +63,11 @@ class RolloutStrategy:
         """The verified reward of each completion this call returned (flattened, in return order; ``extra``
         after the requested ones)."""
 
+    def pending_keys(self) -> set[int]:
+        """Pool indices of the prompts whose completions this strategy holds for a later call (APRIL's buffer):
+        a rollout worker, which has no task, keeps their problems (text, reference) to verify them then."""
+        return set()
+
     def metrics(self) -> dict[str, float]:
         return {}
 

@@ -95,6 +95,7 @@ class StepRollouts:
             # entropy, for free (the entropy curve of every run, whatever its loss computes)
             "rollout/token_nll_mean": -sum(sum(r.behaviour_logprobs) for r in rs) / max(self.num_tokens, 1),
             "rollout/truncated_share": sum(r.finish_reason == "length" for r in rs) / n,
+            "rollout/distinct_answers": self.distinct_answers(),
             "rollout/verify_failures": self.verify_failures,
             **{f"rollout/verify_{kind}": count for kind, count in self.faults.items()},
             "perf/generate_seconds": self.gen_seconds,
@@ -102,6 +103,14 @@ class StepRollouts:
             "perf/generate_calls": self.calls,
             **fapo,
         }
+
+    def distinct_answers(self) -> float:
+        """Mean number of distinct final answers per prompt with two or more rollouts (the verifier's
+        ``extracted`` answer; every unparsed rollout counts as one shared "no answer"): the diversity that tree
+        rollouts claim, comparable across strategies (0.0 if no prompt has two rollouts)."""
+        counts = [len({r.verify_info.get("extracted") if r.parsed else None for r in v})
+                  for v in self.rollouts.values() if len(v) >= 2]
+        return float(np.mean(counts)) if counts else 0.0
 
     @property
     def num_rollouts(self) -> int:

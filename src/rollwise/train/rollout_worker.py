@@ -35,6 +35,7 @@ class RolloutWorker:
         self.verifier = setup.build_verifier(cfg)
         self.strategy = setup.build_strategy(cfg)
         self.shaper = setup.build_reward_shaper(cfg)
+        self._problems: dict[int, tuple[str, Any]] = {}  # of the prompts the strategy holds (APRIL's buffer)
         self.version = -1  # no trainer weights yet
         self._lock = threading.Lock()
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
@@ -75,13 +76,21 @@ class RolloutWorker:
         if self.version < job.version:
             raise RuntimeError(f"rollout worker {self.index} has weights v{self.version}, the round needs "
                                f"v{job.version}")
-        return run_job(job, self.engine, self.verifier, self.strategy, self.shaper)
+        self._problems.update(job.problems)
+        out = run_job(job, self.engine, self.verifier, self.strategy, self.shaper, self._problems.__getitem__)
+        held = self.strategy.pending_keys()  # all a later round can return that its job does not name
+        self._problems = {k: v for k, v in self._problems.items() if k in held}
+        return out
 
     def strategy_state(self) -> dict[str, Any]:
-        return self.strategy.state_dict()
+        """The rollout strategy's state and the problems of the prompts it holds."""
+        return {"strategy": self.strategy.state_dict(), "problems": dict(self._problems)}
 
     def load_strategy_state(self, state: dict[str, Any]) -> None:
-        self.strategy.load_state_dict(state)
+        if "strategy" not in state:  # a checkpoint from before the problems were kept
+            state = {"strategy": state, "problems": {}}
+        self.strategy.load_state_dict(state["strategy"])
+        self._problems = dict(state["problems"])
 
     def stats(self) -> dict[str, int]:
         eng = self.engine

@@ -1,0 +1,111 @@
+"""What each rollout strategy of bench/strategies.toml bought, per arm (mean ± sd over seeds):
+
+- rollout throughput: tokens decoded per second of generation (``ledger/tokens`` / sum ``perf/generate_seconds``)
+  and trained tokens per second of generation (a tree's shared prefix is trained in every branch that shares it,
+  so for LATR / ROSE trained tokens exceed decoded ones);
+- step wall-clock (``ledger/seconds`` per step: generation + verification + update, evals excluded);
+- the share of decoded tokens that are trained (``ledger/tokens_trained`` / ``ledger/tokens``);
+- held-out accuracy (``eval/mean/pass@1``, greedy) interpolated at equal generated tokens and at equal seconds:
+  at the budget every run reached (the smallest final x over all runs) and at half of it;
+- group diversity: distinct final answers per group and the share of mixed-reward groups, mean over steps.
+
+    python bench/strategies_report.py [bench/strategies.toml] [--out bench/results/strategies/strategies.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rollwise.bench import load_grid, load_runs
+
+METRIC = "eval/mean/pass@1"
+
+
+def at(run: list[dict[str, Any]], x: str, where: float) -> float:
+    """The run's accuracy at ``x == where``, linear between its evals (NaN past its last eval)."""
+    ev = [(float(r.get(x, 0.0)), float(r[METRIC])) for r in run if METRIC in r]
+    xs, ys = np.array([e[0] for e in ev]), np.array([e[1] for e in ev])
+    return float(np.interp(where, xs, ys)) if len(xs) and where <= xs[-1] + 1e-9 else float("nan")
+
+
+def run_stats(run: list[dict[str, Any]]) -> dict[str, float]:
+    steps = [r for r in run if "rollout/length_mean" in r]
+    last = [r for r in run if "ledger/tokens" in r][-1]
+    gen_s = sum(float(r.get("perf/generate_seconds", 0.0)) for r in steps)
+    n = max(len(steps), 1)
+    return {
+        "steps": float(len(steps)),
+        "tokens": float(last["ledger/tokens"]),
+        "seconds": float(last["ledger/seconds"]),
+        "decoded_per_s": last["ledger/tokens"] / max(gen_s, 1e-9),
+        "trained_per_s": last["ledger/tokens_trained"] / max(gen_s, 1e-9),
+        "step_s": last["ledger/seconds"] / n,
+        "gen_s_per_step": gen_s / n,
+        "trained_share": last["ledger/tokens_trained"] / max(last["ledger/tokens"], 1),
+        "length": float(np.mean([r["rollout/length_mean"] for r in steps])),
+        "distinct": float(np.mean([r.get("rollout/distinct_answers", np.nan) for r in steps])),
+        "mixed": float(np.mean([r.get("sampler/mixed_share", np.nan) for r in steps])),
+        "start": float([r for r in run if METRIC in r][0][METRIC]),
+        "final": float([r for r in run if METRIC in r][-1][METRIC]),
+    }
+
+
+def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    all_runs = [run for rs in runs.values() for run in rs]
+    budget = {x: min(max(float(r.get(x, 0.0)) for r in run if METRIC in r) for run in all_runs)
+              for x in ("ledger/tokens", "ledger/seconds")}
+    rows = []
+    for arm, rs in runs.items():
+        per = [run_stats(run) for run in rs]
+        for x, tag in (("ledger/tokens", "tok"), ("ledger/seconds", "sec")):
+            for frac in (0.5, 1.0):
+                for p, run in zip(per, rs):
+                    p[f"acc_{tag}_{int(frac * 100)}"] = at(run, x, frac * budget[x])
+        row: dict[str, Any] = {"arm": arm, "seeds": len(rs)}
+        for k in per[0]:
+            v = np.array([p[k] for p in per])
+            row[k], row[k + "_sd"] = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        rows.append(row)
+    return rows, budget
+
+
+def table(rows: list[dict[str, Any]], budget: dict[str, float]) -> str:
+    def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
+        return f"{r[k]:{fmt}} ± {r[k + '_sd']:{fmt}}"
+
+    t, s = budget["ledger/tokens"], budget["ledger/seconds"]
+    head = ("| arm | seeds | decoded tok/s (gen) | trained tok/s (gen) | s/step | gen s/step | trained share | "
+            f"acc @ {t / 2e3:.0f}k tok | acc @ {t / 1e3:.0f}k tok | acc @ {s / 2:.0f} s | acc @ {s:.0f} s | "
+            "final acc | steps | distinct answers/group | mixed share | length |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['arm']} | {r['seeds']} | {pm(r, 'decoded_per_s', '.0f')} | {pm(r, 'trained_per_s', '.0f')} | "
+            f"{pm(r, 'step_s', '.2f')} | {pm(r, 'gen_s_per_step', '.2f')} | {pm(r, 'trained_share', '.2f')} | "
+            f"{pm(r, 'acc_tok_50')} | {pm(r, 'acc_tok_100')} | {pm(r, 'acc_sec_50')} | {pm(r, 'acc_sec_100')} | "
+            f"{pm(r, 'final')} | {r['steps']:.0f} | {pm(r, 'distinct', '.2f')} | {pm(r, 'mixed', '.2f')} | "
+            f"{r['length']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid", nargs="?", default=str(Path(__file__).with_name("strategies.toml")))
+    ap.add_argument("--out", default=None, help="markdown table (default: <grid out>/strategies.md; json beside)")
+    args = ap.parse_args()
+    grid = load_grid(args.grid)
+    rows, budget = summarise(load_runs(grid, finished=True))
+    md = table(rows, budget)
+    out = Path(args.out) if args.out else grid.out / "strategies.md"
+    out.write_text(md)
+    out.with_suffix(".json").write_text(json.dumps({"budget": budget, "arms": rows}, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
