@@ -86,7 +86,8 @@ def main(argv: list[str]) -> None:
         scores = verifier.score_batch([c.text for g in res for c in g],
                                       [task.pool[i].reference for i, g in zip(idx, res) for _ in g])
         reward[name] = float(np.mean([s.score for s in scores]))
-    print(f"rollouts of the {'warm start' if cfg.warmstart.enabled else 'model'} (T={params.temperature}, max_new_tokens={params.max_new_tokens}, "
+    source = "warm start" if cfg.warmstart.enabled else "model"
+    print(f"rollouts of the {source} (T={params.temperature}, max_new_tokens={params.max_new_tokens}, "
           f"{args.prompts} prompts x {args.samples} per level):")
     for name in levels:
         print("  " + describe(name, by_level[name]) + f"  reward={reward[name]:.2f}")

@@ -10,6 +10,7 @@
 - group diversity: distinct final answers per group and the share of mixed-reward groups, mean over steps.
 
     python bench/strategies_report.py [bench/strategies.toml] [--out bench/results/strategies/strategies.md]
+                                      [--plot bench/results/strategies/strategies.png]
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from rollwise.bench import load_grid, load_runs
 METRIC = "eval/mean/pass@1"
 
 
-def at(run: list[dict[str, Any]], x: str, where: float) -> float:
-    """The run's accuracy at ``x == where``, linear between its evals (NaN past its last eval)."""
-    ev = [(float(r.get(x, 0.0)), float(r[METRIC])) for r in run if METRIC in r]
+def at(run: list[dict[str, Any]], x: str, where: float, metric: str = METRIC) -> float:
+    """The run's ``metric`` at ``x == where``, linear between its evals (NaN past its last eval)."""
+    ev = [(float(r.get(x, 0.0)), float(r[metric])) for r in run if metric in r]
     xs, ys = np.array([e[0] for e in ev]), np.array([e[1] for e in ev])
     return float(np.interp(where, xs, ys)) if len(xs) and where <= xs[-1] + 1e-9 else float("nan")
 
@@ -55,7 +56,12 @@ def run_stats(run: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def run_evals(run: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in run if METRIC in r]
+
+
+def summarise(runs: dict[str, list[list[dict[str, Any]]]],
+              level: str | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
     all_runs = [run for rs in runs.values() for run in rs]
     budget = {x: min(max(float(r.get(x, 0.0)) for r in run if METRIC in r) for run in all_runs)
               for x in ("ledger/tokens", "ledger/seconds")}
@@ -66,6 +72,11 @@ def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> tuple[list[dict[st
             for frac in (0.5, 1.0):
                 for p, run in zip(per, rs):
                     p[f"acc_{tag}_{int(frac * 100)}"] = at(run, x, frac * budget[x])
+        if level:  # one level's accuracy at the full token budget and at the end
+            for p, run in zip(per, rs):
+                key = f"eval/{level}/pass@1"
+                p["level_tok_100"] = at(run, "ledger/tokens", budget["ledger/tokens"], key)
+                p["level_start"], p["level_final"] = (float(r[key]) for r in (run_evals(run)[0], run_evals(run)[-1]))
         row: dict[str, Any] = {"arm": arm, "seeds": len(rs)}
         for k in per[0]:
             v = np.array([p[k] for p in per])
@@ -74,7 +85,7 @@ def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> tuple[list[dict[st
     return rows, budget
 
 
-def table(rows: list[dict[str, Any]], budget: dict[str, float]) -> str:
+def table(rows: list[dict[str, Any]], budget: dict[str, float], level: str | None = None) -> str:
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
         return f"{r[k]:{fmt}} ± {r[k + '_sd']:{fmt}}"
 
@@ -90,17 +101,52 @@ def table(rows: list[dict[str, Any]], budget: dict[str, float]) -> str:
             f"{pm(r, 'acc_tok_50')} | {pm(r, 'acc_tok_100')} | {pm(r, 'acc_sec_50')} | {pm(r, 'acc_sec_100')} | "
             f"{pm(r, 'final')} | {r['steps']:.0f} | {pm(r, 'distinct', '.2f')} | {pm(r, 'mixed', '.2f')} | "
             f"{r['length']:.1f} |")
+    if level:
+        lines += ["", f"| arm | {level} start | {level} @ {t / 1e3:.0f}k tok | {level} final |", "|---|---|---|---|"]
+        lines += [f"| {r['arm']} | {r['level_start']:.3f} | {pm(r, 'level_tok_100')} | {pm(r, 'level_final')} |"
+                  for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> None:
+    """Held-out accuracy against generated tokens and against training-loop seconds: each seed thin, the mean
+    over seeds (on the common x range, interpolated) thick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (x, label) in zip(axes, (("ledger/tokens", "generated rollout tokens"),
+                                     ("ledger/seconds", "training-loop seconds"))):
+        for i, (arm, rs) in enumerate(runs.items()):
+            color = f"C{i}"
+            curves = [np.array([(float(r.get(x, 0.0)), float(r[METRIC])) for r in run if METRIC in r]) for run in rs]
+            for c in curves:
+                ax.plot(c[:, 0], c[:, 1], color=color, lw=0.6, alpha=0.35)
+            grid = np.linspace(0, min(c[-1, 0] for c in curves), 50)
+            ax.plot(grid, np.mean([np.interp(grid, c[:, 0], c[:, 1]) for c in curves], axis=0), color=color, lw=2,
+                    label=f"{arm} ({len(rs)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out pass@1 (greedy, mean of levels)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("grid", nargs="?", default=str(Path(__file__).with_name("strategies.toml")))
     ap.add_argument("--out", default=None, help="markdown table (default: <grid out>/strategies.md; json beside)")
+    ap.add_argument("--plot", default=None, help="accuracy plot (default: <grid out>/strategies.png)")
+    ap.add_argument("--level", default=None, help="also one level's held-out accuracy (e.g. chain)")
     args = ap.parse_args()
     grid = load_grid(args.grid)
-    rows, budget = summarise(load_runs(grid, finished=True))
-    md = table(rows, budget)
+    runs = load_runs(grid, finished=True)
+    rows, budget = summarise(runs, args.level)
+    plot(runs, Path(args.plot) if args.plot else grid.out / "strategies.png")
+    md = table(rows, budget, args.level)
     out = Path(args.out) if args.out else grid.out / "strategies.md"
     out.write_text(md)
     out.with_suffix(".json").write_text(json.dumps({"budget": budget, "arms": rows}, indent=1))

@@ -35,10 +35,18 @@ def test_overrides_parse_types():
     ("--task.scratchpad_share=1.5", "task.scratchpad_share"),
     ("--task.scratchpad=yes", "task.scratchpad"),
     ("--trainer.eval_samples=4", "trainer.eval_samples"),
+    # APRIL's stop counts the rows decoded together: 64 x 8 rows in chunks of 256 would never start the second
+    ("--generation.strategy=april --sampler.batch_prompts=64", "generation.batch_size"),
 ])
 def test_errors_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_config(None, override.split())
+
+
+def test_april_with_every_row_in_one_chunk_loads():
+    cfg = load_config(None, ["--generation.strategy=april", "--sampler.batch_prompts=64",
+                             "--generation.batch_size=512"])
+    assert cfg.generation.strategy.type == "april"
 
 
 def test_missing_file_and_bad_toml(tmp_path):

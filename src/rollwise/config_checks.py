@@ -48,6 +48,11 @@ def check_cross_sections(cfg: Config) -> None:
     if tau > 0 and cfg.run.mode == "async":
         raise ValueError("generation.engine.entropy_temperature_tau: not with run.mode = 'async' (the rollout "
                          "workers do not receive the update's entropy statistics)")
+    rows = cfg.sampler.batch_prompts * cfg.sampler.group_size
+    if cfg.generation.strategy.type == "april" and cfg.generation.batch_size < rows:
+        raise ValueError(f"generation.batch_size: APRIL stops a call once enough groups finished, but the engine "
+                         f"decodes {cfg.generation.batch_size} rows at a time and a later chunk never starts; set "
+                         f"generation.batch_size >= sampler.batch_prompts x sampler.group_size = {rows}")
     low, high = cfg.task.reward_range
     if not low < high:
         raise ValueError(f"task.reward_range: low must be below high, got [{low}, {high}]")

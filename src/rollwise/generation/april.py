@@ -29,6 +29,9 @@ Choices (spec section 2; APRIL's code keeps no logprobs or versions, the spec re
 - Under a seeded engine a resumed row redraws the uninterrupted row's tokens only with the same seed and row
   position; the collector changes the seed every call, so in training the resumed part is a fresh draw from the
   newer policy (a valid sample of the mixture the IS weight corrects for).
+- The stop counts the rows the engine decodes together: the HF engine runs a step callback per chunk of
+  ``generation.batch_size`` rows and an ABORT leaves later chunks unstarted, so a config whose step requests more
+  rows than one chunk is refused at load (``generation.batch_size``).
 - Sync and async: the buffer lives inside the strategy, in the trainer (sync) or in each rollout worker
   (async, where "step" is the weight version a round is planned under: a buffered group resumes in the first
   round under newer weights). A worker has no task: it keeps the problems of its buffered groups

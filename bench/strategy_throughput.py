@@ -1,0 +1,105 @@
+"""Rollout throughput of a rollout strategy vs plain generation, generation only (no update: the weights stay
+those of the start model, so every strategy samples the same policy and the numbers isolate generation).
+
+Each strategy runs ``--calls`` consecutive steps of the config's sampler (the trainer's own collector: same
+prompts, budget, charging); per step it records the decoded tokens charged, the tokens and rollouts returned,
+the generation seconds and the length of what came back. APRIL is run with ``sampler.batch_prompts`` x
+``over_sample`` requested prompts per step (it trains the first ``batch_prompts`` groups that finish); the first
+step of APRIL has no buffer yet, so the steady state is the later steps (reported apart).
+
+    python bench/strategy_throughput.py configs/smollm2_arith.toml --calls 6 -- --generation.max_new_tokens=200
+    python bench/strategy_throughput.py configs/longtail.toml --calls 20
+
+Writes ``--out`` (JSON, default bench/results/strategy_throughput_<config>.json) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {"plain": [], "april": ['--generation.strategy={type="april",over_sample=2.0}']}
+
+
+def run_arm(config: str, overrides: list[str], calls: int, batch_prompts: int | None) -> list[dict[str, Any]]:
+    from rollwise.config import load_config
+    from rollwise.train.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(Path(config), [*overrides, f"--run.out_dir={tmp}", "--trainer.progress=false",
+                                         "--trainer.plots=false",
+                                         *([f"--sampler.batch_prompts={batch_prompts}"] if batch_prompts else [])])
+        tr = Trainer(cfg)
+        rows = []
+        for step in range(calls):
+            t0 = time.perf_counter()
+            got = tr.rollouts.collect(tr.pipeline, step, version=step)  # version = step: APRIL resumes next step
+            wall = time.perf_counter() - t0
+            rs = [r for v in got.rollouts.values() for r in v]
+            rows.append({"step": step, "gen_seconds": got.gen_seconds, "wall_seconds": wall,
+                         "decoded_tokens": got.generated_tokens + got.discarded_tokens,
+                         "returned_tokens": sum(r.num_tokens for r in rs), "rollouts": len(rs),
+                         "groups": len(got.rollouts), "length_mean": float(np.mean([r.num_tokens for r in rs])),
+                         "truncated_share": float(np.mean([r.finish_reason == "length" for r in rs])),
+                         "reward_mean": float(np.mean([r.reward for r in rs])),
+                         **{k: v for k, v in tr.collector.metrics().items() if isinstance(v, int | float)}})
+            print(f"  step {step}: {rows[-1]['groups']} groups, {rows[-1]['decoded_tokens']} tokens in "
+                  f"{got.gen_seconds:.1f} s", file=sys.stderr)
+        return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    secs = sum(r["gen_seconds"] for r in rows)
+    return {"steps": len(rows), "gen_seconds": secs, "groups_per_step": float(np.mean([r["groups"] for r in rows])),
+            "decoded_tok_per_s": sum(r["decoded_tokens"] for r in rows) / secs,
+            "returned_tok_per_s": sum(r["returned_tokens"] for r in rows) / secs,
+            "groups_per_min": 60 * sum(r["groups"] for r in rows) / secs,
+            "gen_s_per_step": secs / len(rows),
+            "length_mean": float(np.mean([r["length_mean"] for r in rows])),
+            "truncated_share": float(np.mean([r["truncated_share"] for r in rows]))}
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("--calls", type=int, default=6, help="consecutive steps per strategy")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--out", default=None)
+    args, overrides = ap.parse_known_args(argv)
+    overrides = [o for o in overrides if o != "--"]
+    from rollwise.config import load_config
+
+    base = load_config(Path(args.config), overrides)
+    out: dict[str, Any] = {"config": args.config, "overrides": overrides, "calls": args.calls,
+                           "machine": platform.processor() or platform.machine(), "load_avg": os.getloadavg(),
+                           "date": time.strftime("%Y-%m-%d"), "arms": {}}
+    for arm in args.arms:
+        print(f"{arm}:", file=sys.stderr)
+        bp = base.sampler.batch_prompts * 2 if arm == "april" else None
+        rows = run_arm(args.config, [*overrides, *ARMS[arm]], args.calls, bp)
+        out["arms"][arm] = {"rows": rows, "all": summary(rows), "after_first": summary(rows[1:])}
+    print("| strategy | steps | groups/step | decoded tok/s | returned tok/s | groups/min | gen s/step | length | "
+          "truncated |\n|---|---|---|---|---|---|---|---|---|")
+    for arm, d in out["arms"].items():
+        for tag in ("all", "after_first"):
+            s = d[tag]
+            print(f"| {arm} ({tag.replace('_', ' ')}) | {s['steps']} | {s['groups_per_step']:.1f} | "
+                  f"{s['decoded_tok_per_s']:.0f} | {s['returned_tok_per_s']:.0f} | {s['groups_per_min']:.1f} | "
+                  f"{s['gen_s_per_step']:.1f} | {s['length_mean']:.1f} | {s['truncated_share']:.2f} |")
+    default = ROOT / "bench" / "results" / f"strategy_throughput_{Path(args.config).stem}.json"
+    path = Path(args.out) if args.out else default
+    path.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
