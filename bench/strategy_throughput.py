@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = {"plain": [], "april": ['--generation.strategy={type="april",over_sample=2.0}']}
+OVER_SAMPLE = 2  # APRIL's requested prompts per trained group (its paper's setting)
+ARMS = {"plain": [], "april": [f'--generation.strategy={{type="april",over_sample={OVER_SAMPLE}}}']}
 
 
 def run_arm(config: str, overrides: list[str], calls: int, batch_prompts: int | None) -> list[dict[str, Any]]:
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> None:
                            "date": time.strftime("%Y-%m-%d"), "arms": {}}
     for arm in args.arms:
         print(f"{arm}:", file=sys.stderr)
-        bp = base.sampler.batch_prompts * 2 if arm == "april" else None
+        bp = base.sampler.batch_prompts * OVER_SAMPLE if arm == "april" else None
         rows = run_arm(args.config, [*overrides, *ARMS[arm]], args.calls, bp)
         out["arms"][arm] = {"rows": rows, "all": summary(rows), "after_first": summary(rows[1:])}
     print("| strategy | steps | groups/step | decoded tok/s | returned tok/s | groups/min | gen s/step | length | "
