@@ -8,9 +8,11 @@
   tokens left in its buffer at the end: decoded, never trained);
 - held-out accuracy (``eval/mean/pass@1``, greedy) interpolated at equal generated tokens and at equal seconds:
   at the budget every run reached (the smallest final x over all runs) and at half of it;
-- group diversity: distinct final answers per group and the share of mixed-reward groups, mean over steps.
+- group diversity: distinct final answers per group and the share of mixed-reward groups, mean over steps;
+- optionally (``--at-step``) the accuracy at equal optimiser steps, and (``--level``) one level's accuracy.
 
-    python bench/strategies_report.py [bench/strategies.toml] [--out bench/results/strategies/strategies.md]
+    python bench/strategies_report.py [bench/strategies.toml] [--level chain] [--at-step 59]
+                                      [--out bench/results/strategies/strategies.md]
                                       [--plot bench/results/strategies/strategies.png]
 """
 
@@ -23,15 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from rollwise.bench import load_grid, load_runs
+from rollwise.bench import _curve, load_grid, load_runs
 
 METRIC = "eval/mean/pass@1"
 
 
 def at(run: list[dict[str, Any]], x: str, where: float, metric: str = METRIC) -> float:
     """The run's ``metric`` at ``x == where``, linear between its evals (NaN past its last eval)."""
-    ev = [(float(r.get(x, 0.0)), float(r[metric])) for r in run if metric in r]
-    xs, ys = np.array([e[0] for e in ev]), np.array([e[1] for e in ev])
+    xs, ys = _curve(run, metric, x)
     return float(np.interp(where, xs, ys)) if len(xs) and where <= xs[-1] + 1e-9 else float("nan")
 
 
@@ -59,19 +60,15 @@ def run_stats(run: list[dict[str, Any]]) -> dict[str, float]:
         "length": float(np.mean([r["rollout/length_mean"] for r in steps])),
         "distinct": float(np.mean([r.get("rollout/distinct_answers", np.nan) for r in steps])),
         "mixed": float(np.mean([r.get("sampler/mixed_share", np.nan) for r in steps])),
-        "start": float([r for r in run if METRIC in r][0][METRIC]),
-        "final": float([r for r in run if METRIC in r][-1][METRIC]),
+        "start": float(_curve(run)[1][0]),
+        "final": float(_curve(run)[1][-1]),
     }
 
 
-def run_evals(run: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in run if METRIC in r]
-
-
-def summarise(runs: dict[str, list[list[dict[str, Any]]]],
-              level: str | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def summarise(runs: dict[str, list[list[dict[str, Any]]]], level: str | None = None,
+              at_step: int | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
     all_runs = [run for rs in runs.values() for run in rs]
-    budget = {x: min(max(float(r.get(x, 0.0)) for r in run if METRIC in r) for run in all_runs)
+    budget = {x: min(float(_curve(run, METRIC, x)[0][-1]) for run in all_runs)
               for x in ("ledger/tokens", "ledger/seconds")}
     rows = []
     for arm, rs in runs.items():
@@ -84,7 +81,11 @@ def summarise(runs: dict[str, list[list[dict[str, Any]]]],
             for p, run in zip(per, rs):
                 key = f"eval/{level}/pass@1"
                 p["level_tok_100"] = at(run, "ledger/tokens", budget["ledger/tokens"], key)
-                p["level_start"], p["level_final"] = (float(r[key]) for r in (run_evals(run)[0], run_evals(run)[-1]))
+                ys = _curve(run, key)[1]
+                p["level_start"], p["level_final"] = float(ys[0]), float(ys[-1])
+        if at_step is not None:  # equal optimiser steps (NaN for a run that stopped before)
+            for p, run in zip(per, rs):
+                p["acc_step"] = at(run, "step", at_step)
         row: dict[str, Any] = {"arm": arm, "seeds": len(rs)}
         for k in per[0]:
             v = np.array([p[k] for p in per])
@@ -93,7 +94,8 @@ def summarise(runs: dict[str, list[list[dict[str, Any]]]],
     return rows, budget
 
 
-def table(rows: list[dict[str, Any]], budget: dict[str, float], level: str | None = None) -> str:
+def table(rows: list[dict[str, Any]], budget: dict[str, float], level: str | None = None,
+          at_step: int | None = None) -> str:
     def pm(r: dict[str, Any], k: str, fmt: str = ".3f") -> str:
         return f"{r[k]:{fmt}} ± {r[k + '_sd']:{fmt}}"
 
@@ -109,6 +111,9 @@ def table(rows: list[dict[str, Any]], budget: dict[str, float], level: str | Non
             f"{pm(r, 'acc_tok_50')} | {pm(r, 'acc_tok_100')} | {pm(r, 'acc_sec_50')} | {pm(r, 'acc_sec_100')} | "
             f"{pm(r, 'final')} | {r['steps']:.0f} | {pm(r, 'distinct', '.2f')} | {pm(r, 'mixed', '.2f')} | "
             f"{r['length']:.1f} |")
+    if at_step is not None:
+        lines += ["", f"| arm | acc @ step {at_step} |", "|---|---|"]
+        lines += [f"| {r['arm']} | {pm(r, 'acc_step')} |" for r in rows]
     if level:
         lines += ["", f"| arm | {level} start | {level} @ {t / 1e3:.0f}k tok | {level} final |", "|---|---|---|---|"]
         lines += [f"| {r['arm']} | {r['level_start']:.3f} | {pm(r, 'level_tok_100')} | {pm(r, 'level_final')} |"
@@ -129,7 +134,7 @@ def plot(runs: dict[str, list[list[dict[str, Any]]]], path: Path) -> None:
                                      ("ledger/seconds", "training-loop seconds"))):
         for i, (arm, rs) in enumerate(runs.items()):
             color = f"C{i}"
-            curves = [np.array([(float(r.get(x, 0.0)), float(r[METRIC])) for r in run if METRIC in r]) for run in rs]
+            curves = [np.stack(_curve(run, METRIC, x), axis=1) for run in rs]  # [evals, 2]
             for c in curves:
                 ax.plot(c[:, 0], c[:, 1], color=color, lw=0.6, alpha=0.35)
             grid = np.linspace(0, min(c[-1, 0] for c in curves), 50)
@@ -149,12 +154,13 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="markdown table (default: <grid out>/strategies.md; json beside)")
     ap.add_argument("--plot", default=None, help="accuracy plot (default: <grid out>/strategies.png)")
     ap.add_argument("--level", default=None, help="also one level's held-out accuracy (e.g. chain)")
+    ap.add_argument("--at-step", type=int, default=None, help="also the accuracy at this optimiser step")
     args = ap.parse_args()
     grid = load_grid(args.grid)
     runs = load_runs(grid, finished=True)
-    rows, budget = summarise(runs, args.level)
+    rows, budget = summarise(runs, args.level, args.at_step)
     plot(runs, Path(args.plot) if args.plot else grid.out / "strategies.png")
-    md = table(rows, budget, args.level)
+    md = table(rows, budget, args.level, args.at_step)
     out = Path(args.out) if args.out else grid.out / "strategies.md"
     out.write_text(md)
     out.with_suffix(".json").write_text(json.dumps({"budget": budget, "arms": rows}, indent=1))
