@@ -19,7 +19,7 @@ import torch
 
 from rollwise.config import Config
 from rollwise.generation.interrupt import InterruptibleEngine
-from rollwise.train import setup
+from rollwise.train import rollout_parts as parts
 from rollwise.train.rollout import RoundJob, RoundResult, run_job
 from rollwise.train.weight_sync import Meta, worker_join, worker_receive
 
@@ -30,16 +30,16 @@ class RolloutWorker:
         cfg = Config.model_validate(cfg_data)
         cfg = cfg.model_copy(update={"warmstart": cfg.warmstart.model_copy(update={"enabled": False})})
         self.cfg, self.index = cfg, index
-        self.model, self.tok, _ = setup.build_policy(cfg, None)  # type: ignore[arg-type]  # no warm start: no task
+        self.model, self.tok, _ = parts.build_policy(cfg, None)  # no warm start: no task
         self.model.eval()
-        self.verifier = setup.build_verifier(cfg)
-        self.strategy = setup.build_strategy(cfg)
-        self.shaper = setup.build_reward_shaper(cfg)
+        self.verifier = parts.build_verifier(cfg)
+        self.strategy = parts.build_strategy(cfg)
+        self.shaper = parts.build_reward_shaper(cfg)
         self._problems: dict[int, tuple[str, Any]] = {}  # of the prompts the strategy holds (APRIL's buffer)
         self.version = -1  # no trainer weights yet
         self._lock = threading.Lock()
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
-        base = setup.build_engine(cfg, self.model, self.tok)
+        base = parts.build_engine(cfg, self.model, self.tok)
         self.engine = InterruptibleEngine(base, self._has_pending, self._apply) if cfg.async_.interrupt else base
 
     def pid(self) -> int:
