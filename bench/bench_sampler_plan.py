@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs
-from rollwise.sampling.presets import PRESETS, build_pipeline
+from rollwise.sampling.presets import PRESETS
 
 TARGET_MS = 50.0
 

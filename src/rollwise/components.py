@@ -11,20 +11,16 @@ type is user code, imported and checked at load. Unknown names and knobs are rep
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
 
-from rollwise.registry import Registry
+from rollwise.knobs import Knobs, knobs_of
+from rollwise.registry import Registry, import_object
 
-
-class Knobs(BaseModel):
-    """Base of a component's knobs: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+__all__ = ["Knobs", "UserComponent", "component_union", "knobs", "knobs_of", "typed_model"]
 
 
 class UserComponent(BaseModel):
@@ -35,8 +31,6 @@ class UserComponent(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> UserComponent:
-        from rollwise.registry import import_object
-
         try:
             obj = import_object(self.type)
         except (ImportError, ValueError) as exc:
@@ -48,26 +42,6 @@ class UserComponent(BaseModel):
 
     def knobs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-def knobs_of(entry: Any, config: Any = None) -> type[BaseModel] | None:
-    """The pydantic model of an entry's knobs: ``config`` (model or dataclass), else ``entry.Config``."""
-    spec = config if config is not None else getattr(entry, "Config", None) if entry is not None else None
-    if spec is None:
-        return None
-    if isinstance(spec, type) and issubclass(spec, BaseModel):
-        return spec
-    if dataclasses.is_dataclass(spec):
-        return _from_dataclass(spec)
-    raise TypeError(f"{entry!r}: config must be a pydantic model or a dataclass, got {spec!r}")
-
-
-@cache
-def _from_dataclass(dc: type) -> type[BaseModel]:
-    hints = typing.get_type_hints(dc)
-    fields = {f.name: (hints[f.name], Field(f.default, description=f.metadata.get("doc", "")))
-              for f in dataclasses.fields(dc)}
-    return create_model(dc.__name__, __base__=Knobs, **fields)
 
 
 def _shorthand(value: Any) -> Any:

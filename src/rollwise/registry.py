@@ -89,7 +89,9 @@ class Registry(Generic[T]):
 
     def config(self, name: str) -> Any:
         """The pydantic model of an entry's knobs (None: it has none)."""
-        from rollwise.components import knobs_of
+        # imported here, not at the top, so that `import rollwise.registry` (and algos/) never loads pydantic;
+        # rollwise.knobs imports nothing from rollwise, so this is no cycle
+        from rollwise.knobs import knobs_of
 
         if name in self._configs or not self.knobs_from_entry:
             if name not in self._entries:

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs, PromptStats, SampleContext, TrainGroup
 from rollwise.sampling.pipeline import SamplingPipeline
-from rollwise.sampling.presets import build_pipeline
 
 
 class RewardSim:

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from rollwise.config import ConfigError, load_config
+from rollwise.sampler_tables import build_pipeline, sampler_config
 from rollwise.sampling import Budget, GroupObs
 from rollwise.sampling.dars import compute_dars_extra
 from rollwise.sampling.gates import DynamicSamplingGate
 from rollwise.sampling.pipeline import MIN_GROUP, fit_to_budget
-from rollwise.sampling.presets import build_pipeline, sampler_config, step_budget
+from rollwise.sampling.presets import step_budget
 
 P, G = 32, 8
 

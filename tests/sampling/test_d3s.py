@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs, PromptStats, SampleContext
 from rollwise.sampling.base import estimate_grpo
 from rollwise.sampling.d3s import D3sDownsampler, max_variance_subset
-from rollwise.sampling.presets import build_pipeline
 
 
 def compute_group_advantages(rewards: np.ndarray) -> np.ndarray:

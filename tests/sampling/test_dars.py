@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs
 from rollwise.sampling.dars import DarsAllocator, DarsFilterGate, compute_dars_extra
-from rollwise.sampling.presets import build_pipeline
 
 
 @pytest.mark.parametrize("acc,schedule,n_max,use_std,want", [

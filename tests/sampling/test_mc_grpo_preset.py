@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline, sampler_config
 from rollwise.sampling import Budget, GroupObs
-from rollwise.sampling.presets import build_pipeline, required_advantage, sampler_config
+from rollwise.sampling.presets import required_advantage
 from rollwise.sampling.uniform import DropMinAbs
 
 REWARDS = [1.0, 0, 0, 1, 0]  # G = 4, +1

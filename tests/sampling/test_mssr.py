@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from rollwise.config import load_config
+from rollwise.sampler_tables import build_pipeline, sampler_config
 from rollwise.sampling.mssr import BetaBaseline, compute_beta_update
-from rollwise.sampling.presets import build_pipeline, prompts_per_step, sampler_config, step_budget
+from rollwise.sampling.presets import prompts_per_step, step_budget
 
 ROOT = Path(__file__).resolve().parents[2]
 

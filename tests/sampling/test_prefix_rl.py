@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs, PromptContext, PromptStats, RescueSources, SampleContext
 from rollwise.sampling.prefix_rl import PrefixRL, compute_next_share, compute_prefix_length
-from rollwise.sampling.presets import build_pipeline
 from rollwise.train.rescue import arith_trace
 
 ROOT = Path(__file__).resolve().parents[2]

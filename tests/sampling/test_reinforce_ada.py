@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from harness import Reward, drive  # tests/sampling/harness.py
 
+from rollwise.sampler_tables import build_pipeline, sampler_config
 from rollwise.sampling import Budget
-from rollwise.sampling.presets import build_pipeline, required_advantage, sampler_config
+from rollwise.sampling.presets import required_advantage
 from rollwise.sampling.reinforce_ada import ReinforceAdaAllocator, ada_exited, compute_balanced_keep
 
 

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, GroupObs, TrainGroup
 from rollwise.sampling.base import estimate_grpo
-from rollwise.sampling.presets import build_pipeline
 from rollwise.sampling.replay import Replay
 
 

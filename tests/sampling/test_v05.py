@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from harness import drive  # tests/sampling/harness.py
 
+from rollwise.sampler_tables import build_pipeline, sampler_config
 from rollwise.sampling import Budget, GroupObs, PromptStats, SampleContext
-from rollwise.sampling.presets import build_pipeline, required_advantage, sampler_config
+from rollwise.sampling.presets import required_advantage
 from rollwise.sampling.v05 import V05Allocator, V05Baseline, compute_v05_fusion, v05_predicted_mse
 
 

@@ -8,8 +8,8 @@ import copy
 import numpy as np
 import pytest
 
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget
-from rollwise.sampling.presets import build_pipeline
 from rollwise.sampling.vade import VadeSelector, compute_vade_score, draw_beta, top_k
 
 

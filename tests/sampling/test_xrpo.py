@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from rollwise.sampling.presets import required_advantage, sampler_config
+from rollwise.sampler_tables import sampler_config
+from rollwise.sampling.presets import required_advantage
 from rollwise.sampling.xrpo import allocate_by_priority, compute_xrpo_priority, pool_std, t_quantile
 
 Reward = Callable[[int, int, int], float]  # (prompt, step, index in pool) -> reward

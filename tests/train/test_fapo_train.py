@@ -13,8 +13,8 @@ from rollwise.generation.scripted import ScriptedEngine
 from rollwise.logging import read_metrics
 from rollwise.rewards import VerifierPool
 from rollwise.rewards.fapo import FapoShaper
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget, PromptContext, Request
-from rollwise.sampling.presets import build_pipeline
 from rollwise.train.rollout import RolloutCollector
 from rollwise.types import Prompt
 

@@ -10,8 +10,8 @@ from rollwise.generation import SamplingParams, StrategyResult
 from rollwise.generation.scripted import ScriptedEngine
 from rollwise.generation.strategy import RolloutStrategy
 from rollwise.rewards import VerifierPool
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget
-from rollwise.sampling.presets import build_pipeline
 from rollwise.train.rollout import RolloutCollector
 from rollwise.types import Prompt
 

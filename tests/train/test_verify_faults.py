@@ -11,8 +11,8 @@ import pytest
 from rollwise.generation import SamplingParams
 from rollwise.generation.scripted import ScriptedEngine
 from rollwise.rewards import VerifierPool, VerifyResult
+from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget
-from rollwise.sampling.presets import build_pipeline
 from rollwise.train.rollout import RolloutCollector, StepRollouts, VerifierFailureError
 from rollwise.types import Prompt, Rollout
 

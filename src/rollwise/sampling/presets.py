@@ -179,14 +179,10 @@ def required_advantage(s: Any, chosen: str | None) -> str:
     return final
 
 
-def build_pipeline(s: Any = None, *, pool_size: int, total_steps: int, seed: int,
-                   levels: np.ndarray | None = None, estimate: Estimator | None = None,
-                   sources: RescueSources | None = None, **overrides: Any) -> SamplingPipeline:
-    """The pipeline of a validated ``SamplerConfig`` ``s``; or, for tests and benches, of the sampler table
-    given as keyword arguments (``preset=`` is ``type=``; ``params={component name: knobs}`` tunes whichever
-    slot holds that component)."""
-    if s is None:
-        s = sampler_config(**overrides)
+def build_pipeline(s: Any, *, pool_size: int, total_steps: int, seed: int, levels: np.ndarray | None = None,
+                   estimate: Estimator | None = None, sources: RescueSources | None = None) -> SamplingPipeline:
+    """The pipeline of a validated ``SamplerConfig`` ``s`` (from keyword arguments, for tests and benches:
+    :func:`rollwise.sampler_tables.build_pipeline`)."""
     parts = build_components(s)
     kw = {"estimate": estimate} if estimate is not None else {}
     if sources is not None:
@@ -198,25 +194,3 @@ def build_pipeline(s: Any = None, *, pool_size: int, total_steps: int, seed: int
     return SamplingPipeline(**parts, pool_size=pool_size, group_size=s.group_size,
                             batch_prompts=prompts_per_step(s, parts), total_steps=total_steps, seed=seed,
                             levels=levels, positive_threshold=s.positive_threshold, ema_decay=s.ema_decay, **kw)
-
-
-def sampler_config(preset: str = "uniform", params: dict[str, dict[str, Any]] | None = None,
-                   **table: Any) -> Any:
-    """A validated ``SamplerConfig`` from keyword arguments (see :func:`build_pipeline`)."""
-    from rollwise.config import SamplerConfig
-
-    data = resolve({"type": preset, **table})
-    for name, kn in (params or {}).items():
-        hits = [slot for slot in [*SLOTS, "replay"] if isinstance(data.get(slot), dict)
-                and (data[slot].get("type") == name or slot == name)]
-        hits += [f"gates.{i}" for i, g in enumerate(data["gates"]) if g["type"] == name]
-        if not hits:
-            raise ValueError(f"params for {name!r}: no slot of this sampler holds it")
-        if len(hits) > 1:
-            raise ValueError(f"params for {name!r} match slots {hits}; key the knobs by slot name")
-        for slot in hits:
-            if slot.startswith("gates."):
-                data["gates"][int(slot[6:])] |= kn
-            else:
-                data[slot] = data[slot] | kn
-    return SamplerConfig.model_validate(data)
