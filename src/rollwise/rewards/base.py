@@ -1,4 +1,5 @@
-"""Verifier protocol, result type and the ``VERIFIERS`` registry.
+"""Verifier protocol, result type and the ``VERIFIERS`` registry (defined in :mod:`rollwise.rewards.core`, below
+the pool, and re-exported here), bounded verifiers and the shared pools behind them.
 
 A verifier is a plain callable ``(completion, reference) -> VerifyResult``. Verifiers never eval/exec model
 text; the ones that call a parser that can hang (sympy) must run behind :class:`rollwise.rewards.pool.
@@ -30,10 +31,24 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from rollwise.registry import Registry
+from rollwise.rewards.core import (
+    FAULTS,
+    VERIFIERS,
+    FunctionVerifier,
+    RewardRangeError,
+    Verifier,
+    VerifierSpec,
+    VerifyResult,
+    WrappedVerifier,
+    check_reward_range,
+    in_pool_worker,
+    inline_safe,
+    is_inline_safe,
+    raw_verifier,
+)
+from rollwise.rewards.pool import VerifierPool
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -43,6 +58,7 @@ __all__ = [
     "FunctionVerifier",
     "RewardRangeError",
     "Verifier",
+    "VerifierSpec",
     "VerifyResult",
     "as_verifier",
     "check_reward_range",
@@ -54,126 +70,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of one check: ``score`` in [0, 1] (usually 0/1), whether an answer could be parsed at all
-    (a format signal, separate from correctness), and free-form ``info`` (reason, extracted answer...)."""
-
-    score: float
-    parsed: bool
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-FAULTS = ("error", "timeout", "crash", "out_of_range")
-"""Kinds of verifier fault, as written in ``VerifyResult.info["fault"]``."""
-
-
-class RewardRangeError(ValueError):
-    """A verifier returned a reward outside the task's ``reward_range`` (with ``out_of_range = "error"``)."""
-
-
-class Verifier(Protocol):
-    def __call__(self, completion: str, reference: str) -> VerifyResult: ...
-
-
-def inline_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a verifier as cheap pure python, linear in its input: the pool may run it in-process."""
-    fn.safe_inline = True  # type: ignore[attr-defined]
-    return fn
-
-
-def is_inline_safe(fn: Any) -> bool:
-    return bool(getattr(fn, "safe_inline", False))
-
-
-def _coerce(value: Any) -> VerifyResult:
-    """Turn a user verifier's return value (VerifyResult, bool, int or float) into a VerifyResult."""
-    if isinstance(value, VerifyResult):
-        return value
-    if isinstance(value, bool):
-        return VerifyResult(float(value), True)
-    if isinstance(value, int | float):
-        score = float(value)
-        if not math.isfinite(score):
-            raise ValueError(f"verifier returned a non-finite score {value!r}")
-        return VerifyResult(score, True)
-    raise TypeError(f"verifier must return VerifyResult, float or bool, got {type(value).__name__}")
-
-
-def check_reward_range(result: VerifyResult, reward_range: tuple[float, float], policy: str = "error",
-                       verifier: Any = "verifier") -> VerifyResult:
-    """``result`` if its score lies in ``reward_range`` (inclusive). Otherwise, by ``policy``: "error" raises
-    :class:`RewardRangeError` naming ``verifier``, the value and the range; "clamp" returns the score clamped
-    to the range, marked ``fault="out_of_range"`` with the ``raw_score``. A NaN score cannot be clamped: it is
-    an ``error`` fault scoring 0, like a verifier that raised."""
-    low, high = reward_range
-    try:
-        score = float(result.score)
-    except (TypeError, ValueError):
-        score = math.nan
-    if low <= score <= high:
-        return result
-    if policy == "error":
-        raise RewardRangeError(
-            f"verifier {verifier!r} returned reward {result.score!r}, outside task.reward_range [{low:g}, {high:g}]; "
-            "fix the verifier, declare its range in task.reward_range, or set task.out_of_range=clamp")
-    if policy != "clamp":
-        raise ValueError(f"out_of_range policy must be 'error' or 'clamp', got {policy!r}")
-    if math.isnan(score):
-        return VerifyResult(0.0, False, {**result.info, "reason": "error", "fault": "error",
-                                         "error": f"non-numeric score {result.score!r}"})
-    return VerifyResult(min(max(score, low), high), result.parsed,
-                        {**result.info, "fault": "out_of_range", "raw_score": score})
-
-
-class FunctionVerifier:
-    """Picklable wrapper that turns a plain function into a Verifier (results coerced to VerifyResult)."""
-
-    def __init__(self, fn: Callable[[str, str], Any]) -> None:
-        self.fn = fn
-        self.safe_inline = is_inline_safe(fn)
-        self.__doc__ = getattr(fn, "__doc__", None)
-        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
-
-    def __call__(self, completion: str, reference: str) -> VerifyResult:
-        return _coerce(self.fn(completion, reference))
-
-    def __repr__(self) -> str:
-        return f"FunctionVerifier({self.__name__})"
-
-
-VERIFIERS: Registry[Callable[..., Any]] = Registry("verifier")
-# One line per verifier; lazy strings so `import rollwise.rewards` pulls in neither sympy nor math-verify.
-VERIFIERS.register("math", "rollwise.rewards.math:verify_math", doc="LaTeX answer, symbolic equivalence")
-VERIFIERS.register("gsm8k", "rollwise.rewards.gsm8k:verify_gsm8k", doc="numeric final answer (#### / last)")
-VERIFIERS.register("final_number", "rollwise.rewards.final_number:verify_final_number",
-                   doc="final number of a chatty reply (box / answer line / last)")
-VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalised string match")
-VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
-VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")
-VERIFIERS.register("synthetic_scratch", "rollwise.rewards.synthetic:verify_scratch", doc="'<work>|<integer>'")
-VERIFIERS.register("synthetic_mixed", "rollwise.rewards.synthetic:verify_mixed", doc="'<int>' or '#<work>|<int>'")
-
-
-VerifierSpec = str | Callable[[str, str], Any]
-"""A registered name, ``package.module:function``, or a verifier callable."""
-
 DEFAULT_TIMEOUT_S = 2.0
 """Seconds one check of a bounded verifier may take (the default of ``task.verify_timeout``)."""
 _SHARED_WORKERS = 2  # a second worker serves the next call while a worker killed at its deadline restarts
-
-
-def raw_verifier(spec: VerifierSpec) -> FunctionVerifier:
-    """The verifier itself, unbounded (a :class:`BoundedVerifier` is unwrapped): for pool workers, and for
-    callers that bound it themselves. A model's answer can stall it; prefer :func:`get_verifier`."""
-    if isinstance(spec, BoundedVerifier):
-        spec = spec.spec
-    fn = VERIFIERS.get(spec) if isinstance(spec, str) else spec
-    if isinstance(fn, FunctionVerifier):
-        return fn
-    if not callable(fn):
-        raise TypeError(f"a verifier must be callable, got {type(fn).__name__}")
-    return FunctionVerifier(fn)
 
 
 def as_verifier(fn: Callable[[str, str], Any], *, bounded: bool = True, timeout_s: float | None = None) -> Verifier:
@@ -201,7 +100,7 @@ def get_verifier(name: str, *, bounded: bool = True, timeout_s: float | None = N
     return BoundedVerifier(name, DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
 
 
-class BoundedVerifier:
+class BoundedVerifier(WrappedVerifier):
     """A verifier that is not ``safe_inline``, run in the process-wide pool of its ``(spec, timeout_s)``:
     each check returns within ``timeout_s`` (plus worker start-up on the first call and after a timeout).
 
@@ -223,7 +122,7 @@ class BoundedVerifier:
         self.__doc__ = getattr(spec, "__doc__", None) if not isinstance(spec, str) else None
 
     def __call__(self, completion: str, reference: str) -> VerifyResult:
-        if _in_worker:  # a user verifier calling a built-in inside a pool worker: already under its deadline
+        if in_pool_worker():  # a user verifier calling a built-in inside a pool worker: already under its deadline
             return self.raw(completion, reference)
         return _shared_pool(self.spec, self.timeout_s).score(completion, reference)
 
@@ -272,16 +171,10 @@ def _check_spawnable(fn: Any) -> None:
 
 
 # ---- the process-wide pools behind BoundedVerifier ------------------------------------------------------
-_in_worker = False  # set in pool workers (pool._worker_main): they call raw verifiers, never start pools
 _pools: dict[tuple[Any, float], Any] = {}
 _pools_lock = threading.Lock()
 _pools_pid = os.getpid()
 _atexit_registered = False
-
-
-def _mark_worker_process() -> None:
-    global _in_worker
-    _in_worker = True
 
 
 def _pool_key(spec: VerifierSpec, timeout_s: float) -> tuple[Any, float]:
@@ -302,8 +195,6 @@ def _shared_pool(spec: VerifierSpec, timeout_s: float, start: bool = True) -> An
         key = _pool_key(spec, timeout_s)
         pool = _pools.get(key)
         if pool is None and start:
-            from rollwise.rewards.pool import VerifierPool
-
             pool = VerifierPool(spec, workers=_SHARED_WORKERS, timeout_s=timeout_s,
                                 reward_range=(-math.inf, math.inf), out_of_range="clamp")
             _pools[key] = pool

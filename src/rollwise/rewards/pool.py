@@ -38,13 +38,13 @@ from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from rollwise.rewards.base import (
+from rollwise.rewards.core import (
     FAULTS,
     VERIFIERS,
-    BoundedVerifier,
     Verifier,
     VerifierSpec,
     VerifyResult,
+    WrappedVerifier,
     _mark_worker_process,
     check_reward_range,
     is_inline_safe,
@@ -202,7 +202,7 @@ class VerifierPool:
         if out_of_range not in ("error", "clamp"):
             raise ValueError(f"out_of_range must be 'error' or 'clamp', got {out_of_range!r}")
         self.reward_range, self.out_of_range = (low, high), out_of_range
-        if isinstance(verifier, BoundedVerifier):
+        if isinstance(verifier, WrappedVerifier):  # a BoundedVerifier
             verifier = verifier.spec  # this pool bounds it; its workers resolve the raw verifier
         self.spec = verifier
         self.name = verifier if isinstance(verifier, str) else getattr(verifier, "__name__", repr(verifier))
