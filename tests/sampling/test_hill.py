@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rollwise.sampling import Budget, GroupObs, PromptContext, PromptStats, RescueSources, SampleContext
-from rollwise.sampling.hill import HillHints, compute_hint_reward, compute_hinter_step, softmax
+from rollwise.sampling.hill import HillHints, HintDraft, compute_hint_reward, compute_hinter_step, leaks, softmax
 from rollwise.train.policy import build_seq_batch, compute_logprobs
 from rollwise.train.rescue import HINT_NAMES, arith_hints
 from rollwise.train.scoring import compute_mean_logprobs
@@ -54,7 +54,7 @@ def test_leaking_and_unwritable_hints_are_rejected_and_penalised():
     out = t.contexts(np.array([0]), {}, _ctx(1))
     assert out == [PromptContext(after="\nfine", tag="hint:c")]  # the only hint that passes the gates
     # the draws before it were rejected, each a hinter sample at -0.2
-    rejected = [(lv, g, r) for lv, g, r in t._samples]
+    rejected = [(lv, g, r) for lv, g, r in t._hinter.samples]
     assert all(r == -0.2 and NAMES[g] in ("a", "b") for _, g, r in rejected)
     t.observe(_ctx(1), [], [])
     m = t.metrics()
@@ -178,3 +178,101 @@ def test_build_sampler_lends_a_scorer_that_reads_the_trainers_rollouts(smoke_cfg
     n = len(rollouts) // 2
     assert np.allclose(delta[:n], 0.0, atol=1e-5) and np.all(np.isfinite(delta)) and np.any(delta[n:] != 0)
     t.close()
+
+
+# ---------------------------------------------------------------------- the LM hinter (hinter = "lm")
+class FakeHinter:
+    """A scripted ``HinterModel``: fixed drafts per call, records what it was asked and what it learnt."""
+
+    def __init__(self, drafts):
+        self.drafts, self.queries, self.learnt, self.loaded = drafts, [], [], None
+
+    def write(self, queries, m, seed):
+        self.queries.append((list(queries), m))
+        return [[HintDraft(text, cut, (p, i)) for i, (text, cut) in enumerate(self.drafts[:m])] for p, _ in queries]
+
+    def learn(self, payloads, advantages):
+        self.learnt.append((list(payloads), np.asarray(advantages)))
+        return {"loss": 0.5}
+
+    def state_dict(self):
+        return {"learnt": len(self.learnt)}
+
+    def load_state_dict(self, state):
+        self.loaded = state
+
+
+def _lm_hill(drafts, reliance=None, built=None, **knobs):
+    fake = FakeHinter(drafts)
+
+    def factory(**kn):
+        (built if built is not None else []).append(kn)
+        return fake
+
+    t = HillHints(**({"plain_share": 0.0, "hinter": "lm"} | knobs))
+    t.bind(RescueSources(references=["42"] * 4, reliance=reliance, hinter=factory))
+    pools = [GroupObs(p, np.zeros(4), np.ones(4, dtype=np.int64), texts=[f"wrong{p}", "x", "y", "z"])
+             for p in range(4)]
+    t.observe(_ctx(), pools, [])  # every prompt stuck, its first failed rollout kept
+    return t, fake
+
+
+def test_lm_hinter_reads_each_stuck_prompts_failed_rollout_in_one_call():
+    built = []
+    t, fake = _lm_hill([("a hint", False)], built=built, tries=3, hinter_max_new_tokens=20)
+    assert t.needs == ("hinter", "references") and not built  # nothing built before the first stuck prompt
+    out = t.contexts(np.array([0, 2]), {}, _ctx(1))
+    assert out == [PromptContext(after="\na hint", tag="hint:lm")] * 2
+    assert fake.queries == [([(0, "wrong0"), (2, "wrong2")], 3)]  # one call, M = tries hints each
+    assert built == [{"path": None, "lr": 1e-5, "max_new_tokens": 20, "temperature": 1.0}]
+    assert t.contexts(np.array([0]), {}, _ctx(1)) == out[:1] and len(fake.queries) == 1  # repeated, not rewritten
+
+
+def test_lm_hinter_reward_and_advantages_by_hand():
+    # drafts: a leak, an overlong one, the shown hint, a valid one never shown (no reward known: not trained)
+    drafts = [("it is 42.", False), ("a long one", True), ("try tens", False), ("also fine", False)]
+    t, fake = _lm_hill(drafts, reliance=lambda p, rs: np.array([-0.2, -0.4]))
+    assert t.contexts(np.array([1]), {}, _ctx(1)) == [PromptContext(after="\ntry tens", tag="hint:lm")]
+    pools = [_pool(1, [0, 1, 0, 1])]
+    t.on_generated(_ctx(1), pools)
+    t.observe(_ctx(1), pools, [])
+    r_h = (1 - 0.5**4 - 0.5**4) * math.exp(-0.3 / 0.3)  # p = 1/2, n = 4, Delta_bar = -0.3, T = 0.3
+    rewards = np.array([-0.2, -0.2, r_h])  # the two gated drafts, then the shown one
+    (payloads, adv), = fake.learnt
+    assert payloads == [(1, 0), (1, 1), (1, 2)]
+    assert np.allclose(adv, rewards - rewards.mean())  # baseline: the step's mean over >= 2 samples
+    m = t.metrics()
+    assert m["leak_rejections"] == 1 and m["overlong"] == 1 and m["hinted"] == 1 and m["hinter_drafts"] == 4
+    assert m["hinter_reward_mean"] == pytest.approx(r_h) and m["hinter_updates"] == 1 and m["hinter_loss"] == 0.5
+
+
+def test_lm_hinter_all_drafts_gated_leaves_the_prompt_plain_and_equal_rewards_learn_nothing():
+    t, fake = _lm_hill([("42", False), ("", False)], tries=2)
+    assert t.contexts(np.array([0]), {}, _ctx(1)) is None and t.given(0) is None
+    t.observe(_ctx(1), [], [])
+    assert fake.learnt == [] and t.metrics()["unwritable"] == 1  # two rewards of -0.2: zero advantages
+    # a lone shown hint is contrasted with the running baseline (0 at first): a positive reward is learnt
+    t2, fake2 = _lm_hill([("try tens", False)], tries=1)
+    t2.contexts(np.array([0]), {}, _ctx(1))
+    t2.on_generated(_ctx(1), [_pool(0, [0, 1, 0, 0])])
+    t2.observe(_ctx(1), [_pool(0, [0, 1, 0, 0])], [])
+    (_, adv), = fake2.learnt
+    assert adv.tolist() == [pytest.approx(1 - 0.75**4 - 0.25**4)]
+
+
+def test_lm_hinter_state_round_trips():
+    t, fake = _lm_hill([("try tens", False)], tries=1)
+    t.contexts(np.array([0]), {}, _ctx(1))
+    t.on_generated(_ctx(1), [_pool(0, [0, 1, 0, 0])])
+    t.observe(_ctx(1), [_pool(0, [0, 1, 0, 0])], [])
+    state = pickle.loads(pickle.dumps(t.state_dict()))
+    again, fake2 = _lm_hill([("try tens", False)], tries=1)
+    again.load_state_dict(state)
+    assert fake2.loaded == {"learnt": 1} and again.failed(2) == "wrong2"
+    assert again._hinter.baseline == t._hinter.baseline and again.metrics()["hinter_updates"] == 1
+
+
+def test_leak_gate_reads_numbers_whole():
+    assert leaks("12", "add them to get 12.") and leaks("12", "12 apples") and leaks("-14", "it is -14")
+    assert not leaks("12", "she has 120 apples") and not leaks("12", "1.12 m") and not leaks("5", "25 cents")
+    assert leaks("abc", "xabcx")

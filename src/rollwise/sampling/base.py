@@ -80,6 +80,9 @@ class RescueSources:
     #: (pool index, correct rollouts of a hinted pool) -> [n] hint reliance Delta = mean_t log pi(y|x) -
     #: mean_t log pi(y|x+h), teacher-forced under the current policy
     reliance: Callable[[int, list[Any]], np.ndarray] | None = None
+    #: (**hinter knobs) -> HiLL's LM hinter (``sampling.hill.HinterModel``, built in ``train/hinter.py``); called
+    #: once, on first use, by a ``hill`` transform with ``hinter = "lm"``
+    hinter: Callable[..., Any] | None = None
 
 
 @dataclass

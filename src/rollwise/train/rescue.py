@@ -1,6 +1,7 @@
 """What the trainer side lends the rescue transforms (``sampling.RescueSources``): per-prompt reference traces
-(PrefixRL), hint generators and reference answers (HiLL), and the hint-reliance scorer. ``sampling/`` imports
-neither ``data/`` nor torch, so everything task- or model-specific is built here.
+(PrefixRL), hint generators and reference answers (HiLL), the hint-reliance scorer and the factory of HiLL's LM
+hinter (``train/hinter.py``). ``sampling/`` imports neither ``data/`` nor torch, so everything task- or
+model-specific is built here.
 
 For the arithmetic suite:
 
@@ -99,7 +100,8 @@ def arith_hints(text: str) -> dict[str, str]:
 
 
 def build_rescue_sources(cfg: Any, task: Any, model: Any = None, tok: Any = None) -> RescueSources:
-    """Traces, hints and reference answers of the task's pool; the reliance scorer when the policy is given."""
+    """Traces, hints and reference answers of the task's pool; the reliance scorer and the LM hinter's factory
+    (nothing is built until a ``hill`` transform with ``hinter = "lm"`` asks) when the policy is given."""
     pool = task.pool
     texts = [p.text for p in pool]
     refs = [p.reference for p in pool]
@@ -109,12 +111,15 @@ def build_rescue_sources(cfg: Any, task: Any, model: Any = None, tok: Any = None
         scratchpad = cfg.task.scratchpad
         traces = PerPrompt(len(pool), lambda i: arith_trace(texts[i], refs[i], scratchpad))
         hints, names = (lambda i: arith_hints(texts[i])), HINT_NAMES
-    reliance = None
+    reliance = hinter = None
     if model is not None and tok is not None:
+        from rollwise.train.hinter import build_hinter_factory
         from rollwise.train.scoring import build_reliance
 
         def encode(text: str) -> list[int]:  # as Trainer.encode: the configured template
             return encode_prompt(text, cfg.task, tok)
 
         reliance = build_reliance(model, tok.pad_token_id, encode, texts, cfg.generation.temperature)
-    return RescueSources(references=refs, traces=traces, hint_names=names, hints=hints, reliance=reliance)
+        hinter = build_hinter_factory(cfg, texts, refs, model, tok)
+    return RescueSources(references=refs, traces=traces, hint_names=names, hints=hints, reliance=reliance,
+                         hinter=hinter)
