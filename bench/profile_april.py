@@ -37,7 +37,7 @@ def main(arm: str) -> None:
         prof.enable()
         for step in range(2, 6):
             got = tr.rollouts.collect(tr.pipeline, step, version=step)
-            tokens, seconds = tokens + got.generated_tokens, seconds + got.gen_seconds
+            tokens, seconds = tokens + got.decoded_tokens, seconds + got.gen_seconds
         prof.disable()
     print(f"{arm}: {tokens} decoded tokens in {seconds:.2f} s of generation = {tokens / seconds:.0f} tok/s")
     pstats.Stats(prof).sort_stats("cumulative").print_stats("hf.py.*(_forward|_decode)")

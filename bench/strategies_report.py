@@ -4,8 +4,8 @@
   and trained tokens per second of generation (a tree's shared prefix is trained in every branch that shares it,
   so for LATR / ROSE trained tokens exceed decoded ones);
 - step wall-clock (``ledger/seconds`` per step: generation + verification + update, evals excluded);
-- the share of decoded tokens that are trained (``ledger/tokens_trained`` / ``ledger/tokens``, plus for APRIL the
-  tokens left in its buffer at the end: decoded, never trained);
+- the share of decoded tokens that are trained (``ledger/tokens_trained`` / ``ledger/tokens``; the ledger is the
+  engine's count, so APRIL's tokens left in its buffer at the end are in it: decoded, never trained);
 - held-out accuracy (``eval/mean/pass@1``, greedy) interpolated at equal generated tokens and at equal seconds:
   at the budget every run reached (the smallest final x over all runs) and at half of it;
 - group diversity: distinct final answers per group and the share of mixed-reward groups, mean over steps;
@@ -36,12 +36,6 @@ def at(run: list[dict[str, Any]], x: str, where: float, metric: str = METRIC) ->
     return float(np.interp(where, xs, ys)) if len(xs) and where <= xs[-1] + 1e-9 else float("nan")
 
 
-def buffered(run: list[dict[str, Any]]) -> float:
-    """Tokens in APRIL's buffer after the last step (0 for other strategies)."""
-    vals = [r["generation/april_buffer_tokens"] for r in run if "generation/april_buffer_tokens" in r]
-    return float(vals[-1]) if vals else 0.0
-
-
 def run_stats(run: list[dict[str, Any]]) -> dict[str, float]:
     steps = [r for r in run if "rollout/length_mean" in r]
     last = [r for r in run if "ledger/tokens" in r][-1]
@@ -55,8 +49,9 @@ def run_stats(run: list[dict[str, Any]]) -> dict[str, float]:
         "trained_per_s": last["ledger/tokens_trained"] / max(gen_s, 1e-9),
         "step_s": last["ledger/seconds"] / n,
         "gen_s_per_step": gen_s / n,
-        # APRIL's partials still in its buffer at the end were decoded but never charged nor trained
-        "trained_share": last["ledger/tokens_trained"] / max(last["ledger/tokens"] + buffered(run), 1),
+        # the ledger is the engine's count: APRIL's partials still in its buffer at the end are in it (charged when
+        # decoded, never trained), and so are ARRoL's pruned rows and LATR's pruned branches
+        "trained_share": last["ledger/tokens_trained"] / max(last["ledger/tokens"], 1),
         "length": float(np.mean([r["rollout/length_mean"] for r in steps])),
         "distinct": float(np.mean([r.get("rollout/distinct_answers", np.nan) for r in steps])),
         "mixed": float(np.mean([r.get("sampler/mixed_share", np.nan) for r in steps])),

@@ -137,8 +137,11 @@ def test_collector_marks_resumed_rollouts_off_policy_from_their_oldest_token():
     assert all(r.policy_version == 0 for rs in outs[0].rollouts.values() for r in rs)
     versions = {p: [r.policy_version for r in rs] for p, rs in outs[1].rollouts.items()}
     assert versions == {3: [0, 0], 4: [0, 0], 7: [1, 1], 8: [1, 1]}  # 4's row 0 finished at step 0: stale too
-    assert (budgets[0].spent_rollouts, budgets[0].spent_tokens) == (4, 2 + 6 + 2 + 3)  # charged when returned
-    assert (budgets[1].spent_rollouts, budgets[1].spent_tokens) == (8, 7 + 7 + 3 + 6 + 1 + 1 + 1 + 1)
+    # tokens are charged when decoded: step 0 decodes groups 1 and 2 (2 + 6 + 2 + 3) and the partials of 3 and 4
+    # (6 + 6 + 3 + 6); step 1 only what is new: group 3's rows 1 + 1 after their 6 (both resume as row 0's
+    # 7-token script), group 4's row 1 nothing (row 0's script is shorter than its prefix), groups 7, 8 1 each
+    assert (budgets[0].spent_rollouts, budgets[0].spent_tokens) == (4, 2 + 6 + 2 + 3 + 6 + 6 + 3 + 6)
+    assert (budgets[1].spent_rollouts, budgets[1].spent_tokens) == (8, 1 + 1 + 0 + 1 + 1 + 1 + 1)
     rs = [r for p in (3, 4, 7, 8) for r in outs[1].rollouts[p]]
     plan = TrainPlan([TrainGroup(p, np.arange(2), np.zeros(2), outs[1].rollouts[p]) for p in (3, 4, 7, 8)])
     assert build_train_batch(plan, version=1).off_policy.tolist() == [r.policy_version != 1 for r in rs] == [

@@ -23,9 +23,9 @@ Choices (spec section 2; APRIL's code keeps no logprobs or versions, the spec re
 - A buffered group is resumed at the next step, never in a later call of the same step (successive rounds).
   A requested prompt whose group is buffered is served by that group (its completions come back as the
   requested prompt's); other resumed groups come back through ``StrategyResult.extra``.
-- Tokens are charged (budget and ledger) when their rollout is returned, once: a rollout aborted at step s and
-  finished at s+1 is charged at s+1 with all its tokens. Tokens in the buffer when training stops are never
-  charged (``april_buffer_tokens`` says how many).
+- Tokens are charged (budget and ledger) when the engine decodes them (the engine's own count, strategy.py): a
+  rollout aborted at step s is charged for its first tokens at s and for the rest when it resumes. Tokens in the
+  buffer when training stops were charged and are never trained (``april_buffer_tokens`` says how many).
 - Under a seeded engine a resumed row redraws the uninterrupted row's tokens only with the same seed and row
   position; the collector changes the seed every call, so in training the resumed part is a fresh draw from the
   newer policy (a valid sample of the mixture the IS weight corrects for).
@@ -185,7 +185,6 @@ class AprilStrategy(RolloutStrategy):
             for c in grp.members:
                 if grp.start < step:
                     c.meta["april_start_step"] = grp.start
-                c.meta["uncharged_prefix"] = c.prefix_len  # decoded in earlier steps, charged only now
                 self._stats.tokens += len(c.token_ids)
                 self._stats.offpolicy_tokens += sum(v < step for v in c.versions)
             self._stats.finished_groups += 1

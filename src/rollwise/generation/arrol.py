@@ -24,8 +24,8 @@ Choices (every concrete one is unverified, spec section 3):
   realised positive share of the survivors beside the head's predicted share over all ``N0`` candidates (the
   unpruned share is not observable: pruned rollouts are never verified) and over the survivors; pruned rollouts
   and tokens.
-- Pruned rollouts are not returned, so neither the budget nor ``ledger/tokens`` sees their tokens; they are
-  counted in ``generation/arrol_pruned_tokens`` and charged to the budget and ledger as generated tokens.
+- Pruned rollouts are not returned; their tokens were decoded, so the engine's count charges them to the budget
+  and ``ledger/tokens`` like any other (strategy.py), and ``generation/arrol_pruned_tokens`` says how many.
 """
 
 from __future__ import annotations

@@ -39,6 +39,9 @@ Choices the paper leaves open or that differ from the reference, each deliberate
 - A root's empty slots are filled with copies of its first branch only while that branch is unfinished (LATR
   copies it anyway; with short answers the tree often finishes, and a copy would be the identical response, so
   the slots get ordinary samples instead). ``latr_tree_share`` counts the tree and fill rollouts.
+- Cost: the ledger charges what the engine decodes (strategy.py, ``CountingEngine``): every tree call's new
+  tokens, pruned branches included, and each completion's tokens after its tree prefix; a spawned branch's token
+  is its parent's 2nd candidate at the same step, read from the top-2, not decoded again.
 - Not implemented: LATR's ``keep_math_symbols`` exemption (no pruning when the parent's branch token is a math
   symbol; needs the tokenizer), the stop-word / model / cumulative-probability filters (off in both scripts), the
   parameter scheduler (off), and branching at the step a branch stops (the engine's view omits rows that just

@@ -7,9 +7,11 @@ registration line in ``generation/__init__.py``, chosen by ``generation.strategy
 across steps (checkpointed with the trainer), learn from the verified outcome of its completions (``observe``)
 and attach per-completion tree metadata (``Completion.meta``) that advantage shapers read.
 
-Charging: a completion costs the tokens decoded for it, ``len(token_ids) - prefix_len`` (a tree branch's prefix
-was charged with its parent), plus ``meta["uncharged_prefix"]`` prefix tokens decoded earlier and not charged yet
-(APRIL's resumed partials are charged once, when their group comes back).
+Charging: the ledger is the engine's own count. Every strategy generates through a :class:`CountingEngine`,
+which adds up the tokens each engine call decoded (``len(token_ids) - prefix_len`` of every completion it
+returned: a forced prefix is not decoded), so tree phases, pruned rows, aborted partials and resumes are charged
+when and where they are decoded, whatever the strategy returns or drops; the budget and ``ledger/tokens`` read
+that count and nothing a strategy reports.
 
 A strategy may return completions for prompts it was not asked for this call (APRIL resumes last step's partial
 rollouts first) through ``extra``, and may return fewer completions than asked for a prompt (aborted or pruned
@@ -30,13 +32,35 @@ from rollwise.registry import Registry
 class StrategyResult:
     """Completions of one call: ``completions[i]`` for the requested prompt i, and ``extra`` completions of other
     pool prompts (pool index -> (prompt ids, completions)), e.g. resumed partial rollouts. Completions a strategy
-    generated and dropped (ARRoL's pruned rollouts) are counted in ``discarded_*``: comparisons are at equal
-    *generated* tokens, so they are charged like any other."""
+    generated and dropped (ARRoL's pruned rollouts) are counted in ``discarded_*``: the rollouts are charged to the
+    budget and ``ledger/rollouts``; their tokens are already in the engine's count (:class:`CountingEngine`) and
+    ``discarded_tokens`` only says how many of the decoded tokens were dropped."""
 
     completions: list[list[Completion]]
     extra: dict[int, tuple[list[int], list[Completion]]] = field(default_factory=dict)
     discarded_rollouts: int = 0  # generated and dropped (pruned): charged to the budget and ledger, never trained
-    discarded_tokens: int = 0
+    discarded_tokens: int = 0  # of the decoded tokens, those of dropped rollouts (information, not charged twice)
+
+
+class CountingEngine:
+    """The engine as every strategy sees it (``run_job`` wraps it): each ``generate`` call adds the tokens the
+    engine decoded for it to ``decoded`` (per completion ``len(token_ids) - prefix_len``; a forced prefix is
+    prefilled, not decoded), and ``calls``. Everything else is the wrapped engine's."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.decoded = 0  # tokens decoded by the calls through this wrapper
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:  # batch_size, model, tokenizer, version, last_stats, ...
+        return getattr(self.engine, name)
+
+    def generate(self, prompts: list[list[int]], counts: list[int], params: SamplingParams,
+                 **options: Any) -> list[list[Completion]]:
+        out = self.engine.generate(prompts, counts, params, **options)
+        self.calls += 1
+        self.decoded += sum(len(c.token_ids) - c.prefix_len for cs in out for c in cs)
+        return out
 
 
 class RolloutStrategy:

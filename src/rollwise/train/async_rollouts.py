@@ -130,7 +130,7 @@ class AsyncRollouts:
 
     def in_flight_tokens(self) -> int:
         """Tokens already generated for steps not yet trained."""
-        return sum(f.out.generated_tokens + f.out.discarded_tokens for f in self.flights.values())
+        return sum(f.out.decoded_tokens for f in self.flights.values())
 
     def metrics(self) -> dict[str, Any]:
         stats = self._ask("stats")

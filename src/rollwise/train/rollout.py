@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rollwise.generation.base import Engine, SamplingParams
-from rollwise.generation.strategy import PlainStrategy, RolloutStrategy
+from rollwise.generation.strategy import CountingEngine, PlainStrategy, RolloutStrategy
 from rollwise.rewards.base import FAULTS
 from rollwise.sampling import Budget, GroupObs, PromptContext, Request, SamplingPipeline
 from rollwise.types import Prompt, Rollout
@@ -47,8 +47,8 @@ class StepRollouts:
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))  # failed checks by kind
     last_fault: str = ""  # the last failed check, described in one line
     discarded_rollouts: int = 0  # generated then dropped by the rollout strategy (pruned): charged, not trained
-    discarded_tokens: int = 0
-    generated_tokens: int = 0  # tokens decoded for the returned rollouts (a tree branch's shared prefix once)
+    discarded_tokens: int = 0  # of decoded_tokens, those of the dropped rollouts
+    decoded_tokens: int = 0  # tokens the engine decoded this step (its own count: trees, prunes, partials, resumes)
 
     def add_fault(self, info: dict[str, Any]) -> None:
         """Count a check's fault, if its result is marked with one."""
@@ -212,22 +212,20 @@ class RolloutCollector:
 
     def record(self, got: RoundResult, out: StepRollouts, budget: Budget) -> None:
         """Book a finished round: rollouts (policy version = the oldest weights that sampled any token), fault
-        counts, and the decoded tokens charged to the step's budget."""
+        counts, and the tokens the engine decoded for it (``got.decoded_tokens``) charged to the step's budget."""
         out.gen_seconds += got.gen_seconds
         out.verify_seconds += got.verify_seconds
         out.calls += 1
-        tokens = 0
         for p, pid, c, res in got.items:
             r = Rollout(p, pid, c.token_ids, c.logprobs, c.text, c.finish_reason, min([got.version, *c.versions]),
                         float(res.score), bool(res.parsed), dict(res.info), versions=list(c.versions),
                         meta=dict(c.meta))
             out.add_fault(res.info)
             out.rollouts.setdefault(p, []).append(r)
-            tokens += r.num_tokens - c.prefix_len + int(c.meta.get("uncharged_prefix", 0))  # decoded tokens
-        budget.charge(len(got.items) + got.discarded_rollouts, tokens + got.discarded_tokens)
+        budget.charge(len(got.items) + got.discarded_rollouts, got.decoded_tokens)
         out.discarded_rollouts += got.discarded_rollouts
         out.discarded_tokens += got.discarded_tokens
-        out.generated_tokens += tokens
+        out.decoded_tokens += got.decoded_tokens
 
 
 @dataclass
@@ -253,15 +251,18 @@ class RoundResult:
     verify_seconds: float = 0.0
     discarded_rollouts: int = 0
     discarded_tokens: int = 0
+    decoded_tokens: int = 0  # the engine's count of the tokens it decoded for the round (CountingEngine)
 
 
 def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrategy, reward_shaper: Any = None,
             problem: Any = None) -> RoundResult:
     """Generate a round through the rollout strategy, verify it (and shape the rewards), and let the strategy
     learn from the outcome. Runs where the engine is: in the trainer (sync) or in a rollout worker (async).
-    ``problem(p)`` gives a pool prompt's (text, reference) that ``job.problems`` lacks (resumed partials)."""
+    ``problem(p)`` gives a pool prompt's (text, reference) that ``job.problems`` lacks (resumed partials). The
+    strategy generates through a :class:`CountingEngine`: the round's cost is what the engine decoded."""
     t0 = time.perf_counter()
-    got = strategy.generate(engine, job.prompts, job.ids, job.counts, job.params, step=job.version)
+    counted = CountingEngine(engine)
+    got = strategy.generate(counted, job.prompts, job.ids, job.counts, job.params, step=job.version)
     gen_seconds = time.perf_counter() - t0
     flat = [(p, i, c) for p, i, cs in zip(job.prompts, job.ids, got.completions) for c in cs]
     forced = [f for f, cs in zip(job.forced, got.completions) for _ in cs]
@@ -279,4 +280,4 @@ def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrat
     verify_seconds = time.perf_counter() - t0
     strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
     return RoundResult([(p, pid, c, res) for (p, pid, c), res in zip(flat, results)], job.version, gen_seconds,
-                       verify_seconds, got.discarded_rollouts, got.discarded_tokens)
+                       verify_seconds, got.discarded_rollouts, got.discarded_tokens, counted.decoded)

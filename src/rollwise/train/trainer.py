@@ -185,7 +185,7 @@ class Trainer:
 
     def _charge(self, got: StepRollouts, batch: TrainBatch) -> None:
         self.ledger["ledger/rollouts"] += got.num_rollouts + got.discarded_rollouts  # pruned ones were generated too
-        self.ledger["ledger/tokens"] += got.generated_tokens + got.discarded_tokens
+        self.ledger["ledger/tokens"] += got.decoded_tokens  # the engine's own count (pruned, tree, partial, resumed)
         self.ledger["ledger/rollouts_trained"] += len(batch.rollouts)
         self.ledger["ledger/tokens_trained"] += batch.num_tokens
 
