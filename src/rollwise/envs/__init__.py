@@ -1,0 +1,21 @@
+"""Multi-turn environments: the protocol (``base``), the agent loop that rolls episodes out through the engine
+(``loop``), the collector that hands them to the trainer as groups of turns (``collector``), and the registered
+environments. Environment packages are imported lazily (registered as ``module:attr`` strings)."""
+
+from rollwise.envs.base import (
+    ENV_FAULTS,
+    ENVIRONMENTS,
+    Env,
+    EnvFault,
+    EnvKnobs,
+    StepResult,
+    check_reward,
+    guarded_call,
+)
+from rollwise.envs.guess import GuessKnobs
+
+ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKnobs,
+                      doc="guess-the-number with higher/lower feedback (embedded default; best: binary search)")
+
+__all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepResult", "check_reward",
+           "guarded_call"]

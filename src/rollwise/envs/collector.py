@@ -1,0 +1,147 @@
+"""Episodes as the trainer's rollouts: the collector a run with an ``[env]`` section uses instead of the
+single-turn :class:`rollwise.train.rollout.RolloutCollector`, behind the same interface (``collect``,
+``metrics``, ``engine``, ``strategy``), chosen once in setup.
+
+A sampler request ``(task, count)`` plays ``count`` episodes of the task (the task's pool index plays the prompt
+id). Every turn of an episode becomes one :class:`Rollout`: its prompt is the conversation before the turn, its
+completion the action, so the update trains actions only and every estimator, sampler and correction works on
+the task's *group of turns* unchanged. Credit (``credit``): ``return`` puts the episode's return on each of its
+turns (a group's statistics then weight an episode by its number of turns).
+
+The sampler's budget is charged per episode (what it asked for) and per decoded token; the run's ledger counts
+turns as rollouts. An episode whose environment faulted is dropped, never trained on: its tokens are charged as
+discarded and its fault is counted in ``env/faults_<kind>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rollwise.components import knobs
+from rollwise.envs.base import ENV_FAULTS, ENVIRONMENTS, EnvKnobs
+from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
+from rollwise.generation.base import Engine, SamplingParams
+from rollwise.generation.strategy import PlainStrategy
+from rollwise.sampling import Budget, Request, SamplingPipeline
+from rollwise.train.rollout import StepRollouts
+from rollwise.types import Prompt, Rollout
+
+
+def episode_rollouts(ep: Episode, version: int, credit: str = "return") -> list[Rollout]:
+    """One rollout per turn: prompt = the context before the turn, completion = the action, reward = the credit
+    of the turn (``return``: the episode return), policy version = the oldest weights that sampled a token."""
+    if credit != "return":
+        raise ValueError(f"unknown credit {credit!r}")
+    ret = ep.episode_return
+    info = {"episode_return": ret, "turns": ep.num_turns, "success": ep.success, "finish": ep.finish}
+    return [Rollout(ep.task_index, t.context_ids, t.action_ids, t.logprobs, t.text, t.finish_reason,
+                    min([version, *t.versions]), ret, True, info | {"turn": i, "step_reward": t.reward},
+                    versions=list(t.versions), meta={"turn": i})
+            for i, t in enumerate(ep.turns)]
+
+
+def episode_metrics(episodes: list[Episode], prefix: str = "env") -> dict[str, float]:
+    """``{prefix}/success``, ``turns_mean`` (all kept episodes), ``solve_turns`` (solved ones), ``return_mean``,
+    ``tokens_mean``, finish shares, and the fault count of every kind (0 when none)."""
+    kept = [e for e in episodes if e.fault is None]
+    n = max(len(kept), 1)
+    solved = [e.num_turns for e in kept if e.success]
+    faults = Counter(e.fault for e in episodes if e.fault is not None)
+    return {
+        f"{prefix}/episodes": len(episodes),
+        f"{prefix}/success": sum(e.success for e in kept) / n,
+        f"{prefix}/turns_mean": sum(e.num_turns for e in kept) / n,
+        f"{prefix}/solve_turns": float(np.mean(solved)) if solved else 0.0,
+        f"{prefix}/return_mean": sum(e.episode_return for e in kept) / n,
+        f"{prefix}/tokens_mean": sum(e.tokens for e in kept) / n,
+        f"{prefix}/finish_max_turns": sum(e.finish == "max_turns" for e in kept) / n,
+        f"{prefix}/finish_max_tokens": sum(e.finish == "max_tokens" for e in kept) / n,
+        **{f"{prefix}/faults_{k}": faults.get(k, 0) for k in ENV_FAULTS},
+    }
+
+
+class EpisodeCollector:
+    """Turns sampler requests into episodes (through :class:`AgentLoop`) and episodes into groups of turns."""
+
+    def __init__(self, engine: Engine, make_env: Callable[[], Any], limits: EnvKnobs, pool: list[Prompt],
+                 fmt: TurnFormat, params: SamplingParams) -> None:
+        self.engine, self.pool, self.params, self.limits = engine, pool, params, limits
+        self.loop = AgentLoop(engine, make_env, fmt, limits)
+        self.strategy = PlainStrategy()  # the rollout source checkpoints its strategy's state (none here)
+        self.last_episodes: list[Episode] = []
+
+    def collect(self, pipeline: SamplingPipeline, step: int, budget: Budget, seed: int,
+                version: int) -> StepRollouts:
+        out = StepRollouts()
+        self.last_episodes = []
+        req: Request | None = pipeline.begin_step(step, budget)
+        while req is not None and len(req):
+            self.last_episodes += self._run(req, out, budget, seed + 7919 * out.calls, version)
+            req = pipeline.next_request(out.obs())
+        return out
+
+    def _run(self, req: Request, out: StepRollouts, budget: Budget, seed: int, version: int) -> list[Episode]:
+        index = [int(p) for p, c in zip(req.prompts, req.counts) for _ in range(int(c))]
+        p = self.params
+        t0 = time.perf_counter()
+        episodes = self.loop.run([self.pool[i] for i in index], index,
+                                 SamplingParams(p.temperature, p.top_p, p.max_new_tokens, p.stop_token_ids, seed),
+                                 version)
+        out.gen_seconds += time.perf_counter() - t0
+        out.calls += 1
+        decoded = 0
+        for ep in episodes:
+            tokens = sum(len(t.action_ids) for t in ep.turns)
+            decoded += tokens
+            if ep.fault is not None:  # dropped: charged, never trained on
+                out.discarded_rollouts += ep.num_turns
+                out.discarded_tokens += tokens
+                continue
+            for r in episode_rollouts(ep, version, self.limits.credit):
+                out.rollouts.setdefault(ep.task_index, []).append(r)
+        out.decoded_tokens += decoded
+        budget.charge(len(episodes), decoded)
+        return episodes
+
+    def metrics(self) -> dict[str, float]:
+        """The last step's episode metrics (``env/...``)."""
+        return episode_metrics(self.last_episodes)
+
+    def evaluate(self, eval_sets: dict[str, list[Prompt]], params: SamplingParams, n: int = 1,
+                 prefix: str = "eval") -> dict[str, Any]:
+        """Play every task of every set ``n`` times with ``params``: ``{prefix}/{set}/success`` (also written
+        ``pass@1``, so reports and plots of single-turn runs read it), ``turns_mean``, ``solve_turns`` and the
+        rest of :func:`episode_metrics`, and their means over sets ``{prefix}/mean/...``."""
+        out: dict[str, Any] = {}
+        per_set = []
+        for name, tasks in eval_sets.items():
+            if not tasks:
+                continue
+            index = [i for i in range(len(tasks)) for _ in range(n)]
+            got = episode_metrics(self.loop.run([tasks[i] for i in index], index, params), f"{prefix}/{name}")
+            got[f"{prefix}/{name}/pass@1"] = got[f"{prefix}/{name}/success"]
+            out |= got
+            per_set.append({k.rsplit("/", 1)[1]: v for k, v in got.items()})
+        for key in ("pass@1", "success", "turns_mean", "solve_turns", "return_mean"):
+            if per_set:
+                out[f"{prefix}/mean/{key}"] = float(np.mean([s[key] for s in per_set]))
+        return out
+
+
+def env_factory(env_cfg: Any) -> Callable[[], Any]:
+    """A new environment of ``env_cfg.type`` with its own knobs (the shared limits stay with the loop)."""
+    cls = ENVIRONMENTS.get(env_cfg.type)
+    own = {k: v for k, v in knobs(env_cfg).items() if k not in EnvKnobs.model_fields}
+    return lambda: cls(**own)
+
+
+def build_episode_collector(env_cfg: Any, engine: Engine, pool: list[Prompt], encode_raw: Callable[[str], list[int]],
+                            params: SamplingParams) -> EpisodeCollector:
+    """The collector of an ``[env]`` run: plain-text turns (the embedded model has no chat template)."""
+    return EpisodeCollector(engine, env_factory(env_cfg), env_cfg, pool,
+                            PlainFormat(encode_raw, params.stop_token_ids), params)
