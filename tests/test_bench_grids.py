@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollwise.bench import load_grid, quick_grid
-from rollwise.config import load_config
+from rollwise.bench import check_grid, load_grid, quick_grid
 
 GRIDS = sorted((Path(__file__).parents[1] / "bench").glob("*.toml"))
 
@@ -19,5 +18,5 @@ def test_every_arm_of_the_grid_validates(path):
     variants = [grid, quick_grid(grid)] if grid.quick else [grid]
     for g in variants:
         assert g.arms
-        for arm in g.arms:
-            load_config(g.base, [*g.overrides, *arm.overrides, "--run.seed=0"])
+        cfgs = check_grid(g)  # the prepare run's and every (arm, seed)'s, as `rollwise bench` checks them
+        assert len(cfgs) == len(g.arms) * len(g.seeds) + (g.prepare is not None)

@@ -8,7 +8,9 @@ from its latest checkpoint.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rollwise.config import load_config
+from rollwise.config import ConfigError, load_config
 from rollwise.logging import read_metrics
 
 
@@ -51,24 +54,119 @@ class Grid:
     headline: bool = False  # also write the proving-ground summary (rollwise.bench_headline): headline.md + plots
 
 
+class GridError(ConfigError):
+    """A bench grid file that cannot run as written; one line per problem, raised before anything trains."""
+
+
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a folder under ``out``: no '/', '..', '_prepare', '.lock'
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ArmSpec(_Strict):
+    """One ``[[arms]]`` table."""
+
+    name: str = Field(description="the arm's folder under ``out`` and its row in the results")
+    overrides: list[str] = Field([], description="CLI overrides of the grid's base config for this arm")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not ARM_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} must be a plain folder name (letters, digits, '_', '-'; not starting with "
+                             "'_' or '-'): it names the arm's run folder under 'out'")
+        return v
+
+
+class QuickSpec(_Strict):
+    """``[quick]``: the smoke variant's replaced keys."""
+
+    seeds: list[int] | None = Field(None, min_length=1, description="seeds of the smoke variant")
+    arms: list[str] | None = Field(None, min_length=1, description="arms (by name) of the smoke variant")
+    overrides: list[str] = Field([], description="overrides appended to every arm's")
+
+
+class GridSpec(_Strict):
+    """A bench grid file as written (every key of :class:`Grid`); unknown keys are errors."""
+
+    base: str
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    arms: list[ArmSpec] = Field(min_length=1)
+    overrides: list[str] = []
+    out: str | None = None
+    reference: str | None = None
+    metric: str = "eval/mean/pass@1"
+    reach: float = Field(1.0, gt=0, le=1, strict=False)
+    interpolate: bool = False
+    at_step: int | None = Field(None, ge=0)
+    report: list[str] = []
+    x: str = "ledger/tokens"
+    prepare: list[str] | None = None
+    quick: QuickSpec = QuickSpec()
+    headline: bool = False
+
+    @model_validator(mode="after")
+    def _check_names(self) -> GridSpec:
+        names = [a.name for a in self.arms]
+        problems = []
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"arms: duplicate name(s) {dup} (each arm trains into its own folder)")
+        if dup := sorted({s for s in self.seeds if self.seeds.count(s) > 1}):
+            problems.append(f"seeds: duplicate seed(s) {dup}")
+        if self.reference is not None and self.reference not in names:
+            problems.append(f"reference: {self.reference!r} is not an arm{_closest(self.reference, names)}")
+        if self.quick.arms is not None:
+            if missing := [n for n in self.quick.arms if n not in names]:
+                problems.append(f"quick.arms: unknown arm(s) {missing}{_closest(missing[0], names)}")
+            elif (ref := self.reference or names[0]) not in self.quick.arms:
+                problems.append(f"quick.arms: leaves out the reference arm {ref!r}, which the report compares to")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _closest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    return ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else f" ({', '.join(options)})"
+
+
+def _grid_errors(path: Path, exc: ValidationError) -> GridError:
+    lines = []
+    for err in exc.errors():
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "(grid)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: missing")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
+            lines.append(f"  {msg}" if key == "(grid)" else f"  {key}: {msg}{got}")
+    return GridError(f"bench grid {path}:\n" + "\n".join(lines))
+
+
 def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file: unknown keys (top level, in ``[quick]``, in an arm), duplicate or path-like
+    arm names, an unknown reference or ``[quick]`` arm, empty arms and bad TOML are one line each. The arms'
+    configs are checked by :func:`check_grid` (``run_grid`` calls it before training anything)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"bench grid not found: {p}")
-    d = tomllib.loads(p.read_text())
-    unknown = set(d) - {"base", "seeds", "arms", "overrides", "out", "reference", "metric", "reach", "interpolate",
-                        "at_step", "report", "x", "prepare", "quick", "headline"}
-    if unknown:
-        raise ValueError(f"{p}: unknown key(s) {sorted(unknown)}")
-    quick = dict(d.get("quick", {}))
-    if bad := set(quick) - {"seeds", "arms", "overrides"}:
-        raise ValueError(f"{p}: unknown key(s) in [quick]: {sorted(bad)} (seeds, arms, overrides)")
-    arms = [Arm(a["name"], list(a.get("overrides", []))) for a in d["arms"]]
-    return Grid(d["base"], list(d.get("seeds", [0, 1, 2])), arms, list(d.get("overrides", [])),
-                Path(d.get("out", f"bench/results/{p.stem}")), d.get("reference", arms[0].name),
-                d.get("metric", "eval/mean/pass@1"), float(d.get("reach", 1.0)), bool(d.get("interpolate", False)),
-                d.get("at_step"), [str(k) for k in d.get("report", [])], str(d.get("x", "ledger/tokens")),
-                d.get("prepare"), quick, bool(d.get("headline", False)))
+        raise GridError(f"bench grid not found: {p}")
+    try:
+        d = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GridError(f"{p}: invalid TOML: {exc}") from None
+    try:
+        spec = GridSpec.model_validate(d)
+    except ValidationError as exc:
+        raise _grid_errors(p, exc) from None
+    arms = [Arm(a.name, list(a.overrides)) for a in spec.arms]
+    return Grid(spec.base, list(spec.seeds), arms, list(spec.overrides), Path(spec.out or f"bench/results/{p.stem}"),
+                spec.reference or arms[0].name, spec.metric, spec.reach, spec.interpolate, spec.at_step,
+                list(spec.report), spec.x, spec.prepare, spec.quick.model_dump(exclude_none=True, exclude_unset=True),
+                spec.headline)
 
 
 def quick_grid(grid: Grid) -> Grid:
@@ -77,7 +175,7 @@ def quick_grid(grid: Grid) -> Grid:
     q = grid.quick
     names = q.get("arms", [a.name for a in grid.arms])
     if missing := [n for n in names if n not in {a.name for a in grid.arms}]:
-        raise ValueError(f"[quick] names unknown arm(s) {missing}")
+        raise GridError(f"[quick] names unknown arm(s) {missing}")
     out = grid.out.with_name(grid.out.name + "_quick")
     extra = list(q.get("overrides", []))
 
@@ -124,16 +222,49 @@ def _train_once(cfg: Any, run_dir: Path) -> bool:
     return True
 
 
+def _run_args(grid: Grid, arm: Arm, seed: int, extra: list[str] | None) -> list[str]:
+    return [*grid.overrides, *arm.overrides, *(extra or []), f"--run.seed={seed}",
+            f"--run.out_dir={grid.out / arm.name}", f"--run.name=seed{seed}", "--trainer.progress=false",
+            "--trainer.plots=false"]
+
+
+def _prepare_args(grid: Grid) -> list[str]:
+    return [*(grid.prepare or []), f"--run.out_dir={grid.out / '_prepare'}", "--run.name=run",
+            "--trainer.progress=false", "--trainer.plots=false"]
+
+
+def check_grid(grid: Grid, extra: list[str] | None = None) -> dict[tuple[str, int], Any]:
+    """Load the config of the prepare run and of every (arm, seed) before anything trains; every arm that does
+    not load is named, one line per problem (a bad override in the last arm fails before the first trains).
+    Returns the configs by (arm name, seed); the prepare run's under ("_prepare", 0)."""
+    if not Path(grid.base).is_file():
+        raise GridError(f"bench grid: base config not found: {grid.base}")
+    runs: list[tuple[str, int, list[str]]] = [("_prepare", 0, _prepare_args(grid))] if grid.prepare is not None else []
+    runs += [(a.name, s, _run_args(grid, a, s, extra)) for a in grid.arms for s in grid.seeds]
+    cfgs: dict[tuple[str, int], Any] = {}
+    problems: dict[str, list[str]] = {}
+    for name, seed, args in runs:
+        try:
+            cfgs[name, seed] = load_config(grid.base, args)
+        except ConfigError as exc:
+            lines = str(exc).removeprefix("invalid config:\n").splitlines()
+            problems.setdefault(name, [f"  {'prepare' if name == '_prepare' else f'arm {name!r}'}: {ln.strip()}"
+                                       for ln in lines])
+    if problems:
+        raise GridError(f"bench grid: {len(problems)} run(s) do not load, nothing trained:\n"
+                        + "\n".join(ln for lines in problems.values() for ln in lines))
+    return cfgs
+
+
 def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> None:
-    """Train the prepare run, then every (arm, seed) that has not finished yet, seed by seed (a grid stopped
-    early has every arm at the same seeds). Several processes may run one grid: each takes the runs no other
-    live process holds."""
+    """Check every run's config (:func:`check_grid`), then train the prepare run, then every (arm, seed) that
+    has not finished yet, seed by seed (a grid stopped early has every arm at the same seeds). Several processes
+    may run one grid: each takes the runs no other live process holds."""
+    cfgs = check_grid(grid, extra)
     prep = grid.out / "_prepare" / "run"
     if grid.prepare is not None and not (prep / "DONE").is_file():
         log("prepare: training the grid's start run")
-        cfg = load_config(grid.base, [*grid.prepare, f"--run.out_dir={grid.out / '_prepare'}", "--run.name=run",
-                                      "--trainer.progress=false", "--trainer.plots=false"])
-        while not _train_once(cfg, prep):  # another process is preparing: wait for it
+        while not _train_once(cfgs["_prepare", 0], prep):  # another process is preparing: wait for it
             time.sleep(5)
     todo = [(a, s) for s in grid.seeds for a in grid.arms]
     for i, (arm, seed) in enumerate(todo):
@@ -141,11 +272,8 @@ def run_grid(grid: Grid, extra: list[str] | None = None, log: Any = print) -> No
         if (run_dir / "DONE").is_file():
             log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: done, skipped")
             continue
-        cfg = load_config(grid.base, [*grid.overrides, *arm.overrides, *(extra or []), f"--run.seed={seed}",
-                                      f"--run.out_dir={grid.out / arm.name}", f"--run.name=seed{seed}",
-                                      "--trainer.progress=false", "--trainer.plots=false"])
         log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: training")
-        if not _train_once(cfg, run_dir):
+        if not _train_once(cfgs[arm.name, seed], run_dir):
             log(f"[{i + 1}/{len(todo)}] {arm.name} seed {seed}: another process is training it, skipped")
 
 

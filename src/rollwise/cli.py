@@ -46,6 +46,20 @@ class _App(typer.Typer):
     line each (see ``user_errors``)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import warnings
+
+        from rollwise.config_checks import ConfigWarning
+
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:  # a config warning is one line
+            if issubclass(category, ConfigWarning):
+                Console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
+                                           soft_wrap=True)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit:
@@ -182,6 +196,28 @@ def samplers(
     Console().print(comp)
 
 
+@app.command()
+def recipes(
+    config: Annotated[str | None, typer.Argument(help="TOML config the budgets are computed on (default: "
+                                                      "built-in defaults)")] = None,
+) -> None:
+    """List the recipes (one per paper: --recipe=NAME): arXiv id, what each sets, its per-step rollout budget."""
+    from rollwise.recipes import RECIPES
+
+    table = Table(title="recipes (--recipe=NAME; a key you set wins over the recipe's)")
+    for col in ("recipe", "arXiv", "rollouts / step", "sets", "paper"):
+        table.add_column(col)
+    for name in RECIPES.names():
+        r = RECIPES.get(name)
+        try:
+            budget = str(load_config(config, [("recipe", name)]).rollout_budget())
+        except ConfigError as exc:  # the recipe needs what this config lacks (FAPO: worked answers)
+            budget = "n/a: " + str(exc).splitlines()[-1].strip()
+        sets = " ".join(f"{k}={v!r}" for k, v in r.settings.items())
+        table.add_row(name, r.arxiv or "-", budget, sets, r.doc)
+    Console().print(table)
+
+
 @config_app.command("show", context_settings=OVERRIDES)
 def config_show(
     ctx: typer.Context,
@@ -248,11 +284,17 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="the grid's [quick] smoke variant (results in <out>_quick)"),
 ) -> None:
     """Run a grid of sampler arms x seeds at equal token budget (restartable) and write the results table."""
-    from rollwise.bench import load_grid, quick_grid, run_grid, summarise, write_report
+    from rollwise.bench import check_grid, load_grid, quick_grid, run_grid, summarise, write_report
 
-    g = load_grid(grid)
-    if quick:
-        g = quick_grid(g)
+    try:
+        g = load_grid(grid)
+        if quick:
+            g = quick_grid(g)
+        if not report_only:
+            check_grid(g, list(ctx.args))  # every arm's config, before the first trains
+    except ConfigError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
     if not report_only:
         run_grid(g, list(ctx.args), log=console.log)
     md = write_report(g, summarise(g))
