@@ -293,6 +293,9 @@ class TrainerConfig(_Section):
     progress: bool = Field(True, description="show a rich progress bar")
     loggers: list[str] = Field(["jsonl"], description="metric sinks: jsonl | tensorboard | wandb")
     max_nan_skips: int = Field(3, ge=0, description="consecutive non-finite losses skipped before stopping")
+    max_empty_steps: int = Field(3, ge=0, description="consecutive steps that train nothing (no prompt to roll "
+                                 "out, or every group filtered out) before the run stops; each is counted in "
+                                 "ledger/empty_steps")
 
 
 class Config(_Section):

@@ -179,10 +179,21 @@ class AsyncRollouts:
 
     # ------------------------------------------------------------------ scheduling
     def _fill(self) -> None:
-        """Start every step the staleness bound and the run's limits allow, in order."""
-        while self.next_step <= self.version + self.eta and self.may_start(self.next_step):
+        """Start every step the staleness bound, the run's limits and the free prompts allow, in order."""
+        while (self.next_step <= self.version + self.eta and self.may_start(self.next_step)
+               and self._can_fill()):
             self._start(self.next_step)
             self.next_step += 1
+
+    def _can_fill(self) -> bool:
+        """Whether the prompts no step in flight is rolling out are enough for a whole step. The load check
+        (``sources.check_staleness_window``) sizes the window for the steps' first rounds; a refill can take
+        more, and then the next step waits for prompts to come back rather than start short of them or empty.
+        With nothing in flight a step always starts (the trainer waits for it)."""
+        if not self.flights or self.pipeline is None:
+            return True
+        busy = set().union(*(f.prompts for f in self.flights.values()))
+        return len(self.collector.pool) - len(busy) >= self.pipeline.batch_prompts
 
     def _start(self, step: int) -> None:
         assert self.pipeline is not None

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rollwise.config import ConfigError
 from rollwise.sampling import Budget, SamplingPipeline
+from rollwise.sampling.presets import prompts_per_step
 from rollwise.train.rollout import RolloutCollector, StepRollouts
 
 
@@ -43,6 +45,21 @@ class LocalRollouts:
 
     def close(self) -> None:
         pass
+
+
+def check_staleness_window(cfg: Any, pool_size: int) -> None:
+    """Refuse an async run whose prompt pool cannot hold its staleness window: up to max_staleness + 1 steps are
+    in flight at once and no prompt is rolled out by two of them, so with (max_staleness + 1) x prompts per step
+    above the pool a step would start short of prompts, or with none (a step that trains nothing)."""
+    if cfg.run.mode != "async":
+        return
+    eta, per_step = cfg.async_.max_staleness, prompts_per_step(cfg.sampler)
+    if (eta + 1) * per_step > pool_size:
+        fits = pool_size // per_step - 1
+        fix = f"set async.max_staleness <= {fits}, " if fits >= 0 else ""
+        raise ConfigError(f"async.max_staleness: (max_staleness + 1) x prompts per step = ({eta} + 1) x {per_step} "
+                          f"exceeds the prompt pool ({pool_size}, task.train_size), so steps would start short of "
+                          f"prompts or with none; {fix}lower sampler.batch_prompts or raise task.train_size")
 
 
 def build_rollouts(cfg: Any, collector: RolloutCollector, make_budget: Callable[[], Budget],

@@ -30,6 +30,7 @@ from rollwise.train.batch import TrainBatch, build_train_batch, group_losses, ma
 from rollwise.train.evaluate import evaluate
 from rollwise.train.rollout import RolloutCollector, StepRollouts
 from rollwise.train.rundir import RunDir
+from rollwise.train.sources import check_staleness_window
 from rollwise.train.update import PolicyUpdate
 
 
@@ -49,6 +50,7 @@ class Trainer:
         setup.set_threads(cfg)
         torch.manual_seed(cfg.run.seed)
         self.task = setup.build_task(cfg)
+        check_staleness_window(cfg, len(self.task.pool))  # before any model is built
         self.model, self.tok, self.device = setup.build_policy(cfg, self.task, log=self._print)
         self.ref_model = copy.deepcopy(self.model).eval() if setup.needs_reference(cfg) else None
         self.engine = setup.build_engine(cfg, self.model, self.tok)
@@ -71,8 +73,9 @@ class Trainer:
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
         self.ledger = {"ledger/rollouts": 0, "ledger/tokens": 0, "ledger/seconds": 0.0, "ledger/rollouts_trained": 0,
-                       "ledger/tokens_trained": 0}
+                       "ledger/tokens_trained": 0, "ledger/empty_steps": 0}  # steps that trained nothing
         self.nan_streak = 0
+        self.empty_streak = 0
         self.resume_changes: list[str] = []
 
     def encode(self, text: str) -> list[int]:
@@ -155,6 +158,7 @@ class Trainer:
         pools = got.obs()
         # 2. the sampler's train plan: groups, advantages over whole pools, weights, replay, token fraction
         batch = build_train_batch(self.pipeline.finalize(pools, step), version=step)
+        self._check_empty(batch, pools, step)
         # 3. loss and optimiser step(s), micro-batched with global normalisers
         t0 = time.perf_counter()
         metrics, losses = self._update(batch, step)
@@ -188,6 +192,21 @@ class Trainer:
         self.ledger["ledger/tokens"] += got.decoded_tokens  # the engine's own count (pruned, tree, partial, resumed)
         self.ledger["ledger/rollouts_trained"] += len(batch.rollouts)
         self.ledger["ledger/tokens_trained"] += batch.num_tokens
+
+    def _check_empty(self, batch: TrainBatch, pools: dict, step: int) -> None:
+        """Count a step that trains nothing (no prompt to roll out, or every group gated out): never silent;
+        stop after ``max_empty_steps`` in a row, the run is not learning."""
+        if batch.rollouts:
+            self.empty_streak = 0
+            return
+        self.ledger["ledger/empty_steps"] += 1
+        self.empty_streak += 1
+        if self.empty_streak > self.cfg.trainer.max_empty_steps:
+            own = ckpt.own_checkpoints(self.run_dir, self.rundir.run_id)
+            raise TrainingError(f"{self.empty_streak} consecutive steps trained nothing (step {step + 1}: "
+                                f"{len(pools)} prompts rolled out, no group kept; trainer.max_empty_steps = "
+                                f"{self.cfg.trainer.max_empty_steps}); the last checkpoint is "
+                                f"{own[-1] if own else 'none (no checkpoint was written yet)'}")
 
     def _check_finite(self, ok: bool, step: int) -> None:
         """Count a skipped non-finite step (its update was not applied); stop after ``max_nan_skips`` in a row,
