@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from rollwise.config_models import (  # noqa: F401 - the models are part of this
     WarmStartConfig,
     dataset_verifier,
 )
+from rollwise.recipes import recipe_marks
 from rollwise.registry import Registry
 
 
@@ -54,14 +56,32 @@ def parse_value(text: str) -> Any:
             return text
 
 
+def _list_slot(slot: str) -> bool:
+    """Whether the component slot ``slot`` (a key of ``COMPONENT_KEYS``) holds a list (``algo.shaping``)."""
+    section, _, name = slot.partition(".")
+    if not name:  # a whole section is the component (``env``)
+        return False
+    return typing.get_origin(Config.model_fields[section].annotation.model_fields[name].annotation) is list
+
+
 def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``dotted == 'a.b.c'``, creating tables as needed."""
+    """Set ``data[a][b][c] = value`` for ``dotted == 'a.b.c'``, creating tables as needed. Every component slot
+    takes the shorthand ``--slot=name --slot.knob=value``; a list slot's shorthand is its one entry."""
     keys = dotted.split(".")
+    if dotted in COMPONENT_KEYS and _list_slot(dotted) and isinstance(value, str | dict):
+        value = [value]  # --algo.shaping=ace: a list of one
     node = data
-    for k in keys[:-1]:
+    for i, k in enumerate(keys[:-1]):
         nxt = node.setdefault(k, {})
-        if isinstance(nxt, str) and k in ("selector", "allocator", "downsampler", "baseline", "transform",
-                                          "advantage", "loss", "aggregation", "kl_estimator", "engine"):
+        slot = ".".join(keys[: i + 1])
+        if slot in COMPONENT_KEYS and isinstance(nxt, list):
+            if len(nxt) != 1:
+                raise ConfigError(f"{dotted}: {slot} holds {len(nxt)} entries, so a knob cannot name one; give "
+                                  f"the list with its knobs, e.g. --{slot}='[{{type=\"NAME\", knob=1}}]'")
+            entry = nxt[0] if isinstance(nxt[0], dict) else {"type": nxt[0]}
+            nxt[0] = entry
+            nxt = entry
+        if slot in COMPONENT_KEYS and isinstance(nxt, str):
             nxt = node[k] = {"type": nxt}  # a component named by its shorthand, now given knobs
         if not isinstance(nxt, dict):
             raise ConfigError(f"{dotted}: {k!r} is not a table")
@@ -89,7 +109,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
 def _registry_at(loc: tuple[Any, ...]) -> Registry | None:
     """The component registry of a config location such as ('sampler', 'gates', 0)."""
     keys = [str(x) for x in loc if not isinstance(x, int)]
-    return COMPONENT_KEYS.get(".".join(keys[:2]))
+    return COMPONENT_KEYS.get(".".join(keys[:2])) or COMPONENT_KEYS.get(keys[0] if keys else "")
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
@@ -142,6 +162,8 @@ def _format_errors(exc: ValidationError) -> str:
             msg = str(err["msg"]).removeprefix("Value error, ")
             if msg.startswith("unknown sampler preset"):
                 key = "sampler.type"
+            if msg.startswith("unknown recipe"):
+                key = "recipe"
             got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
             lines.append(f"  {msg}" if key == "(config)" else f"  {key}: {msg}{got}")
     return "invalid config:\n" + "\n".join(lines)
@@ -170,14 +192,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | list[tupl
 
 
 def dump_toml(cfg: Config) -> str:
-    """Render a config as TOML (sections in declaration order, None values omitted)."""
-    lines: list[str] = []
-    for section, model in cfg:
-        lines.append(f"[{Config.model_fields[section].alias or section}]")
-        for key, value in model.model_dump().items():
+    """Render a config as TOML (sections in declaration order, None values omitted). With a recipe, its name
+    comes first and each line it set is marked with a comment (``# recipe hapo``, or what it set where the
+    config's own value won)."""
+    resolved = cfg.model_dump(exclude={"recipe"})
+    marks = recipe_marks(cfg.recipe, resolved)
+    lines: list[str] = [f"recipe = {_toml_value(cfg.recipe)}", ""] if cfg.recipe is not None else []
+    for section, table in resolved.items():
+        if table is None:  # an optional section that is off (``[env]``)
+            continue
+        lines.append(f"[{section}]")
+        for key, value in table.items():
             if value is None:
                 continue
-            lines.append(f"{key} = {_toml_value(value)}")
+            mark = marks.get(f"{section}.{key}")
+            lines.append(f"{key} = {_toml_value(value)}" + (f"  # {mark}" if mark else ""))
         lines.append("")
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollwise.algos.catalog import (
     ADVANTAGES,
@@ -18,13 +18,17 @@ from rollwise.algos.catalog import (
     SHAPERS,
 )
 from rollwise.components import component_union
-from rollwise.config_checks import ARITH_VERIFIERS, check_cross_sections
+from rollwise.config_checks import ARITH_VERIFIERS, check_cross_sections, check_verifier_spec
+from rollwise.envs import ENVIRONMENTS
 from rollwise.generation.base import ENGINES
 from rollwise.generation.strategy import STRATEGIES
+from rollwise.logging import check_loggers
+from rollwise.recipes import apply_recipe
 from rollwise.registry import Registry
 from rollwise.rewards.shaping import REWARD_SHAPERS
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
 from rollwise.sampling import presets as sampler_presets
+from rollwise.sampling.replay import Replay
 
 SelectorCfg = component_union(SELECTORS)
 AllocatorCfg = component_union(ALLOCATORS)
@@ -41,6 +45,7 @@ CorrectionCfg = component_union(CORRECTIONS)
 RewardShapingCfg = component_union(REWARD_SHAPERS)
 EngineCfg = component_union(ENGINES)
 StrategyCfg = component_union(STRATEGIES)
+EnvCfg = component_union(ENVIRONMENTS)
 #: dotted config key of each typed component -> its registry (for docs and error messages)
 COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
@@ -48,7 +53,7 @@ COMPONENT_KEYS: dict[str, Registry] = {
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
     "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "algo.correction": CORRECTIONS,
     "task.reward_shaping": REWARD_SHAPERS,
-    "generation.engine": ENGINES, "generation.strategy": STRATEGIES,
+    "generation.engine": ENGINES, "generation.strategy": STRATEGIES, "env": ENVIRONMENTS,
 }
 TASK_SUITES = ("arith", "words", "dataset")
 
@@ -154,6 +159,11 @@ class TaskConfig(_Section):
     reward_shaping: RewardShapingCfg | None = Field(None, description="shaping of verified rewards, e.g. fapo "
                                                     "(None = the verifier's reward as is)")
 
+    @field_validator("verifier")
+    @classmethod
+    def _check_verifier(cls, v: str) -> str:  # a name or import path that fails now, not after the warm start
+        return check_verifier_spec(v)
+
     @model_validator(mode="after")
     def _check_word_levels(self) -> TaskConfig:
         if self.suite == "words":  # caught at load: the default levels are the arith suite's
@@ -200,10 +210,7 @@ class WarmStartConfig(_Section):
     checkpoint: str | None = Field(None, description="use this saved warm start instead of training one")
 
 
-class ReplayConfig(_Section):
-    capacity: int = Field(512, ge=1, description="groups kept in the buffer (DOTS: 512)")
-    fresh_fraction: float = Field(0.5, gt=0, le=1, description="share of each batch freshly generated (DOTS "
-                                  "sigma = 0.5); the rest is replayed with the advantages it had")
+ReplayConfig = Replay.Config  # ``sampler.replay``'s knobs: declared once, by the component
 
 
 class SamplerConfig(_Section):
@@ -291,14 +298,22 @@ class TrainerConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk")
     plots: bool = Field(True, description="write PNG plots at the end")
     progress: bool = Field(True, description="show a rich progress bar")
-    loggers: list[str] = Field(["jsonl"], description="metric sinks: jsonl | tensorboard | wandb")
+    loggers: list[str] = Field(["jsonl"], description="metric sinks: jsonl | tensorboard | wandb (jsonl is always "
+                               "on: reports, plots and resume read it; [] = jsonl only)")
     max_nan_skips: int = Field(3, ge=0, description="consecutive non-finite losses skipped before stopping")
     max_empty_steps: int = Field(3, ge=0, description="consecutive steps that train nothing (no prompt to roll "
                                  "out, or every group filtered out) before the run stops; each is counted in "
                                  "ledger/empty_steps")
 
+    @field_validator("loggers")
+    @classmethod
+    def _check_loggers(cls, v: list[str]) -> list[str]:  # names and packages at load; jsonl always kept
+        return check_loggers(v)
+
 
 class Config(_Section):
+    recipe: str | None = Field(None, description="a paper's settings across sections, applied under this config "
+                               "(see `rollwise recipes`); a key set here wins over the recipe's")
     run: RunConfig = RunConfig()
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
@@ -309,14 +324,20 @@ class Config(_Section):
     trainer: TrainerConfig = TrainerConfig()
     async_: AsyncConfig = Field(AsyncConfig(), alias="async", description="asynchronous mode (run.mode = async)")
     ray: RayConfig = RayConfig()
+    env: EnvCfg | None = Field(None, description="multi-turn environment and its knobs (`rollwise envs`): each "
+                               "task is played as an episode, its turns trained as the task's group (None = "
+                               "single-turn prompts)")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
                               validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _preset_defaults(cls, data: Any) -> Any:
-        """A preset's defaults for other sections (DARS-B: 2 epochs), where the config leaves them unset."""
+    def _recipe_and_preset_defaults(cls, data: Any) -> Any:
+        """The recipe's settings under the config, then a preset's defaults for other sections (DARS-B: 2
+        epochs), where the config leaves them unset."""
+        if isinstance(data, dict):
+            data = apply_recipe(data)
         if not isinstance(data, dict) or not isinstance(data.get("sampler", {}), dict):
             return data
         name = str(data.get("sampler", {}).get("type", "uniform"))
@@ -341,8 +362,14 @@ class Config(_Section):
         need = sampler_presets.required_advantage(s, chosen)
         if self.algo.advantage is None:
             self.algo.advantage = {"type": need}
-        parts = sampler_presets.build_components(s)
-        first = parts["allocator"].first_round(s.group_size)
+        try:  # a knob's relation to the sampler's own settings (group_size) surfaces as the components are built
+            parts = sampler_presets.build_components(s)
+        except ValueError as exc:
+            raise ValueError(f"sampler: {exc}") from None
+        try:
+            first = parts["allocator"].first_round(s.group_size)
+        except ValueError as exc:
+            raise ValueError(f"sampler.allocator: {exc}") from None
         if first < 2 and self.algo.advantage.type in GROUP_RELATIVE:
             raise ValueError(f"sampler.group_size: {s.group_size} rollout(s) per prompt give the group-relative "
                              f"estimator {self.algo.advantage.type!r} no contrast (every advantage 0); use >= 2")

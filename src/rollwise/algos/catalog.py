@@ -1,6 +1,7 @@
 """The names and knobs of the pure-math parts, without importing torch: the registries of advantage
 estimators, policy losses, loss aggregations, KL estimators and off-policy corrections, each entry a lazy
-``module:function`` (or ``module:Class``) with its knobs as a dataclass (``field(metadata={"doc": ...})``).
+``module:function`` (or ``module:Class``) with its knobs as a dataclass (``field(metadata={"doc": ..., "gt": 0})``:
+the doc and the range; relations between knobs are checked in ``__post_init__``, see :mod:`rollwise.knobs`).
 The config validates names and knobs against this catalog when it loads (fast: no torch), and the trainer
 imports an entry only when it runs it.
 
@@ -39,7 +40,7 @@ class McGrpoKnobs:
     scale: Literal["auto", "mad", "none"] = field(default="auto", metadata={
         "doc": "auto: divide by the group MAD where it is > 0, else none (binary rewards: MAD is always 0, "
                "so the authors' 1e-3 floor gives +-1000); mad: the authors' (r - m)/(MAD + eps_mad); none: r - m"})
-    eps_mad: float = field(default=1e-3, metadata={"doc": "floor added to the MAD under scale = 'mad'"})
+    eps_mad: float = field(default=1e-3, metadata={"doc": "floor added to the MAD under scale = 'mad'", "gt": 0})
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,14 @@ class PoolBaselineKnobs:
 @dataclass(frozen=True)
 class HapoAdvantageKnobs:
     fallback_abs: float = field(default=5.0, metadata={
-        "doc": "a group with any |A| >= this falls back to GRPO (HAPO code: 5)"})
+        "doc": "a group with any |A| >= this falls back to GRPO (HAPO code: 5)", "gt": 0})
     std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in the GRPO fallback's std (verl)"})
 
 
 @dataclass(frozen=True)
 class XrpoKnobs:
-    lam: float = field(default=2.5, metadata={"doc": "novelty bonus scale lambda_nov (XRPO: 2.5)"})
-    kappa: float = field(default=0.5, metadata={"doc": "bonus cap as a share of A (XRPO: 0.5)"})
+    lam: float = field(default=2.5, metadata={"doc": "novelty bonus scale lambda_nov (XRPO: 2.5)", "ge": 0})
+    kappa: float = field(default=0.5, metadata={"doc": "bonus cap as a share of A (XRPO: 0.5)", "ge": 0})
     std_unbiased: bool = field(default=True, metadata={"doc": "Bessel's n-1 in the GRPO std"})
 
 
@@ -82,11 +83,13 @@ ADVANTAGES.register("hapo", _A + "compute_hapo_advantages", config=HapoAdvantage
 
 @dataclass(frozen=True)
 class HapoLossKnobs:
-    beta: float = field(default=1.0, metadata={"doc": "advantage redistribution A (1 + beta h) (HAPO: 1)"})
+    beta: float = field(default=1.0, metadata={"doc": "advantage redistribution A (1 + beta h) (HAPO: 1; h in "
+                                                      "[-1, 1], so above 1 it would flip advantages' signs)",
+                                               "ge": 0, "le": 1})
     alpha: float = field(default=1.0, metadata={"doc": "asymmetric clip: eps_lo (1 - alpha h) on low-entropy "
-                                                       "tokens, eps_hi (1 + alpha h) on high (HAPO: 1)"})
+                                                       "tokens, eps_hi (1 + alpha h) on high (HAPO: 1)", "ge": 0})
     entropy_pivot: float = field(default=0.8, metadata={
-        "doc": "quantile of the batch's log-entropy that maps to h = 0 (HAPO recipe: 0.8)"})
+        "doc": "quantile of the batch's log-entropy that maps to h = 0 (HAPO recipe: 0.8)", "ge": 0, "le": 1})
     adaptive_clip: bool = field(default=True, metadata={"doc": "asymmetric adaptive clipping on"})
     adaptive_advantage: bool = field(default=True, metadata={"doc": "differential advantage redistribution on"})
 
@@ -111,22 +114,25 @@ KL_ESTIMATORS.register("low_var_kl", "rollwise.algos.kl:compute_kl_k3", doc="ali
 @dataclass(frozen=True)
 class AceKnobs:
     alpha: float = field(default=1.0, metadata={"doc": "ACE: A <- A (1 + alpha softplus(c)) on incorrect rollouts "
-                                                       "(coefficient unverified in the paper; 1.0 is our choice)"})
+                                                       "(coefficient unverified in the paper; 1.0 is our choice)",
+                                                "ge": 0})
 
 
 @dataclass(frozen=True)
 class MssrEntropyKnobs:
     kappa1: float = field(default=0.4, metadata={"doc": "entropy coefficient: A + min(kappa1 H, |A| / kappa2) "
-                                                        "(Cheng et al. alpha = 0.4, recalled: unverified)"})
-    kappa2: float = field(default=2.0, metadata={"doc": "cap divisor: the term is at most |A| / kappa2 "
-                                                        "(Cheng et al. kappa = 2, recalled: unverified)"})
+                                                        "(Cheng et al. alpha = 0.4, recalled: unverified)",
+                                                 "ge": 0})
+    kappa2: float = field(default=2.0, metadata={"doc": "cap divisor: the term is at most |A| / kappa2, so >= 1 "
+                                                        "never flips a sign (Cheng et al. kappa = 2, recalled: "
+                                                        "unverified)", "ge": 1})
 
 
 @dataclass(frozen=True)
 class RoseSegmentsKnobs:
     length_penalty: float = field(default=0.0, metadata={
         "doc": "ROSE's length-aware penalty lambda: A <- A - |A| (1 - ((L_s - k_c)/(L_b - k_c))^lambda) on correct "
-               "rollouts longer than the group's shortest correct one (0 = off, as ROSE's example script)"})
+               "rollouts longer than the group's shortest correct one (0 = off, as ROSE's example script)", "ge": 0})
 
 
 SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
@@ -137,22 +143,40 @@ SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", con
                  doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")
 
 
+def _check_ratio_bounds(lower: float, upper: float, holds_one: bool) -> None:
+    """An IS-ratio window [lower, upper] must be one (lower < upper: else every token is masked, loss 0); a
+    per-token window that masks what falls outside must also hold 1, the ratio of an on-policy token."""
+    if not lower < upper:
+        raise ValueError(f"upper ({upper}) must be above lower ({lower}): the window [lower, upper] is empty")
+    if holds_one and not lower <= 1.0 <= upper:
+        raise ValueError(f"the window [lower, upper] = [{lower:g}, {upper:g}] must hold 1 (the ratio of an on-policy "
+                         "token), or it masks every token of an on-policy step")
+
+
 @dataclass(frozen=True)
 class TisKnobs:
     level: Literal["token", "sequence"] = field(default="token", metadata={
         "doc": "token: w_t = pi_old/mu per token; sequence: w = prod_t pi_old/mu, one weight per rollout (verl)"})
-    cap: float = field(default=2.0, metadata={"doc": "truncation C: w <- min(w, C) (verl rollout_is_threshold: 2)"})
+    cap: float = field(default=2.0, metadata={"doc": "truncation C: w <- min(w, C) (verl rollout_is_threshold: 2; "
+                                                      "0 would zero every loss)", "gt": 0})
 
 
 @dataclass(frozen=True)
 class MisKnobs:
     level: Literal["token", "sequence", "geometric"] = field(default="token", metadata={
         "doc": "ratio that is tested: per token, the sequence product, or its geometric mean (verl rollout_rs)"})
-    upper: float = field(default=2.0, metadata={"doc": "tokens/sequences with ratio > upper are masked out"})
+    upper: float = field(default=2.0, metadata={"doc": "tokens/sequences with ratio > upper are masked out",
+                                                "gt": 0})
     lower: float | None = field(default=None, metadata={"doc": "... and with ratio < lower (None = 1 / upper, "
-                                                                 "as verl)"})
+                                                                 "as verl)", "ge": 0})
     is_weight: bool = field(default=True, metadata={
         "doc": "kept tokens also get their IS weight pi_old/mu (Yao et al. MIS); false: pure rejection"})
+
+    def __post_init__(self) -> None:
+        if self.lower is None and self.upper <= 1:
+            raise ValueError(f"upper ({self.upper}) must be above 1 while lower is unset (lower = 1 / upper)")
+        # a sequence product may lie far from 1 off-policy, so the window need not hold 1 here
+        _check_ratio_bounds(self.lower if self.lower is not None else 1.0 / self.upper, self.upper, holds_one=False)
 
 
 @dataclass(frozen=True)
@@ -161,20 +185,27 @@ class ArealKnobs:
         "doc": "behaviour weight w per token, or per sequence as the geometric mean of the token weights"})
     action: Literal["mask", "clamp"] = field(default="mask", metadata={
         "doc": "w outside [lower, upper]: mask sets it to 0 (denominator keeps the token), clamp truncates it"})
-    upper: float = field(default=5.0, metadata={"doc": "upper bound of w (AReaL's old default 5.0)"})
-    lower: float | None = field(default=None, metadata={"doc": "lower bound of w (None = no lower bound)"})
+    upper: float = field(default=5.0, metadata={"doc": "upper bound of w (AReaL's old default 5.0)", "gt": 0})
+    lower: float | None = field(default=None, metadata={"doc": "lower bound of w (None = no lower bound)",
+                                                        "ge": 0})
     prox: Literal["recompute", "loglinear"] = field(default="recompute", metadata={
         "doc": "pi_prox: recomputed in a no-grad pass, or A-3PO's log mu + alpha (log pi_theta - log mu) "
                "from per-token versions (skips the pass)"})
+
+    def __post_init__(self) -> None:
+        _check_ratio_bounds(self.lower or 0.0, self.upper, holds_one=self.action == "mask")
 
 
 @dataclass(frozen=True)
 class VcpoKnobs:
     cap: float | None = field(default=8.0, metadata={
-        "doc": "truncated sequence-level IS weight min(w_i, cap) on each rollout's loss (VCPO: 8; None = no weight)"})
+        "doc": "truncated sequence-level IS weight min(w_i, cap) on each rollout's loss (VCPO: 8; None = no weight)",
+        "gt": 0})
     rule: Literal["sqrt", "linear"] = field(default="sqrt", metadata={
         "doc": "lr scale sqrt(min(1, rho / rho_base)) (AdamW, VCPO default) or min(1, rho / rho_base)"})
-    rho_base: float = field(default=1.0, metadata={"doc": "ESS/B at which the lr is left unscaled (VCPO: 1.0)"})
+    rho_base: float = field(default=1.0, metadata={"doc": "ESS/B at which the lr is left unscaled (VCPO: 1.0; ESS/B "
+                                                          "is at most 1, so above 1 the lr is never left unscaled)",
+                                                   "gt": 0, "le": 1})
     use_clipped: bool = field(default=False, metadata={"doc": "ESS from the truncated weights instead of raw w"})
     baseline: Literal["opob", "estimator"] = field(default="opob", metadata={
         "doc": "opob: VCPO's off-policy optimal baseline b* per group (one gradient per rollout); estimator: "
@@ -196,11 +227,14 @@ class MinproKnobs:
 class RemixKnobs:
     kl_coef: float = field(default=0.01, metadata={
         "doc": "beta of the KL-convex penalty beta [lam KL(pi||pi_base) + (1 - lam) KL(pi||pi_prev)] "
-               "(0 = off) [unverified value]"})
+               "(0 = off) [unverified value]", "ge": 0})
     lam: float = field(default=0.5, metadata={"doc": "lambda, the share of KL to the base (reference) policy "
-                                                     "[unverified value]"})
+                                                     "[unverified value]", "ge": 0, "le": 1})
     reincarnate_at: int | None = field(default=None, metadata={
-        "doc": "policy reincarnation: at this step the reference <- current weights (None = never)"})
+        "doc": "policy reincarnation: at this step the reference <- current weights (None = never)", "ge": 0})
+    reincarnate_frac: float | None = field(default=None, metadata={
+        "doc": "policy reincarnation at this share of trainer.steps (resolved into reincarnate_at at load; "
+               "None = reincarnate_at decides) [unverified value]"})
 
 
 _C = "rollwise.algos.corrections:"

@@ -92,7 +92,8 @@ class Correction:
     """Base: no correction terms; subclasses override what they change."""
 
     prox = "auto"
-    needs: frozenset[str] = frozenset()
+    needs: frozenset[str] = frozenset()  # read from the built instance (a knob may change it: ReMix, VCPO)
+    off_policy_only = False  # True: acts only on stale or replayed rollouts (a run without any is warned)
     loss_behaviour = False
     replaces_advantages = False  # its ``prepare`` returns new advantages (not combinable with algo.shaping)
 
@@ -166,6 +167,8 @@ class TruncatedIS(Correction):
     token or, at sequence level, the product over the rollout (one weight per rollout). PPO's trust region
     stays on pi_old (verl's decoupled mode)."""
 
+    off_policy_only = True  # on on-policy data every weight is 1: the run is warned at load
+
     prox = "always"
 
     def __init__(self, **knobs: Any) -> None:
@@ -185,6 +188,8 @@ class MaskedIS(Correction):
     (verl's separation of rejection from weighting); kept tokens carry their IS weight unless ``is_weight`` is
     off: the token ratio, or the sequence product at sequence level (geometric is a rejection test only, as
     verl, so its kept tokens carry the token ratio)."""
+
+    off_policy_only = True  # on on-policy data every weight is 1: the run is warned at load
 
     prox = "always"
 
@@ -227,6 +232,8 @@ class ArealDecoupled(Correction):
     ``prox = "loglinear"`` (A-3PO) skips the pi_prox pass: log pi_prox = log mu + alpha (log pi_theta - log mu)
     with alpha from the per-token versions (``compute_loglinear_alpha``) and pi_theta detached, evaluated in each
     micro-batch's loss pass; with several epochs or mini-batches it follows the moving pi_theta, as A-3PO."""
+
+    off_policy_only = True  # on on-policy data every weight is 1: the run is warned at load
 
     def __init__(self, **knobs: Any) -> None:
         self.p = ArealKnobs(**knobs)

@@ -138,6 +138,8 @@ class MinPro(Correction):
     Unverified in the paper, so knobs: j < t vs j <= t (``prefix``), m capped at 1 or not (``cap_at_one``),
     and the PPO-clipped (not CISPO) token term, which is the one taken here."""
 
+    off_policy_only = True  # on on-policy data every weight is 1: the run is warned at load
+
     def __init__(self, **knobs: Any) -> None:
         self.p = MinproKnobs(**knobs)
         self.prox = "always" if self.p.anchor == "prox" else "never"

@@ -46,7 +46,11 @@ ShaperFn = Callable[[ShapingContext, dict[str, Any]], tuple[Tensor, dict[str, Te
 
 
 def needs_of(component: Any) -> frozenset[str]:
-    """The inputs a shaper or loss declares in ``needs`` (empty when it declares none); unknown ones raise."""
+    """The inputs a built shaper, loss or correction declares in ``needs`` (empty when it declares none); unknown
+    ones raise. Read from the object the update runs (a function, or a correction *instance*, whose needs may
+    depend on its knobs), never from a class."""
+    if isinstance(component, type):
+        raise TypeError(f"needs_of({component.__name__}): read needs from the built instance, not its class")
     needs = frozenset(getattr(component, "needs", ()))
     if needs - NEEDS:
         raise ValueError(f"{component!r} needs {sorted(needs - NEEDS)}; the update provides {sorted(NEEDS)}")

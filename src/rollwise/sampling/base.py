@@ -195,6 +195,9 @@ class Component:
     kind: ClassVar[str] = "component"
     #: the advantage estimators this component needs (empty = any); checked when the config loads
     requires_advantage: ClassVar[tuple[str, ...]] = ()
+    #: True: it acts on what earlier visits of the same prompt taught it (per-prompt posteriors, bins, rescue),
+    #: so a run whose prompts rarely come back is warned at load (``config_checks.precondition_warnings``)
+    needs_revisits: ClassVar[bool] = False
 
     class Config(Knobs):
         pass

@@ -26,10 +26,10 @@ Choices (the spec marks k, C and the Table-1 edges [unverified]):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
 from rollwise.components import Knobs
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, Selector, TrainGroup
@@ -37,12 +37,38 @@ from rollwise.sampling.uniform import UniformSelector
 
 
 def parse_edges(edges: str | list[float]) -> np.ndarray:
-    """'0.4,0.75' or [0.4, 0.75] -> sorted float array; B = len(edges) + 1 bins."""
-    vals = [float(x) for x in edges.split(",") if x.strip()] if isinstance(edges, str) else list(edges)
+    """'0.4,0.75' or [0.4, 0.75] -> sorted float array; B = len(edges) + 1 bins. Edges are pass rates strictly
+    inside (0, 1), strictly increasing (an edge outside would leave a bin no prompt can fall in)."""
+    try:
+        vals = [float(x) for x in edges.split(",") if x.strip()] if isinstance(edges, str) else list(edges)
+    except ValueError:
+        raise ValueError(f"bin edges must be numbers, as '0.4,0.75' or [0.4, 0.75], got {edges!r}") from None
     arr = np.asarray(vals, dtype=np.float64)
+    if not all(0 < v < 1 for v in vals):
+        raise ValueError(f"bin edges must be pass rates strictly between 0 and 1, got {vals}")
     if arr.size and np.any(np.diff(arr) <= 0):
         raise ValueError(f"bin edges must be strictly increasing, got {vals}")
     return arr
+
+
+def _check_edges(edges: str | list[float]) -> str | list[float]:
+    parse_edges(edges)
+    return edges
+
+
+#: a knob of pass-rate bin edges, checked at load
+Edges = Annotated[str | list[float], AfterValidator(_check_edges)]
+
+
+def check_rollout_range(n_min: int, n_mean: float | None, n_max: int | None, from_group_size: bool = False) -> None:
+    """The relations of a per-prompt rollout range: n_min <= n_mean <= n_max, for those that are set (an unset
+    n_mean is the group size, checked again with ``from_group_size`` once it is known; an unset n_max is
+    3 x n_mean)."""
+    if n_max is not None and n_min > n_max:
+        raise ValueError(f"n_min ({n_min}) must be at most n_max ({n_max})")
+    if n_mean is not None and not n_min <= n_mean <= (n_max if n_max is not None else 3 * n_mean):
+        shown = f"{n_mean:g}" + (", unset: sampler.group_size" if from_group_size else "")
+        raise ValueError(f"n_mean ({shown}) must lie in [n_min, n_max] = [{n_min}, {n_max or '3 x n_mean'}]")
 
 
 def compute_gdro_q(scores: np.ndarray, eta: float, gamma: float, clip: float | None = None) -> np.ndarray:
@@ -178,7 +204,7 @@ class PassKClassifier:
 class PassKKnobs(Knobs):
     """The online pass@k classifier's knobs, shared by both GDRO games."""
 
-    edges: str | list[float] = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
+    edges: Edges = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
     history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
     hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
     exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin, outside the "
@@ -187,6 +213,8 @@ class PassKKnobs(Knobs):
 
 class GdroSelector(Selector):
     """Prompt-GDRO: uniform prompts, advantage weights from an EXP3-style game over online pass@k bins."""
+
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
 
     class Config(PassKKnobs):
         signal: Literal["difficulty", "loss"] = Field("difficulty", description="bin score: 1 - pool pass "
@@ -280,10 +308,15 @@ class GdroSqrtAllocator(Allocator):
         n_mean: float | None = Field(None, gt=0, description="mean rollouts per prompt (None = group_size)")
         n_min: int = Field(2, ge=2, description="fewest rollouts for one prompt")
         n_max: int | None = Field(None, ge=2, description="most rollouts for one prompt (None = 3 x n_mean)")
-        edges: str | list[float] = Field("0.4,0.75", description="pass-rate bin edges")
+        edges: Edges = Field("0.4,0.75", description="pass-rate bin edges")
         var_floor: float = Field(0.01, gt=0, description="floor of a bin's variance p(1-p)")
         unseen_prior: float = Field(0.5, ge=0, le=1, description="pass rate assumed for never-seen prompts")
         dual_lr: float = Field(0.05, ge=0, description="dual ascent rate of the shadow price mu")
+
+        @model_validator(mode="after")
+        def _rollout_range(self) -> GdroSqrtAllocator.Config:
+            check_rollout_range(self.n_min, self.n_mean, self.n_max)
+            return self
 
     def setup(self) -> None:
         self.edges = parse_edges(self.edges)
@@ -291,6 +324,7 @@ class GdroSqrtAllocator(Allocator):
         self._metrics: dict[str, float] = {}
 
     def first_round(self, group_size: int) -> int:
+        check_rollout_range(self.n_min, self.n_mean or group_size, self.n_max, from_group_size=self.n_mean is None)
         return int(round(self._bounds_g(group_size)[0]))
 
     def budget(self, prompts: int, group_size: int) -> tuple[int, int]:

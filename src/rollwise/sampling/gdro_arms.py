@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, TrainGroup
-from rollwise.sampling.gdro import PassKClassifier, PassKKnobs, parse_edges
+from rollwise.sampling.gdro import PassKClassifier, PassKKnobs, check_rollout_range, parse_edges
 
 
 def compute_arm_probs(scores: np.ndarray, eta: float, gamma: float) -> np.ndarray:
@@ -112,6 +112,8 @@ class GdroArmsAllocator(Allocator):
       pair is scored.
     """
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     TIE = 1e-9  # per rollout of distance from n_mean: breaks exact ties toward uniform, never a real preference
 
     class Config(PassKKnobs):
@@ -128,6 +130,11 @@ class GdroArmsAllocator(Allocator):
                                   "arm (the spec's 0.2-0.4); None = the code's additive S += value")
         dual_lr: float = Field(0.05, ge=0, description="dual ascent rate of the shadow price mu")
         mu0: float = Field(0.0, description="initial shadow price")
+
+        @model_validator(mode="after")
+        def _arm_range(self) -> GdroArmsAllocator.Config:
+            check_rollout_range(self.n_min, self.n_mean, self.n_max)
+            return self
 
     def setup(self) -> None:
         self.classifier = PassKClassifier(parse_edges(self.edges), self.history, self.hysteresis,
@@ -157,6 +164,7 @@ class GdroArmsAllocator(Allocator):
         return n, n
 
     def first_round(self, group_size: int) -> int:
+        check_rollout_range(self.n_min, self.n_mean or group_size, self.n_max, from_group_size=self.n_mean is None)
         return int(round(self.n_mean or group_size))
 
     def probs(self) -> np.ndarray:

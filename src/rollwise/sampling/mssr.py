@@ -38,6 +38,8 @@ class BetaBaseline(Baseline):
     State: the posterior counts of every pool prompt (two float arrays the size of the pool, allocated on
     first use), checkpointed, so a restored baseline returns the same v_hat."""
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     single_rollout = True
 
     class Config(Knobs):

@@ -265,9 +265,9 @@ class SamplingPipeline:
                 comp.on_policy_reset()
 
     def _replay_draw(self, st: _StepState) -> list[TrainGroup]:
-        if self.replay is None or not len(self.replay):
+        if self.replay is None:
             return []
-        return self.replay.draw(self.batch_prompts - st.fresh, st.ctx)
+        return self.replay.draw(self.batch_prompts - st.fresh, st.ctx)  # an empty buffer draws (and counts) 0
 
     # ------------------------------------------------------------------ books
     def _record(self, obs: list[GroupObs], kept: list[np.ndarray], groups: list[TrainGroup],

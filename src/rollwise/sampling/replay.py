@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from rollwise.components import Knobs
-from rollwise.sampling.base import Component, SampleContext, TrainGroup
+from rollwise.sampling.base import Component, GroupObs, SampleContext, TrainGroup
 
 
 class Replay(Component):
@@ -27,6 +27,9 @@ class Replay(Component):
         capacity: int = Field(512, ge=1, description="groups kept in the buffer (DOTS: 512)")
         fresh_fraction: float = Field(0.5, gt=0, le=1, description="share of each batch freshly generated "
                                       "(DOTS sigma = 0.5); the rest is replayed")
+        max_age: int | None = Field(None, ge=1, description="replay only groups of the last K policies: a group "
+                                    "generated more than K steps before the step that draws it is evicted (ReMix's "
+                                    "K; None = by capacity only, as DOTS)")
 
     def setup(self) -> None:
         self._buf: OrderedDict[int, TrainGroup] = OrderedDict()
@@ -40,6 +43,14 @@ class Replay(Component):
 
     def __len__(self) -> int:
         return len(self._buf)
+
+    def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
+                losses: np.ndarray | None = None) -> None:
+        """End of step ``ctx.step``: evict the groups too old for the next step's draw (``max_age``)."""
+        if self.max_age is None:
+            return
+        for key in [k for k, g in self._buf.items() if ctx.step + 1 - g.step > self.max_age]:
+            del self._buf[key]
 
     def push(self, groups: list[TrainGroup]) -> None:
         """Buffer this step's fresh trained groups that carry a signal (non-zero advantages)."""

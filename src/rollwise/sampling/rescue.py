@@ -29,6 +29,8 @@ from rollwise.sampling.base import GroupObs, PromptContext, RescueSources, Sampl
 class RescueTransform(Transform):
     """Base of a transform that helps stuck prompts; subclasses implement :meth:`help` and :meth:`learn`."""
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     class Config(Knobs):
         min_failures: int = Field(4, ge=1, description="failed plain rollouts (none solved) before a prompt "
                                   "is helped")

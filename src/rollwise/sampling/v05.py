@@ -130,6 +130,8 @@ class V05Baseline(Baseline):
     """b = v + lam*(r - v) per pool (:func:`compute_v05_fusion`); logs the mean lam and the prior-rejection
     rate (share of prompts with a prior whose lam > 0.5)."""
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     class Config(Knobs):
         c: float = Field(1.0, ge=0, description="shrinkage constant of the fusion (1 = plug-in MSE-optimal)")
 

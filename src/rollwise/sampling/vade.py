@@ -93,6 +93,8 @@ class VadeSelector(Selector):
     """Thompson-sample p ~ Beta(alpha+1, beta+1) for every prompt, pick the top-k by p(1-p)^2; selected
     prompts' counts are refreshed fast (lambda1), all others decay slowly (lambda2) every step."""
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     class Config(Knobs):
         lambda1: float = Field(0.2, ge=0, le=1, description="decay of a selected prompt's counts before its new "
                                "outcomes are added (fast adaptation) [unverified: read off the paper's figure]")

@@ -249,6 +249,8 @@ class XrpoIclSeeding(Transform):
     A context is a tuple of ``(pool index, solution text)`` pairs; the trainer renders it before the prompt.
     """
 
+    needs_revisits = True  # acts on what earlier visits of a prompt taught it
+
     class Config(Knobs):
         k: int = Field(2, ge=1, description="solved neighbours shown (XRPO: 2)")
         min_failures: int = Field(4, ge=1, description="failed rollouts (none solved) before a prompt is seeded")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from rollwise.config import Config
+from rollwise.config_checks import ConfigWarning, precondition_warnings
 from rollwise.data.sources import skip_metrics
 from rollwise.data.templates import encode_prompt
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
@@ -28,10 +30,10 @@ from rollwise.train import checkpoint as ckpt
 from rollwise.train import setup
 from rollwise.train.batch import TrainBatch, build_train_batch, group_losses, make_micro_batches
 from rollwise.train.evaluate import evaluate
-from rollwise.train.rollout import RolloutCollector, StepRollouts
+from rollwise.train.rollout import StepRollouts
 from rollwise.train.rundir import RunDir
 from rollwise.train.sources import check_staleness_window
-from rollwise.train.update import PolicyUpdate
+from rollwise.train.update import PolicyUpdate, UpdateParts
 
 
 class TrainingError(RuntimeError):
@@ -51,8 +53,11 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         self.task = setup.build_task(cfg)
         check_staleness_window(cfg, len(self.task.pool))  # before any model is built
+        for line in precondition_warnings(cfg, len(self.task.pool)):  # before any model is built
+            warnings.warn(line, ConfigWarning, stacklevel=2)
         self.model, self.tok, self.device = setup.build_policy(cfg, self.task, log=self._print)
-        self.ref_model = copy.deepcopy(self.model).eval() if setup.needs_reference(cfg) else None
+        parts = UpdateParts.build(cfg.algo)  # loss, shapers, correction: built once; their needs read from them
+        self.ref_model = copy.deepcopy(self.model).eval() if parts.wants_reference(cfg.algo.kl_coef) else None
         self.engine = setup.build_engine(cfg, self.model, self.tok)
         self.verifier = setup.build_verifier(cfg)
         self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
@@ -60,13 +65,10 @@ class Trainer:
         self.step_rollouts = cfg.rollout_budget()  # per-step rollout budget, resolved once (builds components)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
         self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
-                                   cfg.generation.max_new_tokens, self.ref_model)
-        self.collector = RolloutCollector(self.engine, self.verifier, self.task.pool, self.encode,
-                                          setup.sampling_params(cfg, self.tok),
-                                          max_failure_share=cfg.task.max_verify_failures,
-                                          encode_raw=lambda s: self.tok(s, add_special_tokens=False)["input_ids"],
-                                          reward_shaper=setup.build_reward_shaper(cfg),
-                                          strategy=setup.build_strategy(cfg))
+                                   cfg.generation.max_new_tokens, self.ref_model, parts)
+        # single-turn prompts, or the episodes of an [env] section, chosen once; eval sets are scored alike
+        self.collector = setup.build_collector(cfg, self.engine, self.verifier, self.task, self.tok, self.encode)
+        self.score_sets = setup.build_scorer(self.collector, self._score_single_turn)
         # where each step's rollouts come from: this process's engine (sync) or Ray rollout workers (async)
         self.rollouts = setup.build_rollouts(cfg, self.collector, self._budget, self._seed, self._may_start)
         self.logger = logger
@@ -226,10 +228,12 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
         params, n = setup.sampling_params(self.cfg, self.tok, eval_mode=True), self.cfg.trainer.eval_samples
-        out = evaluate(self.engine, self.verifier, self.task.eval_sets, self.encode, params, n=n)
-        out |= evaluate(self.engine, self.verifier, self.train_eval_sets, self.encode, params, n=n,
-                        prefix="train_eval")
+        out = self.score_sets(self.task.eval_sets, params, n=n, prefix="eval")
+        out |= self.score_sets(self.train_eval_sets, params, n=n, prefix="train_eval")
         return out | {"eval/ledger_tokens": self.ledger["ledger/tokens"]}
+
+    def _score_single_turn(self, sets: dict[str, Any], params: Any, n: int, prefix: str) -> dict[str, Any]:
+        return evaluate(self.engine, self.verifier, sets, self.encode, params, n=n, prefix=prefix)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:

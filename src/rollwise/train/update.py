@@ -17,6 +17,7 @@ every correction (``offpolicy/stale_*``, ``trace/stale_hist``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,23 +54,51 @@ def _stack(parts: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.cat([F.pad(t, (0, width - t.shape[1])) for t in parts])
 
 
+@dataclass
+class UpdateParts:
+    """The update's components, built from ``[algo]`` once: the policy loss (a function) with its knobs, the
+    advantage shapers (functions) with theirs, and the off-policy correction (an instance). What they need from
+    the no-grad pass is read from these built objects, one way for all (:func:`needs_of`), so a need that
+    depends on a knob (ReMix's reference only when its KL-to-base term is on) is seen wherever it is asked."""
+
+    loss_fn: Any
+    loss_knobs: dict[str, Any]
+    shapers: list[tuple[Any, dict[str, Any]]]
+    correction: Any
+
+    @classmethod
+    def build(cls, cfg: Any) -> UpdateParts:
+        """From a validated ``AlgoConfig``."""
+        return cls(POLICY_LOSSES.get(cfg.loss.type), knobs(cfg.loss),
+                   [(SHAPERS.get(s.type), knobs(s)) for s in cfg.shaping],
+                   CORRECTIONS.get(cfg.correction.type)(**knobs(cfg.correction)))
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return needs_of(self.loss_fn).union(needs_of(self.correction), *(needs_of(fn) for fn, _ in self.shapers))
+
+    def wants_reference(self, kl_coef: float) -> bool:
+        """Whether a frozen reference model must be built: a KL penalty, or a part that reads it."""
+        return kl_coef > 0 or "reference" in self.needs
+
+
 class PolicyUpdate:
     """Runs ``epochs`` passes of ``mini_batches`` optimiser steps over a TrainBatch."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Any,
-                 temperature: float, norm_length: int, ref_model: torch.nn.Module | None = None) -> None:
+                 temperature: float, norm_length: int, ref_model: torch.nn.Module | None = None,
+                 parts: UpdateParts | None = None) -> None:
         self.model, self.opt, self.cfg, self.ref = model, optimizer, cfg, ref_model
         self.temperature, self.norm_length = temperature, norm_length
-        self.loss_fn = POLICY_LOSSES.get(cfg.loss.type)
-        self.loss_knobs = knobs(cfg.loss)
+        parts = parts or UpdateParts.build(cfg)
+        self.loss_fn, self.loss_knobs, self.shapers, self.correction = (parts.loss_fn, parts.loss_knobs,
+                                                                         parts.shapers, parts.correction)
         self.kl_fn = KL_ESTIMATORS.get(cfg.kl_estimator.type)
         self.aggregation = cfg.aggregation.type
         AGGREGATIONS.get(self.aggregation)  # fail early on an unknown mode
         self.params = LossParams(clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
                                  behaviour_is_cap=cfg.behaviour_is_cap)
-        self.shapers = [(SHAPERS.get(s.type), knobs(s)) for s in cfg.shaping]
-        self.correction = CORRECTIONS.get(cfg.correction.type)(**knobs(cfg.correction))
-        self.needs = needs_of(self.loss_fn).union(needs_of(self.correction), *(needs_of(fn) for fn, _ in self.shapers))
+        self.needs = parts.needs
         if "reference" in self.needs and ref_model is None:
             raise ValueError("a configured shaper, loss or correction needs a reference model; pass ref_model")
         if self.correction.replaces_advantages and self.shapers:
@@ -111,6 +140,7 @@ class PolicyUpdate:
         if self.ref is not None and self.correction.reset_reference(batch.version):
             self.ref.load_state_dict(self.model.state_dict())  # ReMix's policy reincarnation
             self.events.add("policy_reset")
+            self._prep_metrics["offpolicy/policy_reset"] = 1.0  # the step that reincarnated (signature counter)
         olds, ents = [], []
         for mb in micro:
             if want_old:
