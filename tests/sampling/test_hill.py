@@ -244,6 +244,7 @@ def test_lm_hinter_reward_and_advantages_by_hand():
     m = t.metrics()
     assert m["leak_rejections"] == 1 and m["overlong"] == 1 and m["hinted"] == 1 and m["hinter_drafts"] == 4
     assert m["hinter_reward_mean"] == pytest.approx(r_h) and m["hinter_updates"] == 1 and m["hinter_loss"] == 0.5
+    assert (m["hinted_rollouts"], m["hinted_correct"], m["ever_hinted"]) == (4, 2, 1)
 
 
 def test_lm_hinter_all_drafts_gated_leaves_the_prompt_plain_and_equal_rewards_learn_nothing():
@@ -268,7 +269,8 @@ def test_lm_hinter_state_round_trips():
     state = pickle.loads(pickle.dumps(t.state_dict()))
     again, fake2 = _lm_hill([("try tens", False)], tries=1)
     again.load_state_dict(state)
-    assert fake2.loaded == {"learnt": 1} and again.failed(2) == "wrong2"
+    assert fake2.loaded == {"learnt": 1} and again.failed(2) == "wrong2" and again.metrics()["ever_hinted"] == 0
+    assert again.state_dict()["ever_hinted"] == [0]
     assert again._hinter.baseline == t._hinter.baseline and again.metrics()["hinter_updates"] == 1
 
 

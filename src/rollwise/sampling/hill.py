@@ -294,6 +294,8 @@ class HillHints(RescueTransform):
         self._hinter: GeneratorHinter | LMHinter = HINTERS[self.hinter](self)
         self._hint: dict[int, Any] = {}  # this step: prompt -> the shown hint's key (generator / LM draft)
         self._scored: dict[int, tuple[float, bool, float | None]] = {}  # prompt -> (R_h, solved, Delta_bar)
+        self._shown = np.zeros(2, dtype=np.int64)  # this step's hinted rollouts, and how many were correct
+        self._ever_hinted: set[int] = set()  # prompts shown a hint at least once
         self._failed: dict[int, str] = {}  # stuck prompt -> one failed rollout of its latest plain pool
         self._rejected: Counter[str] = Counter()  # this step's gated hints by reason
         self._report = self._step_report()  # the last observed step's hint metrics
@@ -327,6 +329,7 @@ class HillHints(RescueTransform):
     def contexts(self, prompts: np.ndarray, pools: dict[int, GroupObs], ctx: SampleContext) -> list[Any] | None:
         if ctx.step != self._step:
             self._hint, self._scored, self._rejected = {}, {}, Counter()
+            self._shown = np.zeros(2, dtype=np.int64)
         out = super().contexts(prompts, pools, ctx)
         written = self._hinter.flush(ctx)
         for p, (given, key) in written.items():
@@ -358,6 +361,8 @@ class HillHints(RescueTransform):
                 reliance = float(np.mean(self.sources.reliance(pool.prompt, [pool.payload[j] for j in wins])))
             reward = compute_hint_reward(wins.size / pool.n, pool.n, reliance, self.temperature)
             self._scored[pool.prompt] = (reward, bool(wins.size), reliance)
+            self._shown += (pool.n, wins.size)
+            self._ever_hinted.add(pool.prompt)
 
     def observe(self, ctx: SampleContext, pools: list[GroupObs], trained: list[TrainGroup],
                 losses: np.ndarray | None = None) -> None:
@@ -379,6 +384,9 @@ class HillHints(RescueTransform):
         deltas = [d for _, _, d in scored if d is not None]
         return {
             "hinted": float(len(self._hint)),
+            "hinted_rollouts": float(self._shown[0]),
+            "hinted_correct": float(self._shown[1]),
+            "ever_hinted": float(len(self._ever_hinted)),
             "hint_success_rate": float(np.mean([s for _, s, _ in scored])) if scored else 0.0,
             "hinter_reward_mean": float(np.mean([r for r, _, _ in scored])) if scored else 0.0,
             "leak_rejections": float(self._rejected["leak"]),
@@ -392,11 +400,13 @@ class HillHints(RescueTransform):
         return super().metrics() | self._report | self._hinter.metrics()
 
     def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"hinter": self._hinter.state_dict(), "failed": dict(self._failed)}
+        return super().state_dict() | {"hinter": self._hinter.state_dict(), "failed": dict(self._failed),
+                                       "ever_hinted": sorted(self._ever_hinted)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._failed = {int(p): str(t) for p, t in state.get("failed", {}).items()}
+        self._ever_hinted = {int(p) for p in state.get("ever_hinted", [])}
         if "hinter" in state:
             self._hinter.load_state_dict(state["hinter"])
         else:  # a checkpoint from before the LM hinter: the generators' state at the top level
