@@ -27,7 +27,7 @@ def test_script_function_gets_sample_and_call_index():
 
 def test_table_by_text_cycles_samples_and_appends_eos():
     tok = build_char_tokenizer()
-    engine = ENGINES.get("scripted")({"1+1=": ["2", "3"], "hi": "yo"}, tokenizer=tok, logprob=-0.25)
+    engine = ScriptedEngine({"1+1=": ["2", "3"], "hi": "yo"}, tokenizer=tok, logprob=-0.25)
     out = engine.generate([tok.encode("1+1="), tok.encode("hi")], [3, 1], SamplingParams(max_new_tokens=4))
     assert [c.text for c in out[0]] == ["2", "3", "2"] and out[1][0].text == "yo"
     c = out[1][0]
@@ -47,3 +47,10 @@ def test_table_by_ids_default_and_sync():
     assert engine.synced == [3] and engine.history[-1].version == 3
     with pytest.raises(ValueError):
         ScriptedEngine({"a": "b"})
+
+
+def test_scripted_engine_from_config_gives_every_prompt_its_default():
+    tok = build_char_tokenizer()
+    engine = ENGINES.get("scripted")(None, tok, batch_size=8, default="42")  # what build_engine calls
+    out = engine.generate([tok.encode("1+1="), tok.encode("9-3=")], [2, 1], SamplingParams(max_new_tokens=4))
+    assert [c.text for cs in out for c in cs] == ["42", "42", "42"]

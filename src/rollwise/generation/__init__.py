@@ -10,13 +10,14 @@ from rollwise.generation.base import (
     OutputSpec,
     Prefix,
     SamplingParams,
+    ScriptedKnobs,
     StepControl,
     StepView,
 )
 from rollwise.generation.strategy import STRATEGIES, PlainStrategy, RolloutStrategy, StrategyResult
 
 ENGINES.register("hf", "rollwise.generation.hf:HFEngine", config=HFEngineKnobs)
-ENGINES.register("scripted", "rollwise.generation.scripted:ScriptedEngine")
+ENGINES.register("scripted", "rollwise.generation.scripted:build_scripted_engine", config=ScriptedKnobs)
 ENGINES.register("vllm", "rollwise.generation.vllm:VLLMEngine")
 STRATEGIES.register("plain", PlainStrategy)
 STRATEGIES.register("latr", "rollwise.generation.latr:LatrStrategy")

@@ -217,3 +217,9 @@ class ScriptedEngine:
 
     def _decode(self, toks: list[int]) -> str:
         return self.tokenizer.decode(toks, skip_special_tokens=True) if self.tokenizer is not None else ""
+
+
+def build_scripted_engine(model: Any, tok: Any, *, batch_size: int = 256, default: str = "7") -> ScriptedEngine:
+    """``generation.engine = "scripted"`` from config: every prompt gets ``default`` (then EOS), with the run's
+    tokenizer; the model and batch size are not used. Tests build :class:`ScriptedEngine` with their own script."""
+    return ScriptedEngine({}, tokenizer=tok, default=default)
