@@ -207,6 +207,12 @@ class GenerateStats:
 
 
 @dataclass(frozen=True)
+class ScriptedKnobs:
+    default: str = field(default="7", metadata={"doc": "the completion every rollout gets (the scripted engine "
+                                                       "chosen in config: a dry run of the loop, no sampling)"})
+
+
+@dataclass(frozen=True)
 class HFEngineKnobs:
     """The hf engine's config knobs (torch-free, for the config; ``batch_size`` comes from ``generation``)."""
 
@@ -214,7 +220,7 @@ class HFEngineKnobs:
     share_prefill: bool = field(default=True, metadata={"doc": "rows with the same prompt share one prefill"})
     entropy_temperature_tau: float = field(default=0.0, metadata={
         "doc": "HAPO adaptive temperature T (1 + tau h_t) from the last batch's entropy statistics (0 = off; "
-               "HAPO: 0.05; needs a loss that measures them, e.g. algo.loss = hapo)"})
+               "HAPO: 0.05; needs a loss that measures them, e.g. algo.loss = hapo)", "ge": 0, "lt": 1})
 
 
 @runtime_checkable
