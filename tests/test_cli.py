@@ -1,6 +1,10 @@
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from rollwise.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
 
 runner = CliRunner()
 
@@ -63,3 +67,28 @@ def test_user_text_with_brackets_is_printed_verbatim(tmp_path):
     assert "does[/level]not.toml" in result.output.replace("\n", "")
     result = runner.invoke(app, ["eval", "--model", str(tmp_path / "m[/x]")])
     assert result.exit_code == 2 and "m[/x]: no such file or directory" in result.output.replace("\n", "")
+
+
+def test_logger_and_verifier_names_are_one_line_errors_before_any_model(tmp_path, monkeypatch):
+    """Unknown loggers and verifiers (a name, or an import path that does not import) fail at load with one line
+    naming the key, exit 2, before any model is built (they were a KeyError after the warm start, an ImportError
+    traceback)."""
+    import rollwise.train.trainer as trainer_mod
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(trainer_mod.Trainer, "__init__", no_model)
+    smoke = str(ROOT / "configs" / "smoke.toml")
+    for arg, expected in [("--trainer.loggers=['mlflow']", "trainer.loggers: unknown logger 'mlflow'"),
+                          ("--task.verifier=no_such_pkg.mod:fn", "task.verifier: cannot import module 'no_such_pkg"),
+                          ("--task.verifier=mth", "task.verifier: unknown verifier 'mth'; did you mean 'math'?"),
+                          ("--task.verifier=rollwise.rewards.text:nope", "has no attribute 'nope'")]:
+        res = runner.invoke(app, ["train", smoke, f"--run.out_dir={tmp_path}", arg])
+        assert res.exit_code == 2, (arg, res.output)
+        assert expected in res.output and "Traceback" not in res.output, res.output
+    from rollwise.config import load_config
+
+    assert load_config(smoke, ["--trainer.loggers=[]"]).trainer.loggers == ["jsonl"]
+    assert load_config(smoke, ["--task.verifier=rollwise.rewards.text:verify_exact"]).task.verifier_name() == (
+        "rollwise.rewards.text:verify_exact")

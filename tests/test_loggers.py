@@ -71,3 +71,25 @@ def test_wandb_sink_records_an_offline_run(tmp_path, monkeypatch):
 def test_unknown_logger_names_the_closest_sink(tmp_path):
     with pytest.raises(KeyError, match="did you mean 'tensorboard'"):
         build_logger(["tensorbord"], Path(tmp_path))
+
+
+def test_logger_names_are_checked_and_jsonl_always_kept(monkeypatch):
+    """``trainer.loggers`` at load: unknown names and missing packages are one-line errors; jsonl (which reports,
+    plots, bench and resume read) is always kept, so ``[]`` means jsonl only; duplicates are dropped."""
+    from rollwise import logging as rlog
+    from rollwise.logging import check_loggers
+
+    assert check_loggers([]) == ["jsonl"]
+    assert check_loggers(["tensorboard", "jsonl", "tensorboard"]) == ["jsonl", "tensorboard"]
+    with pytest.raises(ValueError, match="unknown logger 'mlflow'; choose one of: jsonl, tensorboard, wandb"):
+        check_loggers(["mlflow"])
+    monkeypatch.setitem(rlog.LOGGER_PACKAGES, "wandb", "no_such_wandb_pkg")
+    with pytest.raises(ValueError, match="logger 'wandb' needs the 'no_such_wandb_pkg' package"):
+        check_loggers(["wandb"])
+
+
+def test_an_empty_logger_list_still_writes_metrics_jsonl(tmp_path):
+    log = build_logger([], tmp_path)
+    log.log(ROWS[0])
+    log.close()
+    assert read_metrics(tmp_path) == [ROWS[0]]

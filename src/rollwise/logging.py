@@ -1,7 +1,7 @@
 """Metric sinks with namespaced keys (``rollout/``, ``sampler/``, ``loss/``, ``perf/``, ``eval/``, ``ledger/``).
 
-``jsonl`` is always cheap and always on; tensorboard and wandb are optional and imported lazily. Keys under
-``trace/`` (lists for plots) go to the jsonl file only.
+``jsonl`` is always cheap and always on (``check_loggers`` adds it where a config leaves it out); tensorboard
+and wandb are optional and imported lazily. Keys under ``trace/`` (lists for plots) go to the jsonl file only.
 """
 
 from __future__ import annotations
@@ -93,9 +93,31 @@ LOGGERS: Registry[Any] = Registry("logger")
 LOGGERS.register("jsonl", JsonlLogger)
 LOGGERS.register("tensorboard", TensorboardLogger)
 LOGGERS.register("wandb", WandbLogger)
+#: the package each optional sink imports when it starts (checked at load, not after the warm start)
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def check_loggers(names: list[str]) -> list[str]:
+    """``trainer.loggers`` as run: every name registered and its package installed (ValueError, one line,
+    otherwise), duplicates dropped, and ``jsonl`` always first (added when left out: reports, plots, bench and
+    resume read ``metrics.jsonl``, so an empty list means "jsonl only", never "no metrics")."""
+    import importlib.util
+
+    for name in names:
+        if name not in LOGGERS:
+            raise ValueError(f"unknown logger {name!r}; {LOGGERS.suggest(name)}")
+        pkg = LOGGER_PACKAGES.get(name)
+        if pkg is not None and importlib.util.find_spec(pkg) is None:
+            raise ValueError(f"logger {name!r} needs the {pkg!r} package (pip install {pkg})")
+    return list(dict.fromkeys(["jsonl", *names]))
 
 
 def build_logger(names: list[str], run_dir: Path) -> MultiLogger:
+    """The sinks ``names`` (after :func:`check_loggers`: jsonl always among them) writing under ``run_dir``."""
+    try:
+        names = check_loggers(names)
+    except ValueError as exc:
+        raise KeyError(str(exc)) from None
     return MultiLogger([LOGGERS.get(n)(run_dir) for n in names])
 
 
