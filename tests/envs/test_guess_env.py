@@ -9,8 +9,8 @@ import random
 from env_helpers import binary_search_engine
 
 from rollwise.envs import ENVIRONMENTS
-from rollwise.envs.base import EnvKnobs
-from rollwise.envs.collector import EpisodeCollector, env_factory
+from rollwise.envs.base import EnvKnobs, env_factory
+from rollwise.envs.collector import EpisodeCollector
 from rollwise.envs.guess import (
     DOWN,
     INVALID,

@@ -16,6 +16,7 @@ from rollwise.data.loaders import DatasetError, PromptList
 from rollwise.data.sources import dataset_eval_sets, group_prompts, load_task_prompts, skipped_by_reason
 from rollwise.data.tasks import TaskSuite, build_suite
 from rollwise.data.word_problems import build_word_suite
+from rollwise.envs.base import env_factory
 from rollwise.types import Prompt
 
 PROCEDURAL_SUITES = ("arith", "words")  # `rollwise eval --data` names that mean a procedural suite's held-out split
@@ -86,9 +87,20 @@ SUITE_BUILDERS: dict[str, Callable[[Any], TaskData]] = {
 }
 
 
+def build_env_task(cfg: Any) -> TaskData:
+    """The tasks of the ``[env]`` environment: ``task.train_size`` train tasks drawn with ``task.seed``, and its
+    held-out split (``task.eval_size`` tasks, or the environment's own set) as one eval set named after it."""
+    env = env_factory(cfg.env)()
+    t = cfg.task
+    return TaskData(env.tasks("train", t.train_size, t.seed), None, [],
+                    {cfg.env.type: env.tasks("eval", t.eval_size, t.seed + 1)}, set())
+
+
 def build_task(cfg: Any) -> TaskData:
     """The task of ``task.suite``: the procedural arithmetic suite (embedded default), arithmetic word problems,
-    or a dataset pool with its eval split."""
+    or a dataset pool with its eval split; with an ``[env]`` section, the environment's tasks."""
+    if getattr(cfg, "env", None) is not None:  # a multi-turn run: episodes of the environment's tasks
+        return build_env_task(cfg)
     suite = cfg.task.suite
     if suite not in SUITE_BUILDERS:
         raise ValueError(f"task.suite: unknown suite {suite!r}; choose one of {sorted(SUITE_BUILDERS)}")

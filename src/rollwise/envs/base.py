@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field, model_validator
 
-from rollwise.components import Knobs
+from rollwise.components import Knobs, knobs
 from rollwise.registry import Registry
 from rollwise.types import Prompt
 
@@ -157,3 +157,10 @@ def guarded_call(fn: Callable[..., T], *args: Any, timeout_s: float) -> T:
 
 ENVIRONMENTS: Registry[Any] = Registry("environment", knobs_from_entry=False)
 """Environment name -> class (called with its knobs, one instance per episode); knobs from ``config=``."""
+
+
+def env_factory(env_cfg: Any) -> Callable[[], Any]:
+    """A new environment of ``env_cfg.type`` with its own knobs (the shared limits stay with the loop)."""
+    cls = ENVIRONMENTS.get(env_cfg.type)
+    own = {k: v for k, v in knobs(env_cfg).items() if k not in EnvKnobs.model_fields}
+    return lambda: cls(**own)

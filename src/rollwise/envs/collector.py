@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rollwise.components import knobs
-from rollwise.envs.base import ENV_FAULTS, ENVIRONMENTS, EnvKnobs
+from rollwise.envs.base import ENV_FAULTS, EnvKnobs, env_factory
 from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
 from rollwise.generation.base import Engine, SamplingParams
 from rollwise.generation.strategy import PlainStrategy
@@ -133,15 +132,15 @@ class EpisodeCollector:
         return out
 
 
-def env_factory(env_cfg: Any) -> Callable[[], Any]:
-    """A new environment of ``env_cfg.type`` with its own knobs (the shared limits stay with the loop)."""
-    cls = ENVIRONMENTS.get(env_cfg.type)
-    own = {k: v for k, v in knobs(env_cfg).items() if k not in EnvKnobs.model_fields}
-    return lambda: cls(**own)
-
-
-def build_episode_collector(env_cfg: Any, engine: Engine, pool: list[Prompt], encode_raw: Callable[[str], list[int]],
+def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: Any,
                             params: SamplingParams) -> EpisodeCollector:
-    """The collector of an ``[env]`` run: plain-text turns (the embedded model has no chat template)."""
-    return EpisodeCollector(engine, env_factory(env_cfg), env_cfg, pool,
-                            PlainFormat(encode_raw, params.stop_token_ids), params)
+    """The collector of an ``[env]`` run (``cfg.env``), turns as plain text; what this first cut does not do
+    yet (async mode, rollout strategies, chat templates across turns) is refused here, before any rollout."""
+    unsupported = {"run.mode = 'async'": cfg.run.mode != "sync",
+                   f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain",
+                   "a chat template": bool(getattr(tok, "chat_template", None)) and cfg.task.chat is not False}
+    if any(unsupported.values()):
+        what = ", ".join(k for k, v in unsupported.items() if v)
+        raise ValueError(f"env: multi-turn episodes do not support {what} yet (issue 28)")
+    fmt = PlainFormat(lambda s: tok(s, add_special_tokens=False)["input_ids"], params.stop_token_ids)
+    return EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params)

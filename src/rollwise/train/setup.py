@@ -4,6 +4,7 @@ know all layers (data, model, generation, rewards, sampling, algos)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 
 from rollwise.config import Config
 from rollwise.data.task import TaskData, build_task, train_eval_sets  # noqa: F401 - part of setup's API
+from rollwise.envs.collector import build_episode_collector
 from rollwise.sampling.presets import build_pipeline
+from rollwise.train.rollout import RolloutCollector
 from rollwise.train.rollout_parts import (  # noqa: F401 - part of setup's API
     build_engine,
     build_policy,
@@ -77,6 +80,24 @@ def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = N
     return build_pipeline(cfg.sampler, pool_size=len(task.pool), total_steps=cfg.trainer.steps,
                           seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg),
                           sources=build_rescue_sources(cfg, task, model, tok))
+
+
+def build_collector(cfg: Config, engine: Any, verifier: Any, task: TaskData, tok: Any, encode: Any) -> Any:
+    """What turns a step's sampler requests into rollouts, chosen once: single-turn prompts generated and
+    verified (:class:`RolloutCollector`), or with an ``[env]`` section episodes of the environment whose turns
+    come back as each task's group (:class:`rollwise.envs.collector.EpisodeCollector`)."""
+    params = sampling_params(cfg, tok)
+    if cfg.env is not None:
+        return build_episode_collector(cfg, engine, task.pool, tok, params)
+    return RolloutCollector(engine, verifier, task.pool, encode, params, max_failure_share=cfg.task.max_verify_failures,
+                            encode_raw=lambda s: tok(s, add_special_tokens=False)["input_ids"],
+                            reward_shaper=build_reward_shaper(cfg), strategy=build_strategy(cfg))
+
+
+def build_scorer(collector: Any, single_turn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """How eval sets are scored, ``(sets, params, n, prefix) -> metrics``: the collector's own episodes (an
+    ``[env]`` run: success, turns), else ``single_turn`` (pass@k of verified completions)."""
+    return getattr(collector, "evaluate", None) or single_turn
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:

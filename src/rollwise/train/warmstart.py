@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from rollwise.config import Config
 from rollwise.data.tasks import sft_stream
+from rollwise.envs.base import env_factory
 from rollwise.train.model import build_char_tokenizer, build_embedded_model
 from rollwise.train.policy import SeqBatch, build_seq_batch, compute_logprobs
 
@@ -62,6 +63,8 @@ def warmstart_key(cfg: Config) -> str:
                                                "otr_baseline")}
     if cfg.task.scratchpad == "mixed":
         changed |= {"scratchpad_share": cfg.task.scratchpad_share, "scratchpad_prompted": cfg.task.scratchpad_prompted}
+    if getattr(cfg, "env", None) is not None:  # a multi-turn run warm-starts on its environment's scripted play
+        changed["env"] = cfg.env.model_dump(mode="json")
     if changed:
         blob["extra"] = changed
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -143,6 +146,20 @@ OBJECTIVES: dict[str, Callable[[torch.nn.Module, SeqBatch, Any], tuple[torch.Ten
 """``warmstart.objective`` -> loss of one batch (and its stats): one lookup, the loop is shared."""
 
 
+def warmstart_pairs(cfg: Config, exclude: set[str]) -> Iterator[tuple[str, str]]:
+    """The warm start's endless (prompt, answer) pairs: the procedural task levels', or with an ``[env]`` section
+    the environment's scripted player's (context, action) pairs (``env.sft_pairs``)."""
+    w, t = cfg.warmstart, cfg.task
+    if getattr(cfg, "env", None) is None:
+        return sft_stream(w.level_weights, w.seed, exclude, t.answer_order, t.scratchpad, t.scratchpad_share,
+                          t.scratchpad_prompted)
+    env = env_factory(cfg.env)()
+    if not hasattr(env, "sft_pairs"):
+        raise ValueError(f"environment {cfg.env.type!r} has no scripted player to warm-start the embedded model "
+                         "(sft_pairs); set warmstart.enabled = false or model.path")
+    return env.sft_pairs(w.seed, cfg.env.max_turns)
+
+
 def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
                     log: Callable[[dict], None] | None = None) -> Path:
     """Train the embedded model with the warm-start objective, save it to the cache and return its directory."""
@@ -154,8 +171,7 @@ def train_warmstart(cfg: Config, exclude: set[str], device: torch.device,
     opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=w.weight_decay, betas=(0.9, 0.98))
     warm = max(w.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, w.steps, warm, w.final_lr_ratio))
-    stream = sft_stream(w.level_weights, w.seed, exclude, cfg.task.answer_order, cfg.task.scratchpad,
-                         cfg.task.scratchpad_share, cfg.task.scratchpad_prompted)
+    stream = warmstart_pairs(cfg, exclude)
     eos = tok.eos_token_id
     model.train()
     t0 = time.time()
