@@ -69,3 +69,23 @@ def test_eval_missing_model_fails_naming_the_path(tmp_path):
     assert res.exit_code != 0
     message = res.output + (str(res.exception) if res.exception else "")
     assert str(missing) in message
+
+
+def test_eval_truncated_weights_is_one_line(checkpoint, tmp_path, capsys):
+    """A checkpoint whose model.safetensors was cut short (an interrupted copy) is a one-line error naming the
+    directory and the file, exit 1, not a SafetensorError traceback."""
+    import shutil
+
+    from rollwise.train.model import ModelLoadError, load_model
+
+    cut = tmp_path / "cut"
+    shutil.copytree(checkpoint, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match=r"cut: its weights \(model.safetensors\) do not load \(a truncated"):
+        load_model(cut)
+    with pytest.raises(SystemExit) as exit_info:  # the app itself, its user-error handling included
+        app(["eval", "--model", str(cut), "--data", "arith", "--task.eval_size=2", "--task.train_size=8",
+             "--run.threads=1"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 1 and "do not load" in err and "Traceback" not in err, err

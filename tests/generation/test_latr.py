@@ -90,7 +90,7 @@ def test_spawn_and_capacity_on_constructed_top2():
     """kt_n = 3: position 1 spawns (0.5 / 0.4); at position 4 both branches qualify but one slot is left, so only the
     first branch spawns; position 6 (p2 = 0.1 <= tau_abs) never does."""
     eng = engine({1: (0.5, 0.4), 4: (0.5, 0.4), 6: (0.5, 0.1)})
-    s = LatrStrategy(eta=1.0, lookahead=[50])
+    s = LatrStrategy(eta=1.0, lookahead=[50], max_tree_tokens=8)  # the tree runs to max_new_tokens
     (group,) = run(s, eng, [3])
     assert [c.token_ids for c in group] == [PATH, [10, 91, *PATH[2:]], [*PATH[:4], 94, *PATH[5:]]]
     assert [(c.meta["parent"], c.meta["branch_pos"], c.meta["latr"]) for c in group] == [
@@ -111,12 +111,12 @@ def test_lookahead_prune_frees_capacity():
     (step 6); the root's slot left empty gets an ordinary sample (its first branch has stopped). A branch at
     position 5 reaches age 3 only at the last token (the row has finished, nothing to prune) and is kept."""
     eng = engine({1: (0.5, 0.4), 4: (0.5, 0.4)})
-    s = LatrStrategy(eta=1.0, lookahead=[3])
+    s = LatrStrategy(eta=1.0, lookahead=[3], max_tree_tokens=8)
     (group,) = run(s, eng, [2])
     assert [c.token_ids for c in group] == [PATH, PATH] and [c.meta["latr"] for c in group] == ["tree", "sample"]
     m = s.metrics()
     assert m["latr_spawned"] == 2 and m["latr_pruned"] == 2
-    s = LatrStrategy(eta=1.0, lookahead=[3])
+    s = LatrStrategy(eta=1.0, lookahead=[3], max_tree_tokens=8)
     (group,) = run(s, engine({1: (0.5, 0.4), 5: (0.5, 0.4)}), [2])
     assert [c.token_ids for c in group] == [PATH, [*PATH[:5], 95, *PATH[6:]]]
     m = s.metrics()
@@ -136,7 +136,7 @@ def test_fill_mix_and_schedule():
         (-1, 0, 4), (0, 4, 4), (0, 4, 4), (-1, 0, 0)]
     assert all(c.token_ids == PATH for c in group)
     assert s.metrics()["latr_tree_share"] == 0.75
-    s = LatrStrategy(lookahead=[50])  # the tree decodes the root to max_new_tokens: it has stopped
+    s = LatrStrategy(lookahead=[50], max_tree_tokens=8)  # the tree decodes the root to max_new_tokens: stopped
     (group,) = run(s, engine({}), [4], step=150)
     assert [c.meta["latr"] for c in group] == ["tree", "sample", "sample", "sample"]
     assert s.metrics()["latr_tree_share"] == 0.25
@@ -147,7 +147,7 @@ def test_full_tree_stops_early_and_samples_the_rest():
     """kt_n = 2 filled at position 1; with lookahead [2] every branch is older than 2 after step 3, so the tree
     returns at step 4 (5 tree tokens) and the sampling call completes both branches."""
     eng = engine({1: (0.5, 0.4)})
-    s = LatrStrategy(eta=1.0, lookahead=[2], tau_sm=None, tau_rl=None, full_threshold_decay=0.0)
+    s = LatrStrategy(eta=1.0, lookahead=[2], tau_sm=None, tau_rl=None, full_threshold_decay=0.0, max_tree_tokens=8)
     (group,) = run(s, eng, [2])
     assert [c.prefix_len for c in group] == [5, 5]
     assert [c.token_ids for c in group] == [PATH, [10, 91, *PATH[2:]]]
@@ -185,7 +185,7 @@ def test_cli_latr_two_steps(tmp_path, warm_cache):
     res = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "smoke.toml"), "--trainer.steps=2",
                                    "--run.threads=1", "--trainer.eval_every=0", "--task.eval_size=4",
                                    f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}",
-                                   "--run.name=latr", '--generation.strategy={type="latr",lookahead=[2,3]}'])
+                                   "--run.name=latr", "--generation.strategy=latr"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in (tmp_path / "latr" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["generation/latr_eta"] == 1.0 and "generation/latr_spawned" in r for r in rows[1:])

@@ -238,3 +238,28 @@ def test_clean_config_drops_only_the_gguf_source():
     cfg = {"model_type": "llama", "hidden_size": 64, "_model_name_or_path": "x.gguf",
            "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf"}}
     assert clean_config_dict(cfg) == {"model_type": "llama", "hidden_size": 64}
+
+
+def test_unwritable_out_dir_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    """An output path that cannot be written (/proc/x, a path under a file) is refused before the packages are
+    even looked for, let alone the model de-quantized (it failed after ~17 s of work); the check leaves no
+    directories behind."""
+    import rollwise.train.gguf as mod
+
+    def no_work() -> None:
+        raise AssertionError("the import started before the output path was checked")
+
+    monkeypatch.setattr(mod, "require_gguf_packages", no_work)
+    fake = tmp_path / "m.gguf"
+    fake.write_bytes(b"GGUF\x03\x00\x00\x00")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ModelImportError, match="afile/sub/hf: cannot write there"):
+        import_gguf(fake, tmp_path / "afile" / "sub" / "hf")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(SystemExit) as exit_info:  # the CLI: one line, no traceback
+            app(["model", "import", str(fake), "/proc/x"])
+        err = " ".join(capsys.readouterr().err.split())
+        assert exit_info.value.code == 1 and "/proc/x: cannot write there" in err and "Traceback" not in err, err
+    with pytest.raises(AssertionError, match="started before"):  # a writable new path passes the check ...
+        import_gguf(fake, tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()  # ... which made and removed its directories

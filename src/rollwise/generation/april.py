@@ -48,7 +48,7 @@ from pydantic import Field
 
 from rollwise.components import Knobs
 from rollwise.generation.base import Completion, Decision, Engine, Prefix, SamplingParams, StepControl, StepView
-from rollwise.generation.strategy import RolloutStrategy, StrategyResult
+from rollwise.generation.strategy import KEY, RolloutStrategy, StrategyResult
 
 DONE = ("stop", "length")  # finish reasons of a finished rollout (anything else is resumed)
 
@@ -94,10 +94,20 @@ class AprilStrategy(RolloutStrategy):
             "over_sampling_batch_size 64 for rollout_batch_size 32)"))
         check_every: int = Field(1, ge=1, description=(
             "decode steps between counts of the finished groups (1 = stop at the first step the target is met; "
-            "APRIL checks as each group's request returns)"))
+            "APRIL checks as each group's request returns); below max_new_tokens, else the stop never comes"))
 
     over_sample: float
     check_every: int
+
+    @classmethod
+    def check_config(cls, knobs: Any, cfg: Any) -> None:
+        """The stop is checked at decode steps check_every, 2 check_every, ...; a row is live at most
+        max_new_tokens - 1 steps, so a check_every at or past the cap never stops anything (APRIL = plain)."""
+        M = cfg.generation.max_new_tokens
+        if knobs.check_every >= M:
+            raise ValueError(f"{KEY}.check_every: the stop is first checked after {knobs.check_every} decode steps, "
+                             f"never reached under generation.max_new_tokens = {M}, so APRIL would stop nothing; "
+                             f"set check_every below {M}")
 
     def setup(self) -> None:
         self.buffer: list[PartialGroup] = []  # FIFO: oldest interrupted group first

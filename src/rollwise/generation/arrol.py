@@ -8,9 +8,12 @@ last-layer hidden state predicts P(correct) of each partial rollout, and at a pr
 finish and are returned as the prompt's group; the head learns online from their verified rewards.
 
 Choices (every concrete one is unverified, spec section 3):
-- Checkpoints are every ``every`` new tokens; a prompt is pruned to ``n`` at the first checkpoint at which all its
-  rows have started (so later checkpoints only collect training states). A prompt that reaches no checkpoint
-  (every row finished first) is cut to ``n`` after generation by the same rule, so ``n`` always come back.
+- Checkpoints are every ``every`` new tokens, by default a quarter of the cap (``max(1, round(max_new_tokens /
+  4))``: 16 -> 4, 48 -> 12; the spec's 256-512 are for multi-thousand-token reasoning, where they come early too).
+  A set ``every`` at or past the cap is never reached (refused at load). A prompt is pruned to ``n`` at the first
+  checkpoint at which all its rows have started (so later checkpoints only collect training states). A prompt
+  that reaches no checkpoint (every row finished first) is cut to ``n`` after generation by the same rule, so
+  ``n`` always come back.
 - A rollout that already finished has no reward inside generation: it is scored by the head like a live one, on
   the latest state the step callback saw while it was live. A rollout that finished before the callback saw any
   state (a one-token completion) gets the neutral score 0.5 and no training state.
@@ -23,7 +26,8 @@ Choices (every concrete one is unverified, spec section 3):
 - Metrics: the head's AUC on each step's survivors at their decision states, before it trains on them; the
   realised positive share of the survivors beside the head's predicted share over all ``N0`` candidates (the
   unpruned share is not observable: pruned rollouts are never verified) and over the survivors; pruned rollouts
-  and tokens.
+  (``arrol_pruned_live`` of them cut while decoding, the rest dropped after they finished) and tokens; the
+  checkpoint spacing in use (``arrol_every``).
 - Pruned rollouts are not returned; their tokens were decoded, so the engine's count charges them to the budget
   and ``ledger/tokens`` like any other (strategy.py), and ``generation/arrol_pruned_tokens`` says how many.
 """
@@ -39,12 +43,17 @@ from pydantic import Field
 
 from rollwise.components import Knobs
 from rollwise.generation.base import Completion, Decision, Engine, SamplingParams, StepControl, StepView
-from rollwise.generation.strategy import RolloutStrategy, StrategyResult
+from rollwise.generation.strategy import KEY, RolloutStrategy, StrategyResult, round_half_up
 
 if TYPE_CHECKING:
     import torch
 
 NEUTRAL = 0.5  # score of a rollout the head has no state for
+
+
+def auto_every(max_new_tokens: int) -> int:
+    """The default checkpoint spacing: a quarter of the cap, at least 1 (16 -> 4, 48 -> 12, 5 -> 1)."""
+    return max(1, round_half_up(max_new_tokens / 4))
 
 
 def select_balanced(scores: list[float], n: int, rho: float) -> list[int]:
@@ -138,8 +147,10 @@ class _Call:
 class _Stats:
     step: int = -1
     generated: int = 0  # rollouts sampled (N0 per prompt)
-    pruned: int = 0
+    pruned: int = 0  # rollouts not returned: cut while decoding (pruned_live) or dropped after they finished
+    pruned_live: int = 0  # cut at a checkpoint while decoding (the saving ARRoL is for)
     pruned_tokens: int = 0
+    every: int = 0  # the checkpoint spacing of the step's calls
     random: int = 0  # prompts pruned at random (head in warm-up)
     predicted_all: list[float] = field(default_factory=list)  # head scores of every candidate at decisions
     predicted_kept: list[float] = field(default_factory=list)
@@ -155,8 +166,9 @@ class ArrolStrategy(RolloutStrategy):
     class Config(Knobs):
         over_sample: float = Field(2.0, ge=1.0, description="rollouts sampled per kept rollout: N0 = ceil(n x "
                                    "over_sample) per prompt (spec: e.g. 2n) [unverified]")
-        every: int = Field(256, ge=1, description="prune checkpoint every this many new tokens (spec: 256-512) "
-                           "[unverified]; a prompt is cut to n at the first one")
+        every: int | None = Field(None, ge=1, description=(
+            "prune checkpoint every this many new tokens; None = auto: max(1, round(max_new_tokens / 4)) (16 -> 4; "
+            "spec: 256-512 of long CoT) [unverified]; set, below max_new_tokens; a prompt is cut to n at the first"))
         rho: float = Field(0.5, ge=0.0, le=1.0, description="target positive share of the survivors: keep the "
                            "top round(rho n) and bottom n - round(rho n) by head score (ARRoL: 0.5)")
         warmup: int = Field(64, ge=0, description="labelled rollouts the head must have seen before it prunes; "
@@ -167,7 +179,7 @@ class ArrolStrategy(RolloutStrategy):
         seed: int = Field(0, description="seed of the head's initial weights")
 
     over_sample: float
-    every: int
+    every: int | None
     rho: float
     warmup: int
     lr: float
@@ -181,6 +193,19 @@ class ArrolStrategy(RolloutStrategy):
         self._pending: dict[int, tuple[Completion, list[Any], Any]] = {}  # id(c) -> (c, states, decision state)
         self._stats = _Stats()
 
+    @classmethod
+    def check_config(cls, knobs: Any, cfg: Any) -> None:
+        """A set checkpoint at or past the cap is never reached: ARRoL would decode N0 and cut to n afterwards."""
+        M = cfg.generation.max_new_tokens
+        if knobs.every is not None and knobs.every >= M:
+            raise ValueError(f"{KEY}.every: the prune checkpoint at {knobs.every} new tokens is never reached under "
+                             f"generation.max_new_tokens = {M} (ARRoL would decode {knobs.over_sample:g}x and prune "
+                             f"only after the fact); set every below {M} or leave it unset (auto: {auto_every(M)})")
+
+    def every_at(self, max_new_tokens: int) -> int:
+        """The checkpoint spacing under ``max_new_tokens`` (``every``, or the auto rule)."""
+        return self.every if self.every is not None else auto_every(max_new_tokens)
+
     @property
     def trained(self) -> bool:
         return self.head is not None and self.seen >= self.warmup
@@ -193,7 +218,9 @@ class ArrolStrategy(RolloutStrategy):
         big = [math.ceil(n * self.over_sample) if n > 0 else 0 for n in counts]  # N0 per prompt
         call = _Call([i for i, m in enumerate(big) for _ in range(m)], list(counts))
         rng = random.Random(params.seed)
-        ctl = StepControl(lambda view: self._checkpoint(view, call, rng), every=1, hidden=True)
+        every = self.every_at(params.max_new_tokens)
+        self._stats.every = every
+        ctl = StepControl(lambda view: self._checkpoint(view, call, rng, every), every=1, hidden=True)
         out = engine.generate(prompts, big, params, control=ctl)
         flat = [c for cs in out for c in cs]
         for i in range(len(prompts)):  # prompts that reached no checkpoint: cut to n now (all rows finished)
@@ -213,12 +240,13 @@ class ArrolStrategy(RolloutStrategy):
         self._stats.generated += len(flat)
         return res
 
-    def _checkpoint(self, view: StepView, call: _Call, rng: random.Random) -> dict[int, Decision] | None:
+    def _checkpoint(self, view: StepView, call: _Call, rng: random.Random,
+                    every: int) -> dict[int, Decision] | None:
         """Step callback: remember each live row's state; at a checkpoint, cut the prompts that are due."""
         hidden = view.hidden.detach().float().cpu()  # [b, d]
         for j, r in enumerate(view.rows):
             call.last[r] = hidden[j].clone()
-        if view.step % self.every:
+        if view.step % every:
             return None
         for r in view.rows:
             call.feats.setdefault(r, []).append(call.last[r])
@@ -228,6 +256,7 @@ class ArrolStrategy(RolloutStrategy):
         for i in sorted({call.groups[r] for r in view.rows} - call.decided):
             if all(r in started for r, g in enumerate(call.groups) if g == i):
                 decisions |= self._decide(i, call, live, rng)
+        self._stats.pruned_live += len(decisions)
         return decisions
 
     def _decide(self, i: int, call: _Call, live: set[int], rng: random.Random) -> dict[int, Decision]:
@@ -297,8 +326,9 @@ class ArrolStrategy(RolloutStrategy):
     def metrics(self) -> dict[str, float]:
         """Counters of the current step; the head's AUC and the shares only where they are defined."""
         s = self._stats
-        out = {"arrol_generated": s.generated, "arrol_pruned": s.pruned, "arrol_pruned_tokens": s.pruned_tokens,
-               "arrol_random_prompts": s.random, "arrol_head_seen": self.seen}
+        out = {"arrol_generated": s.generated, "arrol_pruned": s.pruned, "arrol_pruned_live": s.pruned_live,
+               "arrol_pruned_tokens": s.pruned_tokens, "arrol_random_prompts": s.random, "arrol_head_seen": self.seen,
+               "arrol_every": s.every}
         maybe = {
             "arrol_head_auc": compute_auc(s.auc_scores, s.labels),
             "arrol_survivor_positive_share": _mean([float(y) for y in s.survivors]),

@@ -24,12 +24,15 @@ continuation: one re-prefill per spawning step) and all live branches resume tog
 
 Choices the paper leaves open or that differ from the reference, each deliberate:
 - Defaults are the math script's (scripts/grpo-kt-math.sh): tau_abs 0.15, tau_rel 0.25, tau_sm 0.2, tau_rl 0.5,
-  no tau_ed, eta schedule {0: 1, 100: .75, 200: .5, 300: .25}, force-return 1024, threshold decay 0.05. The code
-  defaults (countdown) are tau_abs 0.25, tau_rel 0.15, tau_ed 0.4 and no suffix / ROUGE-L pruning.
-- ``lookahead`` ages {20, 30, 50} (a sentence or two) suit 1k-8k-token math answers. Scale them to the task: for
-  configs/longtail.toml's ``chain`` level (character tokens, "3,17,24,49|49", 6-41 answer tokens) [3, 5, 8] covers
-  one to three running totals (our choice, untuned). With ages beyond the answer length nothing is ever pruned and
-  the tree is never "full", so every tree branch is decoded greedily to its end (the default on smoke.toml).
+  no tau_ed, eta schedule {0: 1, 100: .75, 200: .5, 300: .25}, threshold decay 0.05. The code defaults
+  (countdown) are tau_abs 0.25, tau_rel 0.15, tau_ed 0.4 and no suffix / ROUGE-L pruning.
+- Length thresholds scale with ``max_new_tokens`` (M) unless set: LATR's ages {20, 30, 50} (a sentence or two of a
+  1k-8k-token math answer) are kept from M = 160 and shrunk in proportion below (round(a x M / 160), at least 1:
+  M = 16 -> [2, 3, 5], 48 -> [6, 9, 15]); the force-return step is half the cap, at most LATR's 1024 (countdown:
+  512 of 1024). Ages past the answer length would never prune and never let the tree be "full", and a tree cap at
+  the answer length would decode every branch greedily to its end, so set values the cap can never reach are
+  refused at load (``check_config``). Our choice, untuned; configs/longtail.toml's ``chain`` level (6-41 answer
+  tokens) was benchmarked with [3, 5, 8], one to three running totals.
 - Branch decisions use the top-2 probabilities at the sampling temperature T (the engine reports top-k at T);
   LATR uses raw (T = 1) probabilities, so the two agree at T = 1 (verl's default rollout temperature).
 - Behaviour logprobs: tree tokens are greedy or forced, not samples from pi, yet each carries log pi_T of its
@@ -56,14 +59,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from rollwise.generation.base import Completion, Decision, Engine, OutputSpec, Prefix, SamplingParams, StepControl
-from rollwise.generation.strategy import RolloutStrategy, StrategyResult
+from rollwise.generation.strategy import KEY, RolloutStrategy, StrategyResult, round_half_up
 
 GREEDY_TOP_P = 1e-9  # top-p that keeps only the argmax; the logprob stays log pi_T (taken before truncation)
+LATR_AGES = (20, 30, 50)  # LATR's lookahead ages (both scripts), for answers of 1k-8k tokens
+FULL_AGES_AT = 160  # the cap from which the auto ages are LATR's own: 20 = 160 / 8
+LATR_TREE_TOKENS = 1024  # LATR's force-return step (math script)
+
+
+def auto_lookahead(max_new_tokens: int) -> list[int]:
+    """LATR's ages scaled to the cap: round(a x min(1, M / 160)) for a in {20, 30, 50}, at least 1, distinct
+    (M = 16 -> [2, 3, 5], 48 -> [6, 9, 15], >= 160 -> [20, 30, 50])."""
+    scale = min(1.0, max_new_tokens / FULL_AGES_AT)
+    return sorted({max(1, round_half_up(a * scale)) for a in LATR_AGES})
+
+
+def auto_tree_tokens(max_new_tokens: int) -> int:
+    """Half the cap, at most LATR's 1024 (countdown: 512 of 1024; math: 1024 of 8192)."""
+    return min(LATR_TREE_TOKENS, math.ceil(max_new_tokens / 2))
 
 
 def compute_edit_distance(a: list[int], b: list[int]) -> int:
@@ -131,7 +149,7 @@ class LatrStrategy(RolloutStrategy):
     (arXiv:2510.24302)."""
 
     class Config(RolloutStrategy.Config):
-        mix_ratio_schedule: dict[int, float] = Field(
+        mix_ratio_schedule: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(
             {0: 1.0, 100: 0.75, 200: 0.5, 300: 0.25},
             description="step -> eta, the share of each group grown as a tree (kt_n = round(n eta)); the last "
                         "entry at or before the step applies (LATR math script)")
@@ -142,11 +160,13 @@ class LatrStrategy(RolloutStrategy):
         tau_ed: float | None = Field(None, description="prune if edit distance / age < tau_ed (math: off, code 0.4)")
         tau_sm: float | None = Field(0.2, description="prune if suffix match > tau_sm (math 0.2; None = off)")
         tau_rl: float | None = Field(0.5, description="prune if ROUGE-L > tau_rl (math 0.5; None = off)")
-        lookahead: list[int] = Field([20, 30, 50], min_length=1, description=(
-            "branch ages (tokens since the branch token) at which pruning compares a branch with its parent "
-            "(LATR {20,30,50} for long math answers; scale to the task, e.g. [3, 5, 8] for 6-41-token answers)"))
-        max_tree_tokens: int = Field(1024, ge=1, description="force-return step: tree tokens at most, then the "
-                                     "branches are completed by sampling (math 1024, countdown 512)")
+        lookahead: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1, description=(
+            "branch ages (tokens since the branch token) at which pruning compares a branch with its parent; None = "
+            "auto: LATR's {20,30,50} x min(1, max_new_tokens / 160), rounded, at least 1 (16 -> [2,3,5]); set "
+            "ages must stay below the tree cap"))
+        max_tree_tokens: int | None = Field(None, ge=1, description=(
+            "force-return step: tree tokens at most, then the branches are completed by sampling; None = auto: "
+            "min(1024, ceil(max_new_tokens / 2)) (LATR: math 1024, countdown 512 of 1024); set, below max_new_tokens"))
         full_threshold: float = Field(0.98, description="the tree is full at round(sum kt_n * thr) branches, "
                                       "thr = full_threshold - full_threshold_decay * t / max_new_tokens (LATR 0.98)")
         full_threshold_decay: float = Field(0.05, description="see full_threshold (math script 0.05, code 0)")
@@ -154,10 +174,30 @@ class LatrStrategy(RolloutStrategy):
                            "completed by sampling (LATR); if it already stopped, ordinary samples fill instead")
 
     def setup(self) -> None:
-        if any(a < 1 for a in self.lookahead) or any(not 0 <= v <= 1 for v in self.mix_ratio_schedule.values()):
-            raise ValueError("lookahead ages must be >= 1 and mix_ratio_schedule values in [0, 1]")
         self._trees = 0  # tree ids handed out (meta["tree"])
         self._stats: dict[str, float] = {}
+
+    @classmethod
+    def check_config(cls, knobs: Any, cfg: Any) -> None:
+        """A set ``max_tree_tokens`` at or past the cap never forces a return, and a set lookahead age at or past the
+        tree cap is never reached (a branch is at most tree-cap - 1 tokens old while it decodes)."""
+        M = cfg.generation.max_new_tokens
+        cap_key = "generation.max_new_tokens"
+        if knobs.max_tree_tokens is not None and knobs.max_tree_tokens >= M:
+            raise ValueError(f"{KEY}.max_tree_tokens: {knobs.max_tree_tokens} never forces a return under {cap_key} "
+                             f"= {M} (the tree stops at the cap anyway); set it below {M} or leave it unset (auto: "
+                             f"{auto_tree_tokens(M)})")
+        tree = knobs.max_tree_tokens or auto_tree_tokens(M)
+        if knobs.lookahead is not None and max(knobs.lookahead) >= tree:
+            raise ValueError(f"{KEY}.lookahead: age {max(knobs.lookahead)} is never reached under {cap_key} = {M} "
+                             f"(tree tokens at most {KEY}.max_tree_tokens = {tree}, so ages up to {tree - 1}); lower "
+                             f"the ages, raise max_tree_tokens, or leave lookahead unset (auto: {auto_lookahead(M)})")
+
+    def resolved(self, max_new_tokens: int) -> tuple[list[int], int]:
+        """The lookahead ages and the tree cap under ``max_new_tokens`` (the auto rules where unset)."""
+        ages = self.lookahead if self.lookahead is not None else auto_lookahead(max_new_tokens)
+        tree = self.max_tree_tokens if self.max_tree_tokens is not None else auto_tree_tokens(max_new_tokens)
+        return sorted(ages), min(tree, max_new_tokens)
 
     def eta_at(self, step: int) -> float:
         """The tree share at ``step``: the fixed ``eta``, else the schedule's last entry at or before it."""
@@ -257,7 +297,7 @@ class _Tree:
                  params: SamplingParams) -> None:
         self.k, self.engine, self.prompts, self.kt = k, engine, prompts, kt
         self.M = params.max_new_tokens
-        self.cap = min(k.max_tree_tokens, self.M)
+        self.ages, self.cap = k.resolved(self.M)
         self.params = replace(params, top_p=GREEDY_TOP_P, max_new_tokens=self.cap)
         eos = getattr(getattr(engine, "tokenizer", None), "eos_token_id", None)
         self.stop = {*params.stop_token_ids, *([eos] if eos is not None else [])}
@@ -334,7 +374,7 @@ class _Tree:
         decide: dict[int, Decision] = {}
         for j, r in enumerate(view.rows):  # lookahead pruning against the parent's window
             b = self.live[r]
-            if b.parent is None or b.removed or t + 1 - b.birth not in self.k.lookahead:
+            if b.parent is None or b.removed or t + 1 - b.birth not in self.ages:
                 continue
             pr = self.row.get(id(b.parent))
             if pr is None or pr not in at:  # the parent is not live: it stopped inside the window
@@ -370,4 +410,4 @@ class _Tree:
         thr = self.k.full_threshold - self.k.full_threshold_decay * t / self.M
         if eff < round(sum(self.kt) * thr):
             return False
-        return all(b.birth + max(self.k.lookahead) < t for b in kept)
+        return all(b.birth + max(self.ages) < t for b in kept)

@@ -20,6 +20,7 @@ ones it keeps for later); the collector verifies and charges whatever comes back
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,13 @@ class RolloutStrategy:
     def setup(self) -> None:
         """Initialise state (after the knobs are set)."""
 
+    @classmethod
+    def check_config(cls, knobs: Any, cfg: Any) -> None:
+        """Called at load with the validated ``generation.strategy`` table and the whole config: raise ValueError,
+        one line naming both knobs, when a set length threshold can never trigger under ``generation.max_new_tokens``
+        (thresholds left unset scale with the cap at generate time, ``SamplingParams.max_new_tokens``) or when
+        another section rules the strategy out."""
+
     def generate(self, engine: Engine, keys: list[int], prompts: list[list[int]], counts: list[int],
                  params: SamplingParams, *, step: int) -> StrategyResult:
         """Completions for ``counts[i]`` samples of pool prompt ``keys[i]`` (token ids ``prompts[i]``)."""
@@ -104,6 +112,14 @@ class RolloutStrategy:
 
 class PlainStrategy(RolloutStrategy):
     """Independent samples of each prompt (every GRPO trainer's default)."""
+
+
+KEY = "generation.strategy"  # the config slot of a strategy's knobs (error messages)
+
+
+def round_half_up(x: float) -> int:
+    """Round half up (Python's ``round`` rounds half to even): the rule every auto threshold uses."""
+    return int(math.floor(x + 0.5))
 
 
 STRATEGIES: Registry[type[RolloutStrategy]] = Registry("rollout strategy")

@@ -16,6 +16,7 @@ non-empty ``OUT_DIR`` is refused unless ``overwrite``, which writes into it and 
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +46,35 @@ def check_gguf_file(path: Path) -> None:
         raise ModelImportError(f"{path}: no such file")
     if not path.is_file():
         raise ModelImportError(f"{path} is not a file (expected a .gguf model file)")
-    with path.open("rb") as f:
-        magic = f.read(len(GGUF_MAGIC))
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelImportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if magic != GGUF_MAGIC:
         raise ModelImportError(f"{path} is not a GGUF file (it does not start with the bytes 'GGUF')")
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty directory unless ``overwrite``."""
+    """Refuse a file, a non-empty directory unless ``overwrite``, and a place that cannot be written (checked by
+    writing there, before the minutes of de-quantizing: ``os.access`` says yes to root even on ``/proc``).
+    Directories made for the check are removed again."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ModelImportError(f"{out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ModelImportError(f"{out_dir} exists and is not empty; pass --overwrite to write into it")
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    probe = out_dir / f".rollwise-write-check-{os.getpid()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ModelImportError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for d in made:  # innermost first
+            if d.is_dir():
+                d.rmdir()
 
 
 def _installed(name: str) -> bool:
@@ -124,10 +142,13 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "flo
     model.eval()
     del loaded
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("model*.safetensors"), *out_dir.glob("model.safetensors.index.json")]:
-        stale.unlink()
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*out_dir.glob("model*.safetensors"), *out_dir.glob("model.safetensors.index.json")]:
+            stale.unlink()
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    except OSError as exc:  # e.g. the disk filled up while saving
+        raise ModelImportError(f"{out_dir}: writing the model failed ({exc.strerror or exc})") from None
     n_params = sum(p.numel() for p in model.parameters())
     return ImportedModel(path=out_dir, num_parameters=n_params, model_type=config.model_type, dtype=dtype)

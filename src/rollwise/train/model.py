@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
@@ -79,6 +80,12 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{p} is not a loadable model directory (an HF causal LM with its tokenizer: "
                              f"config.json, weights, tokenizer files): {first}") from None
+    except (SafetensorError, RuntimeError, EOFError) as exc:  # the weight files' fault, not rollwise's
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        files = ", ".join(sorted(f.name for f in p.glob("*.safetensors")) + sorted(f.name for f in p.glob("*.bin")))
+        raise ModelLoadError(f"{p}: its weights ({files or 'no weight files'}) do not load (a truncated or corrupt "
+                             f"file, e.g. an interrupted copy or save, or weights that do not match config.json): "
+                             f"{first}") from None
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
