@@ -45,6 +45,17 @@ def test_auto_thresholds_scale_with_the_cap(cap, every, ages, tree):
                                             "generation.max_new_tokens = 5"]),
     ('{type="latr",lookahead=[2],max_tree_tokens=2}', ["generation.strategy.lookahead", "age 2"]),
     ('{type="april",check_every=5}', ["generation.strategy.check_every", "generation.max_new_tokens = 5"]),
+    ('{type="latr",eta=0.1}', ["generation.strategy.eta", "sampler.group_size", "eta > 0.125"]),
+    ('{type="latr",eta=0.0}', ["generation.strategy.eta", "never grows a tree"]),
+    ('{type="latr",mix_ratio_schedule={0=0.1,50=0.0}}', ["generation.strategy.mix_ratio_schedule"]),
+    ('{type="latr",branch_topk=100000}', ["generation.strategy.branch_topk", "less than or equal to 20"]),
+    ('{type="latr",lookahead=[-3,0]}', ["generation.strategy.lookahead.0", "greater than or equal to 1"]),
+    ('{type="latr",mix_ratio_schedule={0=1.5}}', ["generation.strategy.mix_ratio_schedule"]),
+    ('{type="rose",topk=100000}', ["generation.strategy.topk", "less than or equal to 20"]),
+    ('{type="arrol",over_sample=inf}', ["generation.strategy.over_sample"]),
+    ('{type="arrol",over_sample=1.0}', ["generation.strategy.over_sample", "greater than 1"]),
+    ('{type="arrol",over_sample=1e9}', ["generation.strategy.over_sample", "less than or equal to 16"]),
+    ('{type="april",over_sample=inf}', ["generation.strategy.over_sample"]),
 ])
 def test_useless_or_crashing_strategy_knobs_are_one_line_errors_at_load(override, names):
     with pytest.raises(ConfigError) as info:
@@ -56,9 +67,19 @@ def test_useless_or_crashing_strategy_knobs_are_one_line_errors_at_load(override
 
 def test_thresholds_the_cap_reaches_load():
     for ok in ('{type="arrol",every=4}', '{type="latr",lookahead=[1,2],max_tree_tokens=3}',
-               '{type="april",check_every=4}'):
+               '{type="april",check_every=4}', '{type="latr",eta=0.2}'):  # round(4 x 0.2) = 1
         load_config(SMOKE, [f"--generation.strategy={ok}"])
     load_config(SMOKE, ["--generation.strategy=latr", "--sampler.group_size=2"])  # eta 1 -> 0.25: a tree till 300
+
+
+def test_latr_group_without_tree_rollouts_samples_plainly():
+    """round(2 x 0.25) = 0 (LATR's schedule after step 300 with groups of 2): no tree, no engine tree call, the
+    group is ordinary samples (this divided by zero before)."""
+    eng = ScriptedEngine(lambda prompt, j, call: ([7, 8], [-1.0, -1.0], "stop"))
+    s = LatrStrategy()
+    (group,) = s.generate(eng, [0], [[1]], [2], SamplingParams(max_new_tokens=8), step=301).completions
+    assert [c.meta["latr"] for c in group] == ["sample", "sample"] and len(eng.history) == 1
+    assert s.metrics()["latr_tree_share"] == 0.0
 
 
 def test_latr_tree_stops_at_the_auto_cap():

@@ -88,8 +88,9 @@ class AprilStrategy(RolloutStrategy):
     """Over-provision, stop once enough groups finished, resume the unfinished ones next step (see module doc)."""
 
     class Config(Knobs):
-        over_sample: float = Field(2.0, ge=1.0, description=(
-            "requested prompts per trained group: generation stops once ceil(requested / over_sample) groups "
+        over_sample: float = Field(2.0, ge=1.0, allow_inf_nan=False, description=(
+            "requested prompts per trained group (finite, >= 1): generation stops once ceil(requested / over_sample) "
+            "groups "
             "finished; set sampler.batch_prompts to over_sample x the groups to train (APRIL: 2, i.e. "
             "over_sampling_batch_size 64 for rollout_batch_size 32)"))
         check_every: int = Field(1, ge=1, description=(

@@ -164,8 +164,9 @@ class ArrolStrategy(RolloutStrategy):
     """Over-sample, prune each prompt's rollouts to a correctness-balanced ``n`` with an online quality head."""
 
     class Config(Knobs):
-        over_sample: float = Field(2.0, ge=1.0, description="rollouts sampled per kept rollout: N0 = ceil(n x "
-                                   "over_sample) per prompt (spec: e.g. 2n) [unverified]")
+        over_sample: float = Field(2.0, gt=1.0, le=16.0, allow_inf_nan=False, description=(
+            "rollouts sampled per kept rollout: N0 = ceil(n x over_sample) per prompt, in (1, 16] (spec: e.g. 2n) "
+            "[unverified]"))
         every: int | None = Field(None, ge=1, description=(
             "prune checkpoint every this many new tokens; None = auto: max(1, round(max_new_tokens / 4)) (16 -> 4; "
             "spec: 256-512 of long CoT) [unverified]; set, below max_new_tokens; a prompt is cut to n at the first"))

@@ -149,12 +149,13 @@ class LatrStrategy(RolloutStrategy):
     (arXiv:2510.24302)."""
 
     class Config(RolloutStrategy.Config):
-        mix_ratio_schedule: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(
-            {0: 1.0, 100: 0.75, 200: 0.5, 300: 0.25},
+        mix_ratio_schedule: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)]] = Field(
+            {0: 1.0, 100: 0.75, 200: 0.5, 300: 0.25}, min_length=1,
             description="step -> eta, the share of each group grown as a tree (kt_n = round(n eta)); the last "
                         "entry at or before the step applies (LATR math script)")
         eta: float | None = Field(None, ge=0, le=1, description="fixed tree share; overrides the schedule when set")
-        branch_topk: int = Field(2, ge=2, description="candidates considered per step, m (LATR: 2)")
+        branch_topk: int = Field(2, ge=2, le=20, description="candidates considered per step, m (LATR: 2; at most "
+                                 "20, vLLM's max_logprobs)")
         tau_abs: float = Field(0.15, description="spawn on candidate j iff p_j > tau_abs ... (math 0.15, code 0.25)")
         tau_rel: float = Field(0.25, description="... and p_1 - p_j < tau_rel (math 0.25, code 0.15)")
         tau_ed: float | None = Field(None, description="prune if edit distance / age < tau_ed (math: off, code 0.4)")
@@ -180,7 +181,8 @@ class LatrStrategy(RolloutStrategy):
     @classmethod
     def check_config(cls, knobs: Any, cfg: Any) -> None:
         """A set ``max_tree_tokens`` at or past the cap never forces a return, and a set lookahead age at or past the
-        tree cap is never reached (a branch is at most tree-cap - 1 tokens old while it decodes)."""
+        tree cap is never reached (a branch is at most tree-cap - 1 tokens old while it decodes); a tree share
+        with round(group_size x eta) = 0 at every step never grows a tree."""
         M = cfg.generation.max_new_tokens
         cap_key = "generation.max_new_tokens"
         if knobs.max_tree_tokens is not None and knobs.max_tree_tokens >= M:
@@ -192,6 +194,13 @@ class LatrStrategy(RolloutStrategy):
             raise ValueError(f"{KEY}.lookahead: age {max(knobs.lookahead)} is never reached under {cap_key} = {M} "
                              f"(tree tokens at most {KEY}.max_tree_tokens = {tree}, so ages up to {tree - 1}); lower "
                              f"the ages, raise max_tree_tokens, or leave lookahead unset (auto: {auto_lookahead(M)})")
+        G = cfg.sampler.group_size
+        shares = [knobs.eta] if knobs.eta is not None else list(knobs.mix_ratio_schedule.values())
+        if all(round(G * v) == 0 for v in shares):
+            what = "eta" if knobs.eta is not None else "mix_ratio_schedule"
+            raise ValueError(f"{KEY}.{what}: round(sampler.group_size x eta) = 0 tree rollouts per group at every "
+                             f"step (group_size {G}, eta {max(shares):g}), so LATR never grows a tree; use eta > "
+                             f"{0.5 / G:g} or a larger sampler.group_size")
 
     def resolved(self, max_new_tokens: int) -> tuple[list[int], int]:
         """The lookahead ages and the tree cap under ``max_new_tokens`` (the auto rules where unset)."""
@@ -224,7 +233,8 @@ class LatrStrategy(RolloutStrategy):
         kt = [round(n * eta) for n in counts]
         trees: list[list[_Branch]] = [[] for _ in prompts]
         roots = [i for i, k in enumerate(kt) if k > 0]
-        per_call = max(1, int(getattr(engine, "batch_size", 0) or sum(kt)) // max(kt, default=1))
+        # roots per tree call (kt_n rows each); round(n eta) may be 0 for every root (small groups, low eta): no tree
+        per_call = max(1, int(getattr(engine, "batch_size", 0) or sum(kt)) // max([*kt, 1]))
         for s in range(0, len(roots), per_call):  # one engine batch per tree call keeps decoding in lockstep
             part = roots[s : s + per_call]
             tree = _Tree(self, engine, [prompts[i] for i in part], [kt[i] for i in part], params)

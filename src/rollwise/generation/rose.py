@@ -40,7 +40,8 @@ class RoseStrategy(RolloutStrategy):
                                "branching (ROSE entropy_branching_epsilon, example script 0.5)")
         branch_metric: Literal["cosine-entropy", "entropy", "cosine"] = Field(
             "cosine-entropy", description="branch score: -F H, H (top-k entropy) or -F (pairwise cosine mass)")
-        topk: int = Field(20, ge=2, description="candidates per position for the score (ROSE: 20)")
+        topk: int = Field(20, ge=2, le=20, description="candidates per position for the score (ROSE: 20, i.e. "
+                          "min(20, logprobs); at most 20, vLLM's max_logprobs)")
 
     def setup(self) -> None:
         self.embeddings: Any = None  # [V, d] input embeddings; None = take them from engine.model
