@@ -232,6 +232,23 @@ def config_show(
     typer.echo(dump_toml(_load(config, ctx)))
 
 
+@app.command()
+def envs() -> None:
+    """List the multi-turn environments (an [env] section: type = NAME) with every knob, the shared limits first."""
+    from rich.markup import escape
+
+    from rollwise.envs import ENVIRONMENTS
+
+    table = Table(title=escape('environments ([env] type = "NAME", or --env.type=NAME; knobs: --env.KNOB=...)'))
+    for col in ("environment", "knob", "default", "what it does"):
+        table.add_column(col)
+    for name in ENVIRONMENTS.names():
+        table.add_row(name, "", "", escape(ENVIRONMENTS.doc(name)))
+        for knob, f in ENVIRONMENTS.config(name).model_fields.items():
+            table.add_row("", knob, escape(repr(f.default)), escape(f.description or ""))
+    Console().print(table)
+
+
 @app.command(context_settings=OVERRIDES)
 def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
