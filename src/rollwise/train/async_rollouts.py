@@ -141,6 +141,7 @@ class AsyncRollouts:
                 "async/in_flight_steps": len(self.flights),
                 "async/in_flight_tokens": self.in_flight_tokens(),
                 "async/weight_sync_reforms": self.sync.reforms,
+                "async/weight_sync_failed_broadcasts": self.sync.failed_broadcasts,
                 "async/interrupts": sum(s["interrupts"] for s in stats),
                 "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
 
