@@ -92,3 +92,103 @@ def test_logger_and_verifier_names_are_one_line_errors_before_any_model(tmp_path
     assert load_config(smoke, ["--trainer.loggers=[]"]).trainer.loggers == ["jsonl"]
     assert load_config(smoke, ["--task.verifier=rollwise.rewards.text:verify_exact"]).task.verifier_name() == (
         "rollwise.rewards.text:verify_exact")
+
+
+def _smoke_train(tmp_path, warm_cache, *extra):
+    return ["train", str(ROOT / "configs" / "smoke.toml"), f"--run.out_dir={tmp_path}", "--run.threads=1",
+            f"--warmstart.cache_dir={warm_cache}", *extra]
+
+
+def _sigint_at(monkeypatch, step_index: int, times: int = 1) -> None:
+    """A real SIGINT to this process (``times`` of them) as step ``step_index`` (0-based) starts."""
+    import os
+    import signal
+
+    from rollwise.train.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def train_step(self, i):
+        if i == step_index:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return step(self, i)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+def test_ctrl_c_checkpoints_the_last_finished_step_and_exits_130(tmp_path, warm_cache, monkeypatch):
+    """Ctrl-C during step 1 lets it finish, checkpoints it (checkpoint_every is 2: no checkpoint was due) and
+    exits 130 with one line and no traceback; --resume continues from it to the end."""
+    import json
+
+    _sigint_at(monkeypatch, 0)
+    res = runner.invoke(app, _smoke_train(tmp_path, warm_cache))
+    assert res.exit_code == 130, res.output
+    run = tmp_path / "smoke"
+    ckpt = run / "checkpoints" / "step_000001"
+    assert f"interrupted after step 1: checkpoint {ckpt} (continue with --resume)" in res.output.replace("\n", "")
+    assert "Traceback" not in res.output and ckpt.is_dir()
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    monkeypatch.undo()
+    res = runner.invoke(app, _smoke_train(tmp_path, warm_cache, "--resume"))
+    assert res.exit_code == 0, res.output
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
+
+
+def test_second_ctrl_c_stops_at_once_and_says_what_is_on_disk(tmp_path, warm_cache, monkeypatch):
+    _sigint_at(monkeypatch, 2, times=2)  # during step 3: step 2's checkpoint is the last one
+    res = runner.invoke(app, _smoke_train(tmp_path, warm_cache))
+    assert res.exit_code == 130, res.output
+    last = tmp_path / "smoke" / "checkpoints" / "step_000002"
+    assert (f"interrupted during step 3: not checkpointed; the last checkpoint is {last}"
+            in res.output.replace("\n", "")), res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "smoke" / "checkpoints" / "step_000003").exists()
+
+
+def test_ctrl_c_before_training_is_one_line(tmp_path, warm_cache, monkeypatch):
+    from rollwise.train import setup
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(setup, "build_task", interrupted)  # e.g. pressed during the warm start
+    res = runner.invoke(app, _smoke_train(tmp_path, warm_cache))
+    assert res.exit_code == 130 and "interrupted before training started: no checkpoint written" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_sigint_to_a_training_process_exits_130_with_a_checkpoint(tmp_path, warm_cache):
+    """The real thing: `rollwise train configs/smoke.toml` in a subprocess, SIGINT once it logged a step."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = _smoke_train(tmp_path, warm_cache, "--trainer.steps=1000", "--trainer.eval_every=0",
+                        "--trainer.checkpoint_every=0")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "rollwise.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "smoke" / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 300  # a bound on waiting, not a timing assertion
+        while proc.poll() is None and time.monotonic() < deadline:
+            if metrics.is_file() and any(json.loads(r)["step"] >= 1 for r in metrics.read_text().splitlines()
+                                         if r.strip()):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    last = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    ckpt = tmp_path / "smoke" / "checkpoints" / f"step_{last:06d}"
+    assert ckpt.is_dir() and "Traceback" not in err, err
+    assert f"interrupted after step {last}: checkpoint {ckpt}" in err.replace("\n", ""), err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,21 +112,60 @@ def train(
     cfg = _load(config, ctx)
     from rollwise.progress import ProgressConsole
     from rollwise.train.rundir import RunDir
-    from rollwise.train.trainer import Trainer
+    from rollwise.train.trainer import Trainer, TrainingInterrupted
 
     rundir = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
     rundir.acquire()  # before any model is built: a directory in use or holding another run fails now
+    trainer = None
     try:
         rundir.check(resume=resume, overwrite=overwrite)
-        with ProgressConsole(cfg.trainer.steps, enabled=cfg.trainer.progress, console=console) as progress:
+        with ProgressConsole(cfg.trainer.steps, enabled=cfg.trainer.progress, console=console) as progress, \
+                CtrlC() as ctrl_c:
             trainer = Trainer(cfg, console=progress.update, rundir=rundir)
+            ctrl_c.stop = trainer.request_stop
             try:
                 trainer.train(resume=resume, overwrite=overwrite)
             finally:
                 trainer.close()
+    except TrainingInterrupted as exc:
+        print_error(exc)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        print_error("interrupted before training started: no checkpoint written" if trainer is None else
+                    f"interrupted during step {trainer.step_index + 1}: not checkpointed; the last checkpoint is "
+                    f"{trainer.last_checkpoint()}")
+        raise typer.Exit(130) from None
     finally:
         rundir.release()
     _report(trainer.run_dir, plots=cfg.trainer.plots)
+
+
+class CtrlC:
+    """SIGINT during ``rollwise train``: the first asks the trainer to stop once the step in progress finishes
+    (it is checkpointed; ``TrainingInterrupted``), a second one, or one before training began, stops at once
+    (``KeyboardInterrupt``). Exit code 130 either way, one line. Installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.stop: Any = None  # the trainer's request_stop, once there is a trainer
+        self.pressed = 0
+        self._old: Any = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed += 1
+        if self.stop is None or self.pressed > 1:
+            raise KeyboardInterrupt
+        self.stop()
+        print_error("Ctrl-C: stopping once the step in progress finishes, then checkpointing it (Ctrl-C again "
+                    "to stop now, without a checkpoint)")
 
 
 @app.command()

@@ -40,6 +40,10 @@ class TrainingError(RuntimeError):
     """Training cannot continue (e.g. repeated non-finite losses); the last checkpoint is kept."""
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C) between steps; the message says what the last checkpoint holds."""
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path | None = None, logger: MultiLogger | None = None,
                  console: Any = None, on_checkpoint: Callable[[int], None] | None = None,
@@ -79,6 +83,8 @@ class Trainer:
         self.nan_streak = 0
         self.empty_streak = 0
         self.resume_changes: list[str] = []
+        self.stop_requested = False  # set by request_stop (Ctrl-C): stop between steps, checkpoint the last one
+        self.saved: tuple[int, Path] | None = None  # (step, path) of the checkpoint written or resumed last
 
     def encode(self, text: str) -> list[int]:
         """Prompt text -> token ids, through the configured template (and chat template, if any)."""
@@ -129,6 +135,8 @@ class Trainer:
         steps = self.cfg.trainer
         final: dict[str, Any] = {}
         while not self._done():
+            if self.stop_requested:
+                raise self._interrupted()
             t = time.perf_counter()
             row = self.train_step(self.step_index)
             self.step_index += 1
@@ -240,9 +248,34 @@ class Trainer:
         state = {"ledger": dict(self.ledger), "sampler": self.pipeline.state_dict(),
                  "strategy": self.rollouts.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "nan_streak": self.nan_streak}
-        return ckpt.save_checkpoint(self.run_dir, self.step_index, model=self.model, tokenizer=self.tok,
+        path = ckpt.save_checkpoint(self.run_dir, self.step_index, model=self.model, tokenizer=self.tok,
                                     optimizer=self.optimizer, trainer_state=state,
                                     keep=self.cfg.trainer.keep_checkpoints, run_id=self.rundir.run_id)
+        self.saved = (self.step_index, path)
+        return path
+
+    def request_stop(self) -> None:
+        """Stop before the next step (Ctrl-C): the step in progress finishes, is checkpointed, and ``train``
+        raises :class:`TrainingInterrupted`. Safe to call from a signal handler: it only sets a flag."""
+        self.stop_requested = True
+
+    def _interrupted(self) -> TrainingInterrupted:
+        """Checkpoint the last finished step, unless it is on disk already, none ran, or it was non-finite."""
+        n = self.step_index
+        if self.saved is not None and self.saved[0] == n:
+            return TrainingInterrupted(f"interrupted after step {n}: checkpoint {self.saved[1]} (continue with "
+                                       "--resume)")
+        if n == 0:
+            return TrainingInterrupted("interrupted before the first step finished: no checkpoint written")
+        if self.nan_streak:
+            return TrainingInterrupted(f"interrupted after step {n}: not checkpointed, its loss was non-finite; "
+                                       f"the last good checkpoint is {self.last_checkpoint()}")
+        return TrainingInterrupted(f"interrupted after step {n}: checkpoint {self.save()} (continue with --resume)")
+
+    def last_checkpoint(self) -> str:
+        """This run's newest checkpoint on disk, for messages ('none' before the first)."""
+        own = ckpt.own_checkpoints(self.run_dir, self.rundir.run_id)
+        return str(own[-1]) if own else "none (no checkpoint was written yet)"
 
     def _resume(self, changes: dict[str, tuple[Any, Any]]) -> bool:
         """Restore the newest readable checkpoint and apply the allowed config ``changes`` (logged)."""
@@ -250,6 +283,7 @@ class Trainer:
         if got is None:
             return False
         path, state = got
+        self.saved = (state["step"], path)
         self.scheduler.load_state_dict(state["scheduler"])
         if "algo.lr" in changes:  # the saved scheduler holds the old base lr
             self.scheduler.base_lrs = [self.cfg.algo.lr] * len(self.scheduler.base_lrs)
