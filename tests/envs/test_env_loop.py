@@ -89,3 +89,23 @@ def test_collector_hands_turns_to_the_sampler_as_groups(tokenizer):
     assert (m["env/episodes"], m["env/success"], m["env/turns_mean"], m["env/return_mean"]) == (8, 1.0, 2.0, 1.0)
     assert m["env/faults_error"] == 0 and m["env/finish_max_turns"] == 0.0
     assert pipe.finalize(out.obs(), 0) is not None
+
+
+def test_turn_credit_by_hand():
+    from rollwise.envs.collector import compute_turn_credit
+
+    rewards = [0.0, 0.5, 0.0, 1.0]
+    assert compute_turn_credit(rewards, "return") == [1.5] * 4
+    assert compute_turn_credit(rewards, "to_go", 1.0) == [1.5, 1.5, 1.0, 1.0]
+    # gamma 0.5: t=3: 1; t=2: 0 + 0.5; t=1: 0.5 + 0.25; t=0: 0 + 0.375
+    assert compute_turn_credit(rewards, "to_go", 0.5) == [0.375, 0.75, 0.5, 1.0]
+    assert compute_turn_credit([], "to_go", 0.5) == []
+
+
+def test_to_go_credit_reaches_the_rollouts(tokenizer):
+    engine = scripted_sayer(tokenizer, wrong_first=2)
+    collector = EpisodeCollector(engine, Password, EnvKnobs(credit="to_go", gamma=0.5), password_pool(["ok"]),
+                                 PlainFormat(enc(tokenizer), (1,)), PARAMS)
+    pipe = build_pipeline(preset="uniform", pool_size=1, group_size=2, batch_prompts=1, total_steps=3, seed=0)
+    out = collector.collect(pipe, 0, Budget(2), seed=0, version=0)
+    assert sorted(r.reward for r in out.rollouts[0]) == [0.25, 0.25, 0.5, 0.5, 1.0, 1.0]

@@ -71,8 +71,10 @@ class EnvKnobs(Knobs):
                              "fault and the episode is dropped")
     reward_range: tuple[float, float] = Field((0.0, 1.0), description="step rewards allowed [low, high]; one "
                                               "outside is an 'out_of_range' fault")
-    credit: Literal["return"] = Field("return", description="what each turn is trained with: 'return' (its "
-                                      "episode's return, on every turn)")
+    credit: Literal["return", "to_go"] = Field("return", description="what each turn is trained with: 'return' "
+                                               "(its episode's return, on every turn) or 'to_go' (the discounted "
+                                               "rewards from that turn on: sum_k gamma^(k-t) r_k)")
+    gamma: float = Field(1.0, ge=0, le=1, description="credit 'to_go': discount per turn")
 
     @model_validator(mode="after")
     def _check(self) -> EnvKnobs:

@@ -6,7 +6,8 @@ A sampler request ``(task, count)`` plays ``count`` episodes of the task (the ta
 id). Every turn of an episode becomes one :class:`Rollout`: its prompt is the conversation before the turn, its
 completion the action, so the update trains actions only and every estimator, sampler and correction works on
 the task's *group of turns* unchanged. Credit (``credit``): ``return`` puts the episode's return on each of its
-turns (a group's statistics then weight an episode by its number of turns).
+turns (a group's statistics then weight an episode by its number of turns); ``to_go`` the discounted rewards from
+the turn on (``gamma``), so a turn is credited only with what followed it.
 
 The sampler's budget is charged per episode (what it asked for) and per decoded token; the run's ledger counts
 turns as rollouts. An episode whose environment faulted is dropped, never trained on: its tokens are charged as
@@ -31,17 +32,30 @@ from rollwise.train.rollout import StepRollouts
 from rollwise.types import Prompt, Rollout
 
 
-def episode_rollouts(ep: Episode, version: int, credit: str = "return") -> list[Rollout]:
-    """One rollout per turn: prompt = the context before the turn, completion = the action, reward = the credit
-    of the turn (``return``: the episode return), policy version = the oldest weights that sampled a token."""
-    if credit != "return":
-        raise ValueError(f"unknown credit {credit!r}")
+def compute_turn_credit(rewards: list[float], credit: str = "return", gamma: float = 1.0) -> list[float]:
+    """Each turn's training reward from the step rewards ``[T]``: ``return``, the episode's return on every turn;
+    ``to_go``, the discounted rewards from the turn on, ``sum_{k >= t} gamma^(k - t) r_k``."""
+    if credit == "return":
+        return [float(sum(rewards))] * len(rewards)
+    if credit != "to_go":
+        raise ValueError(f"unknown credit {credit!r}; choose 'return' or 'to_go'")
+    out, acc = [0.0] * len(rewards), 0.0
+    for t in reversed(range(len(rewards))):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
+def episode_rollouts(ep: Episode, version: int, credit: str = "return", gamma: float = 1.0) -> list[Rollout]:
+    """One rollout per turn: prompt = the context before the turn, completion = the action, reward = the turn's
+    credit (:func:`compute_turn_credit`), policy version = the oldest weights that sampled a token."""
     ret = ep.episode_return
     info = {"episode_return": ret, "turns": ep.num_turns, "success": ep.success, "finish": ep.finish}
+    credits = compute_turn_credit([t.reward for t in ep.turns], credit, gamma)
     return [Rollout(ep.task_index, t.context_ids, t.action_ids, t.logprobs, t.text, t.finish_reason,
-                    min([version, *t.versions]), ret, True, info | {"turn": i, "step_reward": t.reward},
+                    min([version, *t.versions]), c, True, info | {"turn": i, "step_reward": t.reward},
                     versions=list(t.versions), meta={"turn": i})
-            for i, t in enumerate(ep.turns)]
+            for i, (t, c) in enumerate(zip(ep.turns, credits))]
 
 
 def episode_metrics(episodes: list[Episode], prefix: str = "env") -> dict[str, float]:
@@ -101,7 +115,7 @@ class EpisodeCollector:
                 out.discarded_rollouts += ep.num_turns
                 out.discarded_tokens += tokens
                 continue
-            for r in episode_rollouts(ep, version, self.limits.credit):
+            for r in episode_rollouts(ep, version, self.limits.credit, self.limits.gamma):
                 out.rollouts.setdefault(ep.task_index, []).append(r)
         out.decoded_tokens += decoded
         budget.charge(len(episodes), decoded)
