@@ -117,6 +117,8 @@ class FakeRay(types.ModuleType):
 
     def call(self, actor: Actor, name: str, group: str | None, args: tuple) -> Ref:
         args = tuple(a.resolve() if isinstance(a, Ref) else a for a in args)  # as Ray resolves top-level refs
+        if name == "pid":  # one process per incarnation of each actor
+            return Ref(value=1000 * (self.actors.index(actor) + 1) + actor.incarnation)
         if name != "run":
             ref = Ref(lambda: getattr(actor.instance, name)(*args))
             ref.resolve() if group is not None else None  # control calls land at once

@@ -1,7 +1,7 @@
 """Async mode on a local Ray: eta = 0 reproduces the sync run (same tokens, floats to rounding) with either weight
 sync (object store, gloo broadcast), the staleness bound holds, every prompt is generated and trained once per
-step, a SIGKILLed rollout worker is restarted and its round re-queued (the broadcast group re-formed), and a run
-killed with SIGKILL resumes from its checkpoint in async mode."""
+step, a SIGKILLed rollout worker is restarted and its round re-queued (the broadcast group re-formed), one killed
+during a weight broadcast too, and a run killed with SIGKILL resumes from its checkpoint in async mode."""
 
 import os
 import signal
@@ -102,13 +102,56 @@ def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypa
     steps = 4 if weight_sync == "object_store" else 3  # the kill is at step 2 (the third)
     t, rows = _run(smoke_cfg(f"--run.name=kill_{weight_sync}", *ASYNC, "--async.max_staleness=1",
                              f"--trainer.steps={steps}", f"--async.weight_sync={weight_sync}"))
-    assert killed and rows[-1]["async/worker_restarts"] >= 1
-    assert rows[-1]["async/weight_sync_reforms"] == (rows[-1]["async/worker_restarts"]
-                                                     if weight_sync == "collective" else 0)
-    assert rows[-1]["async/requeued_prompts"] == BATCH * rows[-1]["async/worker_restarts"]
+    assert killed and rows[-1]["async/worker_restarts"] == 1  # one death, however many rounds it cost
+    assert rows[-1]["async/weight_sync_reforms"] == (1 if weight_sync == "collective" else 0)
+    # the killed round, and the next step's if it was already queued on the dead process
+    assert rows[-1]["async/requeued_prompts"] in (BATCH, 2 * BATCH)
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_max"] == GROUP
                for r in rows)  # the lost round was not booked, the re-sent one once
+    assert rows[-1]["ledger/rollouts"] == steps * BATCH * GROUP
+
+
+def test_a_worker_killed_during_a_weight_broadcast_is_restarted(smoke_cfg, monkeypatch):
+    """The collective sync: worker 0's process is SIGKILLed after the trainer asked it to receive version 2 and
+    before the trainer sends the buffers. The broadcast fails (the trainer's send, or the member's call); the
+    trainer waits out the restart, re-forms the group and sends version 2 again; the run goes on."""
+    from rollwise.train.weight_sync import CollectiveSync
+
+    broadcast, killed = CollectiveSync._broadcast, []
+
+    class KillFirst:  # torch.distributed whose next broadcast first kills worker 0
+        def __init__(self, dist, pid):
+            self.dist, self.pid = dist, pid
+
+        def broadcast(self, *args, **kwargs):
+            if not killed:
+                os.kill(self.pid, signal.SIGKILL)
+                killed.append(self.pid)
+            return self.dist.broadcast(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.dist, name)
+
+    def broadcast_with_kill(self, bufs, meta, version):
+        if version != 2 or killed:
+            return broadcast(self, bufs, meta, version)
+        real, self.dist = self.dist, KillFirst(self.dist, int(self.ask("pid")[0]))
+        try:
+            return broadcast(self, bufs, meta, version)
+        finally:
+            self.dist = real
+
+    monkeypatch.setattr(CollectiveSync, "_broadcast", broadcast_with_kill)
+    steps = 3
+    t, rows = _run(smoke_cfg("--run.name=kill_broadcast", *ASYNC, "--async.max_staleness=1",
+                             f"--trainer.steps={steps}", "--async.weight_sync=collective"))
+    assert killed
+    assert rows[-1]["async/weight_sync_failed_broadcasts"] == 1
+    assert rows[-1]["async/weight_sync_reforms"] == 1 and rows[-1]["async/worker_restarts"] == 1
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
+    assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_max"] == GROUP
+               for r in rows)
     assert rows[-1]["ledger/rollouts"] == steps * BATCH * GROUP
 
 

@@ -12,9 +12,10 @@ trainer trains, within a staleness bound, and the sampler sees the work in fligh
   picked twice unless the selector asks), observes groups as steps complete, and the ledger counts tokens in
   flight against ``trainer.max_tokens`` before it starts another step.
 - **Faults**: a worker that dies (e.g. SIGKILL) is restarted by Ray (``max_restarts=-1``) and its unfinished
-  round is sent again (every round carries a reference to the newest weights, which a restarted worker
-  fetches); nothing from the lost round was recorded, so no prompt is lost or trained twice
-  (``async/worker_restarts``, ``async/requeued_prompts``).
+  rounds are sent again (every round carries a reference to the newest weights, which a restarted worker
+  fetches); nothing from a lost round was recorded, so no prompt is lost or trained twice
+  (``async/requeued_prompts``). ``async/worker_restarts`` counts new worker processes (one per death, however
+  many rounds it cost), seen when a round fails and at every step's metrics.
 
 Weights reach the workers through ``async.weight_sync`` (``train/weight_sync.py``): Ray's object store (one
 ``ray.put`` per version, shared by all workers) or a torch.distributed broadcast (NCCL on GPU, gloo on CPU).
@@ -104,6 +105,7 @@ class AsyncRollouts:
         self.next_step = 0  # the next step not started
         self.sync = WEIGHT_SYNCS[cfg.async_.weight_sync](ray, self.workers, self._ask)
         self._counters = {"worker_restarts": 0, "requeued_prompts": 0, "wait_seconds": 0.0}
+        self._pids = [int(p) for p in self._ask("pid")]  # each worker's process; a new one is a restart
 
     # ------------------------------------------------------------------ the trainer's interface
     def collect(self, pipeline: SamplingPipeline, step: int, version: int) -> StepRollouts:
@@ -134,10 +136,12 @@ class AsyncRollouts:
 
     def metrics(self) -> dict[str, Any]:
         stats = self._ask("stats")
+        self._see_pids(self._ask("pid"))  # a restart that cost no round (an idle worker, a broadcast) counts too
         return {**{f"async/{k}": v for k, v in self._counters.items()},
                 "async/in_flight_steps": len(self.flights),
                 "async/in_flight_tokens": self.in_flight_tokens(),
                 "async/weight_sync_reforms": self.sync.reforms,
+                "async/weight_sync_failed_broadcasts": self.sync.failed_broadcasts,
                 "async/interrupts": sum(s["interrupts"] for s in stats),
                 "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
 
@@ -168,6 +172,13 @@ class AsyncRollouts:
                         raise RuntimeError(f"rollout worker {i} did not come back within {wait_s:.0f} s") from None
                     time.sleep(0.5)
         return out
+
+    def _see_pids(self, pids: list[int], only: int | None = None) -> None:
+        """Count each worker whose process changed since it was last seen (one restart per new process)."""
+        for i, pid in zip(range(len(self.workers)) if only is None else [only], pids):
+            if int(pid) != self._pids[i]:
+                self._counters["worker_restarts"] += 1
+                self._pids[i] = int(pid)
 
     def close(self) -> None:
         self.sync.close()
@@ -231,7 +242,7 @@ class AsyncRollouts:
             if tries + 1 > MAX_RETRIES:
                 raise RuntimeError(f"rollout worker {worker} died {MAX_RETRIES + 1} times on one round of step "
                                    f"{step + 1}; giving up") from None
-            self._counters["worker_restarts"] += 1
+            self._see_pids(self._ask("pid", only=worker), only=worker)  # waits out the restart
             self._counters["requeued_prompts"] += len(job.prompts)
             self.sync.on_restart()  # the collective re-forms its group and sends the newest weights again
             self._send(step, job, worker, tries + 1)

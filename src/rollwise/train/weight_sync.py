@@ -9,9 +9,12 @@ worker side the ``worker_*`` functions a :class:`RolloutWorker` calls.
   verl / OpenRLHF / slime; gloo on CPU, which the tests use). A restarted worker is a new process outside the
   group, so the group is re-formed (every member leaves and joins a new one on a new port) and the newest
   weights are broadcast again before work is sent to it; the trainer checks the workers' processes before
-  each broadcast, so a dead member never stalls one. The backend follows the trainer's weights: NCCL when
-  they are on a GPU (the workers' engines must be too), gloo otherwise; the rendezvous is the trainer
-  node's address, so workers on other nodes of a Ray cluster join it.
+  each broadcast, so a dead member rarely stalls one, and a member that dies *during* a broadcast fails it:
+  the trainer then waits out the restart, re-forms the group and broadcasts the same version again (up to
+  ``MAX_BROADCAST_TRIES`` times), as the object-store sync lets a restarted worker fetch the weights itself.
+  The backend follows the trainer's weights: NCCL when they are on a GPU (the workers' engines must be too),
+  gloo otherwise; the rendezvous is the trainer node's address, so workers on other nodes of a Ray cluster
+  join it.
 
 Ray and torch.distributed are imported only here and only in async mode.
 """
@@ -26,6 +29,7 @@ import torch
 
 CONTROL = "control"  # the workers' concurrency group for weights and stats (rounds run in the default one)
 GROUP_TIMEOUT = timedelta(seconds=120)  # a collective that waits longer on a member fails instead of hanging
+MAX_BROADCAST_TRIES = 4  # broadcasts of one version that a member's death may fail before the run stops
 
 Meta = list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype) of each tensor, in broadcast order
 
@@ -33,7 +37,7 @@ Meta = list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype) of each te
 class ObjectStoreSync:
     """Weights through Ray's object store: one ``ray.put`` per version."""
 
-    reforms = 0  # the collective's group re-formations (none here)
+    reforms = failed_broadcasts = 0  # the collective's group re-formations and cut broadcasts (none here)
 
     def __init__(self, ray: Any, workers: list[Any], ask: Any) -> None:
         self.ray, self.workers = ray, workers
@@ -66,16 +70,20 @@ class CollectiveSync:
         self.ray, self.workers, self.ask, self.dist = ray, workers, ask, dist
         self._last: tuple[list[torch.Tensor], Meta, int] | None = None  # the newest broadcast, kept for a restart
         self._pids: list[int] = []  # the workers' processes when the group formed (none yet)
+        self._broken = False  # a broadcast failed: the group must re-form even if no process changed yet
         self.backend = ""
         self.reforms = 0
+        self.failed_broadcasts = 0  # broadcasts a member's death cut short (each was sent again)
 
     def _ensure(self, backend: str) -> bool:
-        """Form the group, or re-form it if a worker's process changed (a restart) since; True if it did."""
+        """Form the group, or re-form it if a worker's process changed (a restart) or a broadcast failed since;
+        True if it did."""
         pids = [int(p) for p in self.ask("pid")]  # waits out a restart in progress
-        if pids == self._pids and backend == self.backend:
+        if pids == self._pids and backend == self.backend and not self._broken:
             return False
         self.reforms += bool(self._pids)
         self._form(pids, backend)
+        self._broken = False
         return True
 
     def _form(self, pids: list[int], backend: str) -> None:
@@ -97,12 +105,29 @@ class CollectiveSync:
         self._pids, self.backend = pids, backend
 
     def publish(self, state: dict[str, torch.Tensor], version: int) -> None:
-        self._ensure("nccl" if next(iter(state.values())).is_cuda else "gloo")  # NCCL between GPUs only
+        backend = "nccl" if next(iter(state.values())).is_cuda else "gloo"  # NCCL between GPUs only
         meta: Meta = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()]
-        self._broadcast(flatten(state, meta), meta, version)
+        self._last = (flatten(state, meta), meta, version)  # flatten copies the weights: a snapshot of this version
+        self._send(backend)
+
+    def _send(self, backend: str) -> None:
+        """Broadcast the newest version, in a group of the workers' current processes; a member that dies
+        during the broadcast fails it (an error on the trainer's side, the member's call lost): wait out its
+        restart, re-form and send again."""
+        assert self._last is not None
+        for tries in range(1, MAX_BROADCAST_TRIES + 1):
+            try:
+                self._ensure(backend)  # a death during the rendezvous fails it the same way
+                self._broadcast(*self._last)
+                return
+            except Exception as exc:  # gloo/NCCL: peer closed or timed out; Ray: the member's actor died
+                if tries == MAX_BROADCAST_TRIES:
+                    raise RuntimeError(f"the weight broadcast of version {self._last[2]} failed {tries} times; "
+                                       f"last: {' '.join(str(exc).split())[:200]}") from None
+                self.failed_broadcasts += 1
+                self._broken = True
 
     def _broadcast(self, bufs: list[torch.Tensor], meta: Meta, version: int) -> None:
-        self._last = (bufs, meta, version)  # flatten copied the weights: a snapshot of this version
         refs = [w.receive_weights.options(concurrency_group=CONTROL).remote(meta, version) for w in self.workers]
         for buf in bufs:
             self.dist.broadcast(buf, src=0)
@@ -114,8 +139,8 @@ class CollectiveSync:
     def on_restart(self) -> None:
         """A worker was restarted: re-form the group and broadcast the newest weights again (unless a publish
         since the restart did both)."""
-        if self._pids and self._ensure(self.backend) and self._last is not None:
-            self._broadcast(*self._last)
+        if self._pids and self._last is not None and self._ensure(self.backend):
+            self._send(self.backend)  # in the group just formed (re-formed again only if another member died)
 
     def close(self) -> None:
         if self.dist.is_initialized():
