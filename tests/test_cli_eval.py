@@ -89,3 +89,29 @@ def test_eval_truncated_weights_is_one_line(checkpoint, tmp_path, capsys):
              "--run.threads=1"])
     err = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 1 and "do not load" in err and "Traceback" not in err, err
+
+
+def test_nan_and_infinity_references_are_bad_rows(checkpoint, tmp_path, capsys):
+    """JSON's NaN / Infinity (and "nan" written as text) are no answer a completion can match: a bad row, named
+    by file:line, or with task.on_error = skip counted as malformed like other bad rows; a long integer that a
+    float would overflow stays a fine reference."""
+    from rollwise.data.loaders import DatasetError, load_examples
+
+    data = tmp_path / "refs.jsonl"
+    data.write_text('{"prompt": "1+2=", "answer": 3}\n{"prompt": "a=", "answer": NaN}\n'
+                    '{"prompt": "b=", "answer": Infinity}\n{"prompt": "c=", "answer": -Infinity}\n'
+                    '{"prompt": "d=", "answer": "NaN"}\n{"prompt": "e=", "answer": "' + "9" * 400 + '"}\n')
+    with pytest.raises(DatasetError, match=r"refs.jsonl: line 2: answer 'nan' in field 'answer' is not a finite"):
+        load_examples(data)
+    rows = load_examples(data, on_error="skip")
+    assert [p.reference for p in rows] == ["3", "9" * 400] and rows.skipped_by["malformed"] == 4
+    with pytest.raises(SystemExit) as exit_info:  # rollwise eval: one line, before the model is loaded
+        app(["eval", "--model", str(checkpoint), "--data", str(data), "--run.threads=1"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 1 and "line 2: answer 'nan'" in err and "Traceback" not in err, err
+    out = tmp_path / "eval.json"
+    res = runner.invoke(app, ["eval", "--model", str(checkpoint), "--data", str(data), "--out", str(out),
+                              "--task.on_error=skip", "--run.threads=1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["data/skipped_malformed"] == 4, {k: v for k, v in report.items() if k.startswith("data/")}

@@ -112,6 +112,12 @@ def render_answer(value: Any) -> str:
     raise ValueError(f"answer must be a string or a number, got {type(value).__name__}")
 
 
+def _non_finite(reference: str) -> bool:
+    """Whether a reference spells NaN or an infinity (``nan``, ``-inf``, ``Infinity``, ...); a long integer
+    that a float would round to infinity is a fine reference, so the spelling is checked, not ``float()``."""
+    return reference.strip().lstrip("+-").lower() in ("nan", "inf", "infinity")
+
+
 def _gsm8k_answer(value: Any) -> str:
     """The ``#### N`` line of a GSM8K solution, thousands separators dropped (``1,000`` -> ``1000``)."""
     text = render_answer(value)
@@ -287,6 +293,9 @@ def _prompt(
         raise ValueError(f"answer extractor returned {type(reference).__name__}, not a string")
     if not reference:
         raise ValueError(f"empty answer in field {spec.answer_field!r}")
+    if _non_finite(reference):  # JSON's NaN / Infinity, a parquet missing value, a "nan" written by pandas
+        raise ValueError(f"answer {reference!r} in field {spec.answer_field!r} is not a finite number (a missing "
+                         "value?): no completion can match it")
     _check_length(reference, bounds.reference, f"reference (field {spec.answer_field!r})",
                   "task.max_reference_chars")
     if spec.id_field:
