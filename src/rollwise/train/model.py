@@ -4,6 +4,7 @@ default and a real checkpoint travel the same code path."""
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
         raise ModelLoadError(f"{p} is not a model directory: it has no config.json (an HF causal LM saved with "
                              "save_pretrained, with its tokenizer files)")
     try:
-        tok = AutoTokenizer.from_pretrained(p)
+        tok = load_tokenizer(p)
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -90,6 +91,26 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32,
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.to(device), tok
+
+
+def is_char_tokenizer(path: Path) -> bool:
+    """Whether ``path`` holds the embedded character tokenizer (a WordLevel model split one character at a
+    time, as :func:`build_char_tokenizer` saves it)."""
+    f = path / "tokenizer.json"
+    if not f.is_file():
+        return False
+    spec = json.loads(f.read_text())
+    pre = spec.get("pre_tokenizer") or {}
+    return spec.get("model", {}).get("type") == "WordLevel" and pre.get("pattern") == {"Regex": "."}
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The tokenizer saved at ``path``. The embedded character tokenizer is loaded as the fast tokenizer it was
+    saved as: AutoTokenizer rebuilds it as the model type's class (Qwen2's), whose own pre-tokenizer drops
+    spaces and newlines (harmless for arithmetic prompts, fatal for text with words: an environment's turns)."""
+    if is_char_tokenizer(path):
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
 
 
 def resolve_device(name: str) -> torch.device:
