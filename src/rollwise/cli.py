@@ -43,6 +43,21 @@ def print_error(message: object) -> None:
     Console(stderr=True).print(str(message), style="red", markup=False, highlight=False, soft_wrap=True)
 
 
+def config_warnings_as_lines(shown: Any) -> Any:
+    """A ``warnings.showwarning`` that prints a ``ConfigWarning`` as one yellow ``warning: ...`` line on stderr
+    (no file and line of the warning's source) and hands every other warning to ``shown``."""
+    from rollwise.config_checks import ConfigWarning
+
+    def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+        if issubclass(category, ConfigWarning):
+            Console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
+                                       soft_wrap=True)
+        else:
+            shown(message, category, *rest, **kw)
+
+    return show
+
+
 class _App(typer.Typer):
     """Typer app whose unexpected errors keep their traceback and ask for a bug report; user errors are one
     line each (see ``user_errors``)."""
@@ -50,18 +65,7 @@ class _App(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import warnings
 
-        from rollwise.config_checks import ConfigWarning
-
-        shown = warnings.showwarning
-
-        def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:  # a config warning is one line
-            if issubclass(category, ConfigWarning):
-                Console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
-                                           soft_wrap=True)
-            else:
-                shown(message, category, *rest, **kw)
-
-        warnings.showwarning = show
+        warnings.showwarning = config_warnings_as_lines(warnings.showwarning)
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit:

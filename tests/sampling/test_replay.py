@@ -249,3 +249,21 @@ def test_policy_reset_empties_the_buffer_and_stops_replay():
             reqs, _, plan = run_step(p, s, script)
             assert sum(reqs[0].values()) == 16 and not any(g.replayed for g in plan.groups)  # 4 fresh prompts
             assert len(p.replay) == 0
+
+
+def test_max_age_replays_only_the_last_k_policies():
+    """ReMix's buffer of the last K policies' rollouts: after step t, a group generated at step s is kept for the
+    next step's draw only if (t + 1) - s <= K (K = 2: steps t and t - 1)."""
+    from rollwise.sampling.base import SampleContext
+
+    rp = Replay(capacity=10, max_age=2)
+    ctx = lambda step: SampleContext(step=step, total_steps=9, group_size=2, batch_prompts=4,  # noqa: E731
+                                     stats=None, rng=np.random.default_rng(0), budget=Budget(10))
+    for step in range(4):  # one mixed group per step, from prompt 10 + step
+        rp.observe(ctx(step), [], [])
+        rp.push([_group(10 + step, [1, 0], step)])
+    # after step 3's observe (evicting steps 0 and 1) and push: steps 2 and 3 remain
+    assert sorted(g.prompt for g in rp.draw(10, ctx(4))) == [12, 13]
+    rp.observe(ctx(4), [], [])  # end of step 4: step 2's group is 3 steps old for step 5
+    assert sorted(g.prompt for g in rp.draw(10, ctx(5))) == [13]
+    assert Replay(capacity=10).max_age is None  # DOTS: by capacity only

@@ -4,11 +4,8 @@ from the step metrics (unequal group sizes, refills, weights != 1, replayed rows
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from rollwise.sampling.presets import PRESETS
 from rollwise.train.trainer import Trainer
 
 P, G = 8, 8  # prompts per step and nominal group size: enough for multi-round methods to show themselves
@@ -24,19 +21,7 @@ def _steps(smoke_cfg, preset: str, steps: int = 3, *extra: str) -> tuple[Trainer
     return t, rows
 
 
-@pytest.mark.parametrize("preset", PRESETS.names())
-def test_preset_trains_within_its_budget(preset, smoke_cfg):
-    cfg = smoke_cfg(f"--sampler.type={preset}", f"--run.name={preset}", "--trainer.steps=2",
-                    "--trainer.eval_every=0", "--trainer.checkpoint_every=0", *EXTRA.get(preset, []))
-    t = Trainer(cfg)
-    t.train()
-    t.close()
-    rows = [json.loads(r) for r in (t.run_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "sampler/budget" in r]
-    assert len(rows) == 2
-    for r in rows:
-        assert r["sampler/budget_spent"] <= r["sampler/budget"] == cfg.rollout_budget()
-        assert r["ledger/tokens_trained"] <= r["ledger/tokens"]
+# every preset trains within its resolved budget: tests/train/test_every_component_trains.py (preset=NAME)
 
 
 def test_reinforce_ada_samples_in_rounds_with_unequal_pools(smoke_cfg):
