@@ -87,7 +87,8 @@ class HapoLossKnobs:
                                                       "[-1, 1], so above 1 it would flip advantages' signs)",
                                                "ge": 0, "le": 1})
     alpha: float = field(default=1.0, metadata={"doc": "asymmetric clip: eps_lo (1 - alpha h) on low-entropy "
-                                                       "tokens, eps_hi (1 + alpha h) on high (HAPO: 1)", "ge": 0})
+                                                       "tokens, eps_hi (1 + alpha h) on high (HAPO: 1)", "ge": 0,
+                                                "le": 10})
     entropy_pivot: float = field(default=0.8, metadata={
         "doc": "quantile of the batch's log-entropy that maps to h = 0 (HAPO recipe: 0.8)", "ge": 0, "le": 1})
     adaptive_clip: bool = field(default=True, metadata={"doc": "asymmetric adaptive clipping on"})
@@ -115,7 +116,7 @@ KL_ESTIMATORS.register("low_var_kl", "rollwise.algos.kl:compute_kl_k3", doc="ali
 class AceKnobs:
     alpha: float = field(default=1.0, metadata={"doc": "ACE: A <- A (1 + alpha softplus(c)) on incorrect rollouts "
                                                        "(coefficient unverified in the paper; 1.0 is our choice)",
-                                                "ge": 0})
+                                                "ge": 0, "le": 100})
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class TisKnobs:
     level: Literal["token", "sequence"] = field(default="token", metadata={
         "doc": "token: w_t = pi_old/mu per token; sequence: w = prod_t pi_old/mu, one weight per rollout (verl)"})
     cap: float = field(default=2.0, metadata={"doc": "truncation C: w <- min(w, C) (verl rollout_is_threshold: 2; "
-                                                      "0 would zero every loss)", "gt": 0})
+                                                      "0 would zero every loss)", "gt": 0, "le": 1e6})
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class ArealKnobs:
 class VcpoKnobs:
     cap: float | None = field(default=8.0, metadata={
         "doc": "truncated sequence-level IS weight min(w_i, cap) on each rollout's loss (VCPO: 8; None = no weight)",
-        "gt": 0})
+        "gt": 0, "le": 1e6})
     rule: Literal["sqrt", "linear"] = field(default="sqrt", metadata={
         "doc": "lr scale sqrt(min(1, rho / rho_base)) (AdamW, VCPO default) or min(1, rho / rho_base)"})
     rho_base: float = field(default=1.0, metadata={"doc": "ESS/B at which the lr is left unscaled (VCPO: 1.0; ESS/B "
@@ -227,7 +228,7 @@ class MinproKnobs:
 class RemixKnobs:
     kl_coef: float = field(default=0.01, metadata={
         "doc": "beta of the KL-convex penalty beta [lam KL(pi||pi_base) + (1 - lam) KL(pi||pi_prev)] "
-               "(0 = off) [unverified value]", "ge": 0})
+               "(0 = off) [unverified value]", "ge": 0, "le": 100})
     lam: float = field(default=0.5, metadata={"doc": "lambda, the share of KL to the base (reference) policy "
                                                      "[unverified value]", "ge": 0, "le": 1})
     reincarnate_at: int | None = field(default=None, metadata={

@@ -16,12 +16,13 @@ flawed positive (right final answer reached by a wrong step) loses ``penalty`` o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from rollwise.components import Knobs
-from rollwise.registry import Registry
+from rollwise.registry import Registry, import_object
 from rollwise.rewards.judges import JUDGES
 
 REWARD_SHAPERS: Registry = Registry("reward shaping", knobs_from_entry=False)
@@ -40,8 +41,21 @@ class FapoKnobs(Knobs):
     def _check_judge(self) -> FapoKnobs:
         if self.judge not in JUDGES and ":" not in self.judge:
             raise ValueError(f"unknown judge {self.judge!r}; {JUDGES.suggest(self.judge)} or package.module:Class")
+        if self.judge not in JUDGES:  # user code: imported at load, not after the warm start
+            try:
+                import_object(self.judge)
+            except (ImportError, ValueError) as exc:
+                raise ValueError(f"judge: {exc}") from None
         if self.judge == "model" and not self.judge_model:
             raise ValueError("judge 'model' needs judge_model: a local HF checkpoint directory or a "
+                             "package.module:function")
+        if self.judge == "model" and ":" in self.judge_model:
+            try:
+                import_object(self.judge_model)
+            except (ImportError, ValueError) as exc:
+                raise ValueError(f"judge_model: {exc}") from None
+        elif self.judge == "model" and not Path(self.judge_model).is_dir():
+            raise ValueError(f"judge_model: {self.judge_model!r} is not a directory (a local HF checkpoint) nor a "
                              "package.module:function")
         return self
 

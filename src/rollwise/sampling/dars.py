@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, FilterGate, GroupObs, SampleContext
 
 _SCHEDULES = ("et", "hw")
@@ -52,8 +53,10 @@ class DarsAllocator(Allocator):
     max_rounds = 2
 
     class Config(Knobs):
-        n: int | None = Field(None, ge=1, description="stage-1 rollouts per prompt (None = sampler.group_size)")
-        n_max: int = Field(32, ge=1, description="cap on a prompt's total rollouts (ET: 32, HW: 64)")
+        n: int | None = Field(None, ge=1, le=MAX_ROLLOUTS_PER_PROMPT,
+                              description="stage-1 rollouts per prompt (None = sampler.group_size)")
+        n_max: int = Field(32, ge=1, le=MAX_ROLLOUTS_PER_PROMPT,
+                           description="cap on a prompt's total rollouts (ET: 32, HW: 64)")
         schedule: Literal["et", "hw"] = Field("et", description="extra-rollout target: equal treatment | "
                                               "hardness-weighted")
         use_std: bool = Field(False, description="advantage mass with std scaling (the authors' scripts: off)")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rollwise.components import Knobs
 from rollwise.registry import import_object
@@ -102,6 +102,16 @@ class DotsSelector(Selector):
         prior: float = Field(0.5, ge=0, le=1, description="level predictor: pass rate before any data")
         prior_rollouts: float = Field(8.0, gt=0, description="level predictor: pseudo-rollouts of the level "
                                       "mean when shrinking a prompt's own estimate")
+
+        @field_validator("predictor")
+        @classmethod
+        def _importable(cls, name: str) -> str:  # a user predictor is imported at load, not at the first plan
+            if name not in PREDICTORS:
+                try:
+                    import_object(name)
+                except (ImportError, ValueError) as exc:
+                    raise ValueError(f"{exc} (built-in: {', '.join(PREDICTORS)})") from None
+            return name
 
     def setup(self) -> None:
         self._predict: Predictor = PREDICTORS.get(self.predictor) or import_object(self.predictor)

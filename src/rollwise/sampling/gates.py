@@ -16,9 +16,10 @@ class DynamicSamplingGate(FilterGate):
     keeps a group of one rollout; rollwise never trains a group of fewer than 2 (the pipeline drops it)."""
 
     class Config(Knobs):
-        max_refills: int = Field(10, ge=0, description="most refill generation calls per step (DAPO: 10)")
+        max_refills: int = Field(10, ge=0, le=1000, description="most refill generation calls per step (DAPO: 10)")
         refill: bool = Field(True, description="replace dropped groups with fresh prompts")
-        refill_scale: float = Field(3.0, gt=0, description="a refill asks for at most this many x batch_prompts")
+        refill_scale: float = Field(3.0, gt=0, le=100, description="a refill asks for at most this many x "
+                                    "batch_prompts")
 
     def passes(self, pools: list[GroupObs], kept: list[np.ndarray]) -> np.ndarray:
         return np.array([p.is_mixed(k) for p, k in zip(pools, kept)], dtype=bool)

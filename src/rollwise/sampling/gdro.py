@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import AfterValidator, Field, model_validator
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, Selector, TrainGroup
 from rollwise.sampling.uniform import UniformSelector
 
@@ -205,7 +206,7 @@ class PassKKnobs(Knobs):
     """The online pass@k classifier's knobs, shared by both GDRO games."""
 
     edges: Edges = Field("0.4,0.75", description="pass@k bin edges (B = len + 1 bins)")
-    history: int = Field(50, ge=0, description="pass@k window of any-correct flags (0 = all time)")
+    history: int = Field(50, ge=0, le=10_000, description="pass@k window of any-correct flags (0 = all time)")
     hysteresis: float = Field(0.03, ge=0, description="a prompt changes bin only past an edge by this")
     exclude_extremes: bool = Field(False, description="pass@k exactly 0 or 1 -> an excluded bin, outside the "
                                    "game (weight 1, n_mean rollouts)")
@@ -305,9 +306,11 @@ class GdroSqrtAllocator(Allocator):
     the batch total fixed at n_mean * P (compute-neutral). The shadow price mu is tracked as a metric."""
 
     class Config(Knobs):
-        n_mean: float | None = Field(None, gt=0, description="mean rollouts per prompt (None = group_size)")
-        n_min: int = Field(2, ge=2, description="fewest rollouts for one prompt")
-        n_max: int | None = Field(None, ge=2, description="most rollouts for one prompt (None = 3 x n_mean)")
+        n_mean: float | None = Field(None, gt=0, le=MAX_ROLLOUTS_PER_PROMPT,
+                                     description="mean rollouts per prompt (None = group_size)")
+        n_min: int = Field(2, ge=2, le=MAX_ROLLOUTS_PER_PROMPT, description="fewest rollouts for one prompt")
+        n_max: int | None = Field(None, ge=2, le=MAX_ROLLOUTS_PER_PROMPT,
+                                  description="most rollouts for one prompt (None = 3 x n_mean)")
         edges: Edges = Field("0.4,0.75", description="pass-rate bin edges")
         var_floor: float = Field(0.01, gt=0, description="floor of a bin's variance p(1-p)")
         unseen_prior: float = Field(0.5, ge=0, le=1, description="pass rate assumed for never-seen prompts")

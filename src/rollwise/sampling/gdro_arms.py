@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, TrainGroup
 from rollwise.sampling.gdro import PassKClassifier, PassKKnobs, check_rollout_range, parse_edges
 
@@ -117,9 +118,11 @@ class GdroArmsAllocator(Allocator):
     TIE = 1e-9  # per rollout of distance from n_mean: breaks exact ties toward uniform, never a real preference
 
     class Config(PassKKnobs):
-        n_mean: int | None = Field(None, ge=1, description="mean rollouts per prompt (None = group_size)")
-        n_min: int = Field(2, ge=2, description="smallest arm")
-        n_max: int | None = Field(None, ge=2, description="largest arm (None = round(3 x n_mean))")
+        n_mean: int | None = Field(None, ge=1, le=MAX_ROLLOUTS_PER_PROMPT,
+                                   description="mean rollouts per prompt (None = group_size)")
+        n_min: int = Field(2, ge=2, le=MAX_ROLLOUTS_PER_PROMPT, description="smallest arm")
+        n_max: int | None = Field(None, ge=2, le=MAX_ROLLOUTS_PER_PROMPT,
+                                  description="largest arm (None = round(3 x n_mean))")
         signal: Literal["difficulty", "loss"] = Field("difficulty", description="arm value: 1 - pool pass "
                                                       "rate of the bin, or its groups' mean surrogate loss")
         center: bool = Field(True, description="subtract the step's mean signal over in-game prompts, so the "

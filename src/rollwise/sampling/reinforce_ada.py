@@ -24,9 +24,10 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, Downsampler, GroupObs, SampleContext
 
 Mode = Literal["balanced", "positive_focused"]
@@ -76,6 +77,13 @@ class ReinforceAdaAllocator(Allocator):
         round_size: int = Field(8, ge=1, description="rollouts per active prompt per round (M; authors: 8)")
         rounds: int = Field(4, ge=1, description="most rounds per step (N; authors: 4)")
         exit: Mode = Field("balanced", description="exit rule: balanced (n/2 of each outcome) | positive_focused")
+
+        @model_validator(mode="after")
+        def _per_prompt(self) -> ReinforceAdaAllocator.Config:
+            if self.round_size * self.rounds > MAX_ROLLOUTS_PER_PROMPT:
+                raise ValueError(f"round_size x rounds = {self.round_size * self.rounds} rollouts for one prompt in "
+                                 f"a step; at most {MAX_ROLLOUTS_PER_PROMPT}")
+            return self
 
     def setup(self) -> None:
         self.max_rounds = self.rounds

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, Baseline, Downsampler, GroupObs, SampleContext, Selector, Transform
 
 
@@ -55,8 +56,9 @@ class FixedAllocator(Allocator):
     ``extra`` (MC-GRPO samples G+1 and drops the median pivot)."""
 
     class Config(Knobs):
-        n: int | None = Field(None, ge=1, description="rollouts per prompt (None = sampler.group_size)")
-        extra: int = Field(0, ge=0, description="rollouts added to n (MC-GRPO's +1)")
+        n: int | None = Field(None, ge=1, le=MAX_ROLLOUTS_PER_PROMPT,
+                              description="rollouts per prompt (None = sampler.group_size)")
+        extra: int = Field(0, ge=0, le=MAX_ROLLOUTS_PER_PROMPT, description="rollouts added to n (MC-GRPO's +1)")
 
     def per_prompt(self, group_size: int) -> int:
         return (self.n or group_size) + self.extra

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, Baseline, GroupObs, SampleContext
 
 
@@ -74,11 +75,12 @@ class V05Allocator(Allocator):
     request, the largest gains per rollout are served first."""
 
     class Config(Knobs):
-        first: int | None = Field(4, ge=1, description="first-round rollouts per prompt (V0.5: G = 4; "
-                                  "None = sampler.group_size)")
-        max_rollouts: int = Field(16, ge=1, description="most rollouts per prompt per step")
+        first: int | None = Field(4, ge=1, le=MAX_ROLLOUTS_PER_PROMPT,
+                                  description="first-round rollouts per prompt (V0.5: G = 4; "
+                                              "None = sampler.group_size)")
+        max_rollouts: int = Field(16, ge=1, le=MAX_ROLLOUTS_PER_PROMPT, description="most rollouts per prompt per step")
         cost: float = Field(2e-3, ge=0, description="price of one rollout in MSE units (OSLA) [unverified]")
-        chunk: int = Field(2, ge=1, description="rollouts added per extra round")
+        chunk: int = Field(2, ge=1, le=MAX_ROLLOUTS_PER_PROMPT, description="rollouts added per extra round")
         c: float = Field(1.0, ge=0, description="shrinkage constant of the fusion (1 = plug-in MSE-optimal)")
 
     def setup(self) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from pydantic import Field
 
 from rollwise.components import Knobs
+from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
 from rollwise.sampling.base import Allocator, GroupObs, SampleContext, TrainGroup, Transform
 
 
@@ -198,7 +199,8 @@ class XrpoAllocator(Allocator):
         initial_fraction: float = Field(0.5, gt=0, le=1, description="phase-1 share of G per prompt (n0 >= 2)")
         lam: float = Field(1.0, ge=0, description="exploration bonus scale lambda [unverified]")
         alpha: float = Field(0.05, gt=0, lt=1, description="confidence level of the CI [unverified]")
-        max_per_prompt: int | None = Field(None, ge=2, description="cap on one prompt's rollouts in a step")
+        max_per_prompt: int | None = Field(None, ge=2, le=MAX_ROLLOUTS_PER_PROMPT,
+                                           description="cap on one prompt's rollouts in a step")
 
     def setup(self) -> None:
         self.max_rounds = self.phases
