@@ -47,7 +47,12 @@ def skip_metrics(task: Any) -> dict[str, int]:
 
 
 def load_task_prompts(task: Any, name: str, limit: int | None) -> PromptList:
-    """Prompts of a dataset preset or path with ``task``'s (``cfg.task``) error policy and length bounds."""
+    """Prompts of a dataset preset or path with ``task``'s (``cfg.task``) error policy and length bounds; a
+    ``reasoning_gym:...`` mix gives its held-out prompts (``task.eval_size`` per entry)."""
+    if name.startswith("reasoning_gym:"):
+        from rollwise.data.reasoning_gym_tasks import eval_prompts  # lazy: imports reasoning-gym
+
+        return PromptList(eval_prompts(name, task.eval_size, task.seed)[:limit])
     return load_preset(name, limit=limit, on_error=task.on_error, max_prompt_chars=task.max_prompt_chars,
                        max_reference_chars=task.max_reference_chars)
 

@@ -67,6 +67,8 @@ def build_dataset_task(cfg: Any) -> TaskData:
     t = cfg.task
     if not t.dataset:
         raise DatasetError("task.dataset must name a dataset (e.g. gsm8k:train) when task.suite='dataset'")
+    if t.dataset.startswith("reasoning_gym:"):
+        return _reasoning_gym_task(cfg)
     pool = load_task_prompts(t, t.dataset, t.train_limit)
     if not pool:
         why = f" (skipped: {skipped_by_reason(pool)})" if pool.skipped else ""
@@ -79,6 +81,19 @@ def build_dataset_task(cfg: Any) -> TaskData:
         levels = np.array([index.get(str(p.meta.get(t.group_by)), 0) for p in pool], dtype=np.int64)
     return TaskData(list(pool), levels, names, group_prompts(list(evals), t.group_by), set(),
                     skipped=skipped_by_reason(pool, evals))
+
+
+def _reasoning_gym_task(cfg: Any) -> TaskData:
+    """A ``reasoning_gym:...`` mix (``data/reasoning_gym_tasks.py``): generated, so its held-out sets come with it
+    (``task.eval_size`` per entry; ``task.eval_dataset`` unused); scored only by the ``reasoning_gym`` verifier."""
+    from rollwise.data.reasoning_gym_tasks import build_rg_suite  # lazy: imports reasoning-gym
+
+    t = cfg.task
+    if t.verifier == "auto" and t.verifier_name() != "reasoning_gym":
+        raise ConfigError("task.verifier: reasoning_gym tasks are scored by their own score_answer; set "
+                          "task.verifier = 'reasoning_gym'")
+    size = min(t.train_size, t.train_limit or t.train_size)
+    return _suite_task(build_rg_suite(t.dataset, size, t.eval_size, t.seed))
 
 
 #: task.suite -> builder of its TaskData (keys: config_models.TASK_SUITES)

@@ -114,6 +114,8 @@ VERIFIERS.register("exact", "rollwise.rewards.text:verify_exact", doc="normalise
 VERIFIERS.register("regex", "rollwise.rewards.text:verify_regex", doc="reference is a fullmatch pattern")
 VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc="procedural integer tasks")
 VERIFIERS.register("synthetic_scratch", "rollwise.rewards.synthetic:verify_scratch", doc="'<work>|<integer>'")
+VERIFIERS.register("reasoning_gym", "rollwise.data.reasoning_gym_tasks:verify_reasoning_gym",
+                   doc="a reasoning-gym item's own score_answer (references from reasoning_gym:... specs)")
 VERIFIERS.register("synthetic_mixed", "rollwise.rewards.synthetic:verify_mixed", doc="'<int>' or '#<work>|<int>'")
 
 
