@@ -279,6 +279,9 @@ class AlgoConfig(_Section):
     micro_batch: int = Field(256, ge=1, description="sequences per forward/backward (gradient accumulation; "
                              "lower it for large models)")
     share_prefix: bool = Field(True, description="forward each distinct prompt once per micro-batch (exact)")
+    skip_zero_rows: bool = Field(True, description="skip the forward and backward of rows whose advantage is 0 at "
+                                 "every token when no other per-token term applies (no KL, no correction penalty): "
+                                 "their gradient is exactly 0 and every normaliser is kept (exact)")
     length_buckets: int = Field(3, ge=1, description="split each micro-batch's forward into up to N groups of "
                                 "similar completion length, cutting padding (exact)")
     lr: float = Field(3e-5, gt=0, description="learning rate, constant after warm-up (see docs/benchmarks.md)")

@@ -215,3 +215,62 @@ def test_optimiser_step_with_shared_prefix_equals_full_rows(tiny_model, micro_si
         params[share] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(params[True], torch.cat([p.detach().flatten() for p in tiny_model.parameters()]))
     torch.testing.assert_close(params[True], params[False], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("loss", ["ppo", "gspo"])
+@pytest.mark.parametrize("micro_size", [15, 4])
+def test_skipping_zero_advantage_rows_is_exact(tiny_model, aggregation, loss, micro_size):
+    """Rows whose advantage is 0 everywhere are not run, yet the update is the full one, with every normaliser
+    unchanged: over 2 epochs x 2 mini-batches (later passes see ratios != 1) the parameters and per-row losses
+    match to float rounding (SGD, as the micro-batched == full-batch test), and one AdamW step leaves the same
+    moments (relative to their scale)."""
+    groups, pools = _rollouts(5, seed=3)
+    for p in (0, 2):  # two groups with equal rewards: GRPO advantages 0
+        for r in pools[p]:
+            r.reward = 1.0
+    batch = _batch(groups, pools, "grpo")
+    zero = int((batch.advantages == 0).sum())
+    assert zero == 3 + 5  # groups 0 and 2 (GRPO gives the singleton A = r)
+
+    def update(skip: bool, adam: bool):
+        model = copy.deepcopy(tiny_model)
+        opt = (torch.optim.AdamW(model.parameters(), lr=1e-3) if adam
+               else torch.optim.SGD(model.parameters(), lr=0.5))
+        passes = {"epochs": 1, "mini_batches": 1} if adam else {"epochs": 2, "mini_batches": 2}
+        cfg = AlgoConfig(loss=loss, aggregation=aggregation, micro_batch=micro_size, grad_clip=1e9,
+                         skip_zero_rows=skip, **passes)
+        o = Optimiser(model, opt, cfg, temperature=1.0, norm_length=8)
+        micro = make_micro_batches(batch, micro_size, 0, torch.device("cpu"))
+        o.prepare(micro, batch)
+        metrics, per_row, ok = o.run(micro, len(batch.rollouts))
+        assert ok
+        params = torch.cat([p.detach().flatten() for p in model.parameters()])
+        state = [torch.cat([s[k].flatten() for s in opt.state.values()]) for k in ("exp_avg", "exp_avg_sq")] \
+            if adam else []
+        return params, per_row, metrics, state
+
+    (p0, r0, m0, _), (p1, r1, m1, _) = update(False, False), update(True, False)
+    assert m0["perf/update_rows_skipped"] == 0 and m1["perf/update_rows_skipped"] == zero
+    assert torch.allclose(p1, p0, atol=1e-5)
+    assert torch.allclose(r1, r0, atol=1e-5) and (r1[batch.advantages == 0] == 0).all()
+    assert m1["loss/total"] == pytest.approx(m0["loss/total"], abs=1e-6)
+    assert not torch.allclose(p0, torch.cat([p.detach().flatten() for p in tiny_model.parameters()]))
+    (_, _, _, (a0, v0)), (_, _, _, (a1, v1)) = update(False, True), update(True, True)
+    assert torch.allclose(a1, a0, rtol=0, atol=1e-5 * float(a0.abs().max()))
+    assert torch.allclose(v1, v0, rtol=0, atol=1e-5 * float(v0.abs().max()))
+
+
+def test_zero_rows_run_when_a_kl_or_correction_penalty_reads_them(tiny_model):
+    groups, pools = _rollouts(5, seed=3)
+    for r in pools[0]:
+        r.reward = 1.0
+    batch = _batch(groups, pools, "grpo")
+    for extra in ({"kl_coef": 0.1}, {"correction": {"type": "remix", "kl_coef": 0.1, "lam": 0.0}}):
+        cfg = AlgoConfig(micro_batch=4, **extra)
+        ref = copy.deepcopy(tiny_model) if "kl_coef" in extra else None
+        o = Optimiser(copy.deepcopy(tiny_model), torch.optim.SGD(tiny_model.parameters(), lr=0.0), cfg, 1.0, 8,
+                      ref_model=ref)
+        micro = make_micro_batches(batch, 4, 0, torch.device("cpu"))
+        o.prepare(micro, batch)
+        assert o.run(micro, len(batch.rollouts))[0]["perf/update_rows_skipped"] == 0

@@ -94,6 +94,7 @@ class Correction:
     prox = "auto"
     needs: frozenset[str] = frozenset()  # read from the built instance (a knob may change it: ReMix, VCPO)
     off_policy_only = False  # True: acts only on stale or replayed rollouts (a run without any is warned)
+    adds_penalty = False  # True: ``tokens`` returns a penalty, which rows with zero advantage feel too
     loss_behaviour = False
     replaces_advantages = False  # its ``prepare`` returns new advantages (not combinable with algo.shaping)
 

@@ -170,6 +170,7 @@ class Remix(Correction):
         self.p = RemixKnobs(**knobs)
         on = self.p.kl_coef > 0
         self.needs = frozenset({"reference"}) if on and self.p.lam > 0 else frozenset()
+        self.adds_penalty = on
         self.prox = "always" if on and self.p.lam < 1 else "never"
         self._reincarnated = False
 

@@ -136,4 +136,5 @@ def compute_hapo_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor
 
 
 compute_hapo_loss.needs = frozenset({"entropy"})  # type: ignore[attr-defined]
+compute_hapo_loss.zero_at_zero_advantage = True  # type: ignore[attr-defined]  # A^e = A (1 + beta h): 0 at A = 0
 compute_hapo_loss.prepare = prepare_hapo_entropy  # type: ignore[attr-defined]

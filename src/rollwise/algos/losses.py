@@ -172,3 +172,9 @@ def compute_gspo_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor
     return _finish(loss, ratio, token_log_ratio, m, old, behaviour_logprobs, params, metrics)
 
 
+# A loss that is exactly 0, with a 0 gradient, on a token whose advantage is 0 (every clipped term is r * A)
+# declares it: the update may then skip rows with zero advantage everywhere (``algo.skip_zero_rows``).
+compute_ppo_loss.zero_at_zero_advantage = True  # type: ignore[attr-defined]
+compute_gspo_loss.zero_at_zero_advantage = True  # type: ignore[attr-defined]
+
+

@@ -4,7 +4,7 @@ runs over."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -55,13 +55,22 @@ class MicroBatch:
     seq: SeqBatch
     advantages: torch.Tensor  # [b], or [b, C] per token once shapers ran
     behaviour: torch.Tensor  # [b, C]
-    rows: slice  # rows of the TrainBatch
+    rows: slice | torch.Tensor  # rows of the TrainBatch (a slice; [k] long indices for a selection)
     versions: torch.Tensor | None = None  # [b, C] long weight version of each token (-1 unknown or padding)
     old: torch.Tensor | None = None  # [b, C] pi_old logprobs (None: on-policy single pass, use detached current)
     ref: torch.Tensor | None = None  # [b, C] reference logprobs for the KL penalty
     token_mask: torch.Tensor | None = None  # [b, C] D3S token selection
     entropy: torch.Tensor | None = None  # [b, C] what a loss that needs entropy gets (its ``prepare`` output)
     is_weight: torch.Tensor | None = None  # [b, C] the off-policy correction's detached per-token loss weight
+
+    def select(self, keep: torch.Tensor) -> MicroBatch:
+        """Rows ``keep`` ([k] long, positions in this micro-batch) as a micro-batch of their own; ``rows``
+        becomes their TrainBatch indices ([k] long)."""
+        start = self.rows.start if isinstance(self.rows, slice) else 0
+        rows = (keep + start) if isinstance(self.rows, slice) else self.rows[keep]
+        pick = {f.name: (None if (t := getattr(self, f.name)) is None else t[keep]) for f in fields(self)
+                if f.name not in ("seq", "rows")}
+        return MicroBatch(self.seq.select(keep), rows=rows, **pick)
 
 
 def token_versions(r: Rollout) -> list[int]:

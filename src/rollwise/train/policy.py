@@ -45,6 +45,17 @@ class SeqBatch:
     def num_tokens(self) -> int:
         return int(self.completion_mask.sum().item())
 
+    def select(self, keep: torch.Tensor) -> SeqBatch:
+        """Rows ``keep`` ([k] long) of this batch, columns unchanged; the distinct-prompt map is rebuilt over
+        them (a prompt whose rows are all dropped is gone)."""
+        index = rows = None
+        if self.prefix_index is not None:
+            _, index = torch.unique(self.prefix_index[keep], return_inverse=True)  # [k] -> 0..U'-1
+            first = torch.full((int(index.max()) + 1 if len(index) else 0,), len(index), dtype=torch.long)
+            rows = first.scatter_reduce(0, index, torch.arange(len(index)), reduce="amin")  # [U'] first row each
+        return SeqBatch(self.input_ids[keep], self.attention_mask[keep], self.position_ids[keep],
+                        self.completion_ids[keep], self.completion_mask[keep], rows, index)
+
     @property
     def num_distinct_prompts(self) -> int:
         return len(self.prefix_rows) if self.prefix_rows is not None else self.input_ids.shape[0]
@@ -138,7 +149,7 @@ def length_buckets_of(lengths: list[int], max_buckets: int,
 
 def _assemble(parts: list[torch.Tensor], buckets: list[tuple[torch.Tensor, int]], C: int) -> torch.Tensor:
     """Per-bucket logits [b, c, V] -> [B, C, V] in the batch's row order (zeros past each bucket's length)."""
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0].shape[1] == C:
         return parts[0]
     rows = torch.cat([r for r, _ in buckets])
     padded = torch.cat([F.pad(p, (0, 0, 0, C - p.shape[1])) for p in parts])

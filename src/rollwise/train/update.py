@@ -258,21 +258,29 @@ class PolicyUpdate:
         sums: dict[str, float] = {}
         n_mb = max(self.cfg.mini_batches, 1)
         chunks = [micro[i::n_mb] for i in range(n_mb)] if len(micro) >= n_mb else [micro]
+        live = {id(mb): self._live_rows(mb) for mb in micro}  # [b] bool per micro-batch (None: all rows run)
+        ran = sum(len(mb.advantages) if live[id(mb)] is None else int(live[id(mb)].sum()) for mb in micro)
         ok = True
         for _ in range(self.cfg.epochs):
             for chunk in chunks:
                 masks = [self._mask(mb) for mb in chunk]
-                tok = sum(float(m.sum()) for m in masks)
+                tok = sum(float(m.sum()) for m in masks)  # normalisers over every row, skipped ones included
                 seqs = sum(float((m.sum(-1) > 0).sum()) for m in masks)
                 self.opt.zero_grad(set_to_none=True)
                 total = 0.0
                 for mb, mask in zip(chunk, masks):
+                    keep = live[id(mb)]
+                    if keep is not None:  # rows with zero advantage everywhere: 0 loss, 0 gradient, not run
+                        if not bool(keep.any()):
+                            continue
+                        idx = keep.nonzero().squeeze(-1)
+                        mb, mask = mb.select(idx), mask[idx]
                     loss, metrics, row_loss = self._micro_loss(mb, mask, tok, seqs)
                     loss.backward()
                     total += loss.item()
                     per_row[mb.rows] = row_loss
-                    for k, v in metrics.items():
-                        sums[k] = sums.get(k, 0.0) + float(v) * len(mb.advantages) / num_rows
+                    for k, v in metrics.items():  # metrics are means over the rows that ran
+                        sums[k] = sums.get(k, 0.0) + float(v) * len(mb.advantages) / max(ran, 1)
                 if not torch.isfinite(torch.tensor(total)):
                     self.opt.zero_grad(set_to_none=True)
                     ok = False
@@ -287,7 +295,21 @@ class PolicyUpdate:
                 sums["loss/grad_norm"] = float(gn)
         passes = self.cfg.epochs * len(chunks)
         out = {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}
+        out["perf/update_rows_skipped"] = num_rows - ran
         return out | self._prep_metrics, per_row, ok
+
+    def _live_rows(self, mb: MicroBatch) -> torch.Tensor | None:
+        """[b] bool: the rows whose forward and backward can change the update, i.e. some token under the loss
+        mask has a non-zero advantage; None when every row must run (``algo.skip_zero_rows`` off, a KL penalty, a
+        correction penalty, or a loss not declared zero at zero advantage). A skipped row's loss and gradient
+        are exactly 0, and the token and sequence normalisers still count it, so the update is unchanged."""
+        if not (self.cfg.skip_zero_rows and self.cfg.kl_coef == 0 and not self.correction.adds_penalty
+                and getattr(self.loss_fn, "zero_at_zero_advantage", False)):
+            return None
+        mask = self._mask(mb) > 0  # [b, C]
+        adv = mb.advantages if mb.advantages.dim() == 2 else mb.advantages.unsqueeze(-1).expand_as(mask)
+        keep = ((adv != 0) & mask).any(-1)  # [b]
+        return None if bool(keep.all()) else keep
 
     def _step(self) -> None:
         """One optimiser step, its lr scaled by the correction's factor (VCPO) and restored afterwards."""
