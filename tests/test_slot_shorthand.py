@@ -68,3 +68,10 @@ def test_the_issue_cases():
 def test_a_knob_of_a_list_slot_with_several_entries_says_how_to_write_it():
     with pytest.raises(ConfigError, match="holds 2 entries"):
         load_config(SMOKE, ['--algo.shaping=["ace", "mssr_entropy"]', "--algo.shaping.alpha=2"])
+
+
+def test_a_knob_of_the_gates_tunes_the_presets_gate():
+    cfg = load_config(SMOKE, ["--sampler.type=dapo", "--sampler.gates.max_refills=2"])
+    assert [(g.type, g.max_refills) for g in cfg.sampler.gates] == [("dynamic", 2)]
+    with pytest.raises(ConfigError, match="preset 'uniform' has 0"):
+        load_config(SMOKE, ["--sampler.gates.max_refills=2"])

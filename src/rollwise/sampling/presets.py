@@ -126,6 +126,12 @@ def resolve(data: dict[str, Any]) -> dict[str, Any]:
     for slot in SLOTS:
         out[slot] = merge_slot(getattr(preset, slot), out.get(slot))
     gates = out.get("gates")
+    if isinstance(gates, dict) and "type" not in gates:  # --sampler.gates.knob=v: tunes the preset's one gate
+        if len(preset.gates) != 1:
+            raise ValueError(f"a gates table without type tunes the preset's gate, but preset "
+                             f"{out.get('type', 'uniform')!r} has {len(preset.gates)}; give the list, e.g. "
+                             "sampler.gates = [{type = \"dynamic\", max_refills = 2}]")
+        gates = [merge_slot(preset.gates[0], gates)]
     out["gates"] = [_as_table(g) for g in (preset.gates if gates is None else gates)]
     replay = out.get("replay")
     replay = preset.replay if replay is None else replay  # unset: the preset's
