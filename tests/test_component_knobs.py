@@ -158,14 +158,16 @@ def accepted(key: str, name: str) -> dict[str, list[Any]]:
 
 
 def training_draw(key: str, name: str, draw: str) -> dict[str, Any]:
-    """Every knob at a hostile value it is accepted with on its own: the first one drawn (``edge``: a boundary,
-    0, ...), or 1e300 where a float takes it (``huge``: overflow); a knob whose value conflicts with those
-    already chosen (a relation between knobs) keeps its default. Counts are not drawn huge to train: their upper
-    bounds are checked at load, and a count at its bound is slow by design, not wrong."""
+    """Every knob at a hostile value it is accepted with on its own: the first one drawn of size at most 100
+    (``edge``: a boundary, 0, ...), or 1e300 where a float takes it (``huge``: overflow); a knob whose value
+    conflicts with those already chosen (a relation between knobs) keeps its default. Counts are not drawn huge
+    to train: their upper bounds are checked at load, and a count at its bound is slow by design, not wrong."""
     knobs: dict[str, Any] = {}
     for k, values in accepted(key, name).items():
         if draw == "huge":
             values = [v for v in values if v == HUGE_FLOAT]
+        else:  # a count at its upper bound (4096 rollouts per prompt) is slow by design, not wrong
+            values = [v for v in values if not isinstance(v, int | float) or abs(v) <= 100]
         for v in values:
             if isinstance(load(key, name, knobs | {k: v}), Config):
                 knobs[k] = v
@@ -221,6 +223,8 @@ def test_hostile_knobs_that_load_train_two_finite_steps(key, name, draw, tmp_pat
     (['--sampler.gates=[{type="dynamic", max_refills=1000000000000, refill_scale=1e300}]'], "sampler.gates.0",
      "less than or equal"),
     (["--algo.correction=tis", "--algo.correction.cap=inf"], "algo.correction.cap", "finite number"),
+    (['--sampler.gates=[{type="dars_filter", lower_threshold=0.9, upper_threshold=0.1}]'], "sampler.gates.0",
+     "must be below upper_threshold"),
 ])
 def test_known_bad_knobs_are_one_line_errors_at_load(overrides, key, words):
     with pytest.raises(ConfigError) as err:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rollwise.components import Knobs
 from rollwise.knobs import MAX_ROLLOUTS_PER_PROMPT
@@ -61,6 +61,13 @@ class DarsAllocator(Allocator):
                                               "hardness-weighted")
         use_std: bool = Field(False, description="advantage mass with std scaling (the authors' scripts: off)")
 
+        @model_validator(mode="after")
+        def _stage_one_under_cap(self) -> DarsAllocator.Config:
+            if self.n is not None and self.n > self.n_max:
+                raise ValueError(f"n ({self.n}) must be at most n_max ({self.n_max}): stage 1 alone would pass the cap "
+                                 "and no prompt would get a second stage")
+            return self
+
     def setup(self) -> None:
         self._metrics: dict[str, float] = {}
 
@@ -96,6 +103,13 @@ class DarsFilterGate(FilterGate):
     class Config(Knobs):
         upper_threshold: float = Field(1.0, description="drop groups whose mean reward is >= this")
         lower_threshold: float = Field(0.0, description="drop groups whose mean reward is <= this")
+
+        @model_validator(mode="after")
+        def _window(self) -> DarsFilterGate.Config:
+            if not self.lower_threshold < self.upper_threshold:
+                raise ValueError(f"lower_threshold ({self.lower_threshold}) must be below upper_threshold "
+                                 f"({self.upper_threshold}), or every group is dropped")
+            return self
 
     def passes(self, pools: list[GroupObs], kept: list[np.ndarray]) -> np.ndarray:
         means = np.array([p.rewards[k].mean() if len(k) else np.nan for p, k in zip(pools, kept)])  # [P]
