@@ -155,8 +155,6 @@ def accepted(key: str, name: str) -> dict[str, list[Any]]:
     return out
 
 
-
-
 def training_draw(key: str, name: str, draw: str) -> dict[str, Any]:
     """Every knob at a hostile value it is accepted with on its own: the first one drawn of size at most 100
     (``edge``: a boundary, 0, ...), or 1e300 where a float takes it (``huge``: overflow); a knob whose value
@@ -191,7 +189,7 @@ def test_hostile_knobs_that_load_train_two_finite_steps(key, name, draw, tmp_pat
 
     knobs = training_draw(key, name, draw)
     if draw == "huge" and not knobs:
-        return  # no knob takes a number above 1: the edge draw covers it
+        return  # no float knob takes 1e300: the edge draw covers this component
     cfg = load(key, name, knobs, ("run.out_dir", str(tmp_path)), ("warmstart.cache_dir", str(warm_cache)),
                ("run.threads", 1), ("trainer.eval_every", 0), ("trainer.checkpoint_every", 0))
     assert isinstance(cfg, Config), cfg
