@@ -265,6 +265,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
     ("env", "guess"): "multi-turn: trained end to end in tests/envs",
+    ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
 }
 
 

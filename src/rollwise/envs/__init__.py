@@ -13,9 +13,12 @@ from rollwise.envs.base import (
     guarded_call,
 )
 from rollwise.envs.guess import GuessKnobs
+from rollwise.envs.textarena_env import TextArenaKnobs
 
 ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKnobs,
                       doc="guess-the-number with higher/lower feedback (embedded default; best: binary search)")
+ENVIRONMENTS.register("textarena", "rollwise.envs.textarena_env:TextArenaGame", config=TextArenaKnobs,
+                      doc="a TextArena single-player game (GuessTheNumber, TowerOfHanoi, ...; extra [textarena])")
 
 __all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepResult", "check_reward",
            "guarded_call"]
