@@ -75,3 +75,8 @@ def test_a_knob_of_the_gates_tunes_the_presets_gate():
     assert [(g.type, g.max_refills) for g in cfg.sampler.gates] == [("dynamic", 2)]
     with pytest.raises(ConfigError, match="preset 'uniform' has 0"):
         load_config(SMOKE, ["--sampler.gates.max_refills=2"])
+
+
+def test_a_knob_of_a_presets_list_slot_tunes_its_one_entry():
+    cfg = load_config(SMOKE, ["--sampler.type=mssr", "--algo.shaping.kappa1=0.3"])
+    assert [(s.type, s.kappa1) for s in cfg.algo.shaping] == [("mssr_entropy", 0.3)]

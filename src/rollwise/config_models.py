@@ -314,6 +314,18 @@ class TrainerConfig(_Section):
         return check_loggers(v)
 
 
+def _tune(preset: Any, given: Any) -> Any:
+    """A knob table without ``type`` tunes the preset's table, or its one entry of a list (MSSR's shaper)."""
+    if not isinstance(given, dict) or "type" in given:
+        return given
+    if isinstance(preset, dict):
+        return preset | given
+    if isinstance(preset, list) and len(preset) == 1:
+        entry = preset[0]
+        return [({"type": entry} if isinstance(entry, str) else dict(entry)) | given]
+    return given
+
+
 class Config(_Section):
     recipe: str | None = Field(None, description="a paper's settings across sections, applied under this config "
                                "(see `rollwise recipes`); a key set here wins over the recipe's")
@@ -349,8 +361,7 @@ class Config(_Section):
         preset = sampler_presets.PRESETS.get(name)
         algo = data.get("algo", {})
         if isinstance(algo, dict):  # a knob table without ``type`` tunes the preset's own table (MSSR's estimator)
-            algo = preset.algo | {k: preset.algo[k] | v if isinstance(v, dict) and "type" not in v
-                                  and isinstance(preset.algo.get(k), dict) else v for k, v in algo.items()}
+            algo = preset.algo | {k: _tune(preset.algo.get(k), v) for k, v in algo.items()}
             adv = algo.get("advantage")
             if isinstance(adv, dict) and "type" not in adv:  # knobs for the estimator the sampler runs
                 algo["advantage"] = {"type": preset.advantage or "grpo"} | adv
