@@ -21,7 +21,7 @@ SMALL = ["--model.layers=1", "--model.hidden=32", "--model.heads=2", "--model.kv
          "--task.train_size=32", "--env.n=3",
          "--sampler.batch_prompts=2", "--sampler.group_size=4", "--trainer.steps=2", "--trainer.eval_every=0",
          "--trainer.checkpoint_every=0", "--trainer.plots=false", "--trainer.progress=false", "--run.threads=1",
-         "--algo.lr=1e-2"]
+         "--algo.lr=1e-2", "--trainer.eval_samples=1", "--algo.mini_batches=1"]
 
 
 def guess_cfg(tmp_path, *overrides: str):
