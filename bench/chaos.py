@@ -11,6 +11,18 @@ With probability ``--double`` the resumed process is killed again during its own
 ``--resume`` runs to the end and the final state is compared with the reference. A trial is identical when
 every weight and optimiser tensor is equal, the pickled sampler state is equal, and the metrics rows (timing
 keys removed) are equal. Results go to ``OUT/chaos.json``.
+
+``--mode async`` runs the smoke config in async mode on a private local Ray (``--run.mode=async``, staleness
+``--eta``, a checkpoint every 2 steps) and kills, at a random moment after the reference's first step, in turn
+the trainer (SIGKILL to the trainer and every process it started: its Ray, its rollout workers; then
+``--resume``) or one rollout worker (SIGKILL to its process; Ray restarts it and the run goes on). Async runs
+are not bit-identical (which weights sample a token depends on timing), so a trial is compared with an
+uninterrupted async run on what must not change: the run completes (every step logged once, the last
+checkpoint at the last step), every step generated and trained its batch_prompts x group_size rollouts (no
+prompt lost from a step), and the final sampler statistics count each prompt's rollouts once (no prompt trained
+twice; the same total as the reference). Results go to ``OUT/chaos_async.json``.
+
+    python bench/chaos.py --mode async --kills 5 [--steps 8] [--eta 2]
 """
 
 from __future__ import annotations
@@ -101,14 +113,181 @@ def compare(ref: dict[str, Any], got: dict[str, Any]) -> list[str]:
     return bad
 
 
+# ------------------------------------------------------------------ async mode
+BATCH, GROUP = 6, 4  # configs/smoke.toml
+
+
+def async_command(out: Path, name: str, steps: int, eta: int, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "rollwise.cli", "train", str(ROOT / "configs" / "smoke.toml"),
+            f"--run.out_dir={out}", f"--run.name={name}", f"--trainer.steps={steps}", "--run.mode=async",
+            f"--async.max_staleness={eta}", "--run.threads=1", "--ray.num_cpus=2", "--trainer.checkpoint_every=2",
+            "--trainer.eval_every=0", "--trainer.progress=false", "--trainer.plots=false",
+            *(["--resume"] if resume else [])]
+
+
+def _tree(proc: subprocess.Popen) -> list[Any]:
+    """The processes ``proc`` started (its Ray daemons and rollout workers), found while they still hang off it."""
+    import psutil
+
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_all(procs: list[Any]) -> None:
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except Exception:  # gone already
+            pass
+
+
+def _workers(proc: subprocess.Popen) -> list[Any]:
+    out = []
+    for p in _tree(proc):
+        try:
+            if "RolloutWorker" in " ".join(p.cmdline()) or "RolloutWorker" in p.name():
+                out.append(p)
+        except Exception:
+            pass
+    return out
+
+
+def run_async(cmd: list[str], log: Path, kind: str | None = None, at: float = 0.0, on_write: bool = False,
+              metrics: Path | None = None) -> tuple[int, bool, float | None]:
+    """Run ``cmd``; at ``at`` seconds (``on_write``: at the first metric write after it) SIGKILL the trainer and
+    every process it started (``kind = "trainer"``), or one rollout worker (``"worker"``, the run goes on).
+    Returns (exit code, whether the kill happened, seconds until the first step's row was written). Whatever
+    the run leaves behind is killed at the end."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as err:  # the run's stderr, kept with a trial that fails
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    t0, size, done, seen, first = time.monotonic(), -1, kind is None, [], None
+    while proc.poll() is None:
+        seen = _tree(proc) or seen
+        if first is None and metrics is not None and metrics.is_file() and \
+                len(metrics.read_text().splitlines()) >= 2:  # the step-0 eval row, then step 1's
+            first = time.monotonic() - t0
+        if not done and time.monotonic() - t0 >= at:
+            now = metrics.stat().st_size if (on_write and metrics is not None and metrics.is_file()) else 0
+            due = not on_write or (size >= 0 and now != size)
+            size = now
+            if due and kind == "trainer":
+                seen = _tree(proc) or seen
+                _kill_all([psutil_proc(proc.pid), *seen])
+                done = True
+            elif due and kind == "worker" and (ws := _workers(proc)):
+                _kill_all(ws[:1])
+                done = True
+        time.sleep(0.02)
+    code = proc.wait()
+    _kill_all(seen)  # a killed trainer's Ray would outlive it
+    return code, done, first
+
+
+def psutil_proc(pid: int) -> Any:
+    import psutil
+
+    return psutil.Process(pid)
+
+
+def async_state(run_dir: Path) -> dict[str, Any]:
+    """What an async run must agree on with the reference: its steps, each step's counts, the final sampler
+    statistics (rollouts per prompt) and how many prompts the selector passed over without training them."""
+    ckpts = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if (p / "COMPLETE").is_file())
+    with open(ckpts[-1] / "trainer_state.pkl", "rb") as f:
+        sampler = pickle.load(f)["sampler"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "rollout/reward_mean" in r]
+    attempts = np.asarray(sampler["stats"]["attempts"])
+    sel = sampler["components"]["selector"][1]
+    passed = np.asarray(sel["order"])[: sel["cursor"]] if sel.get("order") is not None else np.zeros(0, int)
+    return {"checkpoint": ckpts[-1].name, "steps": [r["step"] for r in rows],
+            "per_step": [(r["sampler/prompts_generated"], r["sampler/rollouts_per_prompt_min"],
+                          r["sampler/rollouts_per_prompt_max"], r["sampler/rollouts_trained"]) for r in rows],
+            "rollouts_trained": rows[-1]["ledger/rollouts_trained"] if rows else 0,
+            "attempts_total": int(attempts.sum()), "attempts_max": int(attempts.max()),
+            "prompts_trained": int((attempts > 0).sum()), "passed_untrained": int((attempts[passed] == 0).sum()),
+            "restarts": rows[-1].get("async/worker_restarts", 0) if rows else 0,
+            "accuracy": rows[-1].get("eval/mean/pass@1") if rows else None}
+
+
+def compare_async(ref: dict[str, Any], got: dict[str, Any], steps: int) -> list[str]:
+    bad = []
+    if got["steps"] != list(range(1, steps + 1)) or got["checkpoint"] != ref["checkpoint"]:
+        bad.append("incomplete")
+    full = (BATCH, GROUP, GROUP, BATCH * GROUP)
+    if any(s != full for s in got["per_step"]) or got["rollouts_trained"] != ref["rollouts_trained"]:
+        bad.append("prompt lost from a step")
+    if got["attempts_max"] > GROUP or got["attempts_total"] != ref["attempts_total"]:
+        bad.append("prompt trained twice")
+    return bad
+
+
+def main_async(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    work = args.out / "runs_async"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.monotonic()
+    code, _, first = run_async(async_command(work, "ref", args.steps, args.eta, False), work / "ref.log",
+                               metrics=work / "ref" / "metrics.jsonl")
+    assert code == 0 and first is not None, "the uninterrupted async reference run failed"
+    ref_seconds = time.monotonic() - t0
+    ref = async_state(work / "ref")
+    assert not compare_async(ref, ref, args.steps), f"the reference itself is not whole: {ref}"
+    trials = []
+    for i in range(args.kills):
+        name, kind = f"trial{i:02d}", ("trainer", "worker")[i % 2]
+        metrics = work / name / "metrics.jsonl"
+        killed, tries = False, 0
+        log = work / f"{name}.log"
+        while not killed:  # a kill that came too late (the run had finished) is drawn again
+            shutil.rmtree(work / name, ignore_errors=True)
+            log.unlink(missing_ok=True)
+            on_write = kind == "trainer" and rng.random() < 0.5
+            # while it trains: after the first step (before it, most of a short run is start-up: Ray, the
+            # worker being built; a kill there loses no step) and, for a worker, while steps remain
+            at = rng.uniform(first, first + (0.9 if kind == "trainer" else 0.7) * (ref_seconds - first))
+            code, killed, _ = run_async(async_command(work, name, args.steps, args.eta, False), log, kind, at,
+                                        on_write, metrics)
+            tries += 1
+        resumed = kind == "trainer"
+        if resumed:
+            code, _, _ = run_async(async_command(work, name, args.steps, args.eta, True), log)
+        got = async_state(work / name) if code == 0 else None
+        bad = compare_async(ref, got, args.steps) if got is not None else ["run failed"]
+        trials.append({"trial": i, "kill": kind, "kill_at_s": round(at, 2), "on_write": on_write, "tries": tries,
+                       "resumed": resumed, "final_exit": code, "whole": not bad, "differs": bad, "state": got})
+        print(f"{name}: kill {kind} {'on write after' if on_write else 'at'} {at:5.2f}s"
+              f"{' -> resume' if resumed else ' (run went on)'} -> {'whole' if not bad else bad}"
+              f"{'' if got is None else ', restarts ' + str(got['restarts'])}", flush=True)
+        if not bad:  # a failed trial keeps its run directory and log
+            shutil.rmtree(work / name, ignore_errors=True)
+            log.unlink(missing_ok=True)
+    ok = sum(t["whole"] for t in trials)
+    result = {"mode": "async", "kills": args.kills, "whole": ok, "steps": args.steps, "eta": args.eta,
+              "seed": args.seed, "reference_seconds": round(ref_seconds, 1), "first_step_s": round(first, 1),
+              "reference": ref, "trials": trials,
+              "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "chaos_async.json").write_text(json.dumps(result, indent=2))
+    print(f"{ok}/{args.kills} whole (complete, no prompt lost from a step or trained twice); the reference "
+          f"passed over {ref['passed_untrained']} prompts untrained")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", choices=["sync", "async"], default="sync")
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--eta", type=int, default=2, help="async.max_staleness of the async variant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--double", type=float, default=0.3, help="probability of a second kill during the resume")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos")
     args = ap.parse_args()
+    if args.mode == "async":
+        return main_async(args)
     rng = random.Random(args.seed)
     work = args.out / "runs"
     shutil.rmtree(work, ignore_errors=True)
