@@ -13,12 +13,13 @@ step's observation the messages the game sent after the action (not its echo of 
 ``[action]``. The reward is the game's own, given when it ends (``close()``: 1 for a win, the game's partial
 credit or a penalty otherwise, hence ``reward_range = (-1, 1)``); ``info["success"]`` is a reward of 1. A reward
 that is missing, NaN, infinite or not a number is passed on unchanged, so the loop counts it as a fault and
-drops the episode; a game that raises is an ``error`` fault. TextArena seeds Python's global ``random`` in ``reset``: the adapter restores
-the caller's state after every call into the game.
+drops the episode; a game that raises is an ``error`` fault. TextArena seeds Python's global ``random`` in
+``reset``: the adapter restores the caller's state after every call into the game.
 
 Wordle needs NLTK's ``words`` corpus, which is not shipped (NLTK downloads it): offline, building the game
-faults (``error``) and every episode is dropped. The warm start of the embedded model plays :func:`scripted_guess_the_number` on
-``GuessTheNumber`` (other games have no scripted player: warm-start a real model, ``model.path``).
+faults (``error``) and every episode is dropped. The warm start of the embedded model plays
+:func:`scripted_guess_the_number` on ``GuessTheNumber`` (other games have no scripted player: warm-start a real
+model, ``model.path``).
 """
 
 from __future__ import annotations
