@@ -29,8 +29,9 @@ from rollwise.logging import atomic_write
 MUTABLE_ON_RESUME = frozenset({
     "trainer.steps", "trainer.max_tokens", "trainer.eval_every", "trainer.eval_samples", "trainer.train_eval_size",
     "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.plots", "trainer.progress", "trainer.loggers",
-    "trainer.max_nan_skips", "run.threads", "run.device", "generation.batch_size", "algo.micro_batch", "algo.lr",
-    "warmstart.cache_dir", "async.workers", "async.worker_threads", "ray.address", "ray.num_cpus",
+    "trainer.max_nan_skips", "trainer.max_empty_steps", "run.threads", "run.device", "generation.batch_size",
+    "algo.micro_batch", "algo.lr", "warmstart.cache_dir", "async.workers", "async.worker_threads", "ray.address",
+    "ray.num_cpus",
 })
 RUN_FILES = ("metrics.jsonl", "config.toml", "run.json", "plots", "tb", "wandb")
 
