@@ -109,3 +109,12 @@ def test_to_go_credit_reaches_the_rollouts(tokenizer):
     pipe = build_pipeline(preset="uniform", pool_size=1, group_size=2, batch_prompts=1, total_steps=3, seed=0)
     out = collector.collect(pipe, 0, Budget(2), seed=0, version=0)
     assert sorted(r.reward for r in out.rollouts[0]) == [0.25, 0.25, 0.5, 0.5, 1.0, 1.0]
+
+
+def test_a_task_may_lower_its_turn_limit(tokenizer):
+    from rollwise.types import Prompt
+
+    tasks = [Prompt("a", "w0", "ok", {"max_turns": 2}), Prompt("b", "w1", "ok"), Prompt("c", "w2", "ok",
+                                                                                       {"max_turns": 9})]
+    eps = loop(tokenizer, scripted_sayer(tokenizer, wrong_first=10), max_turns=4).run(tasks, [0, 1, 2], PARAMS)
+    assert [(e.num_turns, e.finish) for e in eps] == [(2, "max_turns"), (4, "max_turns"), (4, "max_turns")]

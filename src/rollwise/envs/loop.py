@@ -8,8 +8,9 @@ environment's next observation. The context is the prompt of the next turn, so e
 how messages become tokens: :class:`PlainFormat` (a model without a chat template: message texts back to back,
 an action's stop token dropped from the context).
 
-Limits end an episode cleanly: ``max_turns`` actions, or ``max_tokens`` of context and action together (an
-action is given at most the room left, so every turn fits the model's window). An environment fault (see
+Limits end an episode cleanly: ``max_turns`` actions (fewer for a task whose ``meta["max_turns"]`` says so), or
+``max_tokens`` of context and action together (an action is given at most the room left, so every turn fits the
+model's window). An environment fault (see
 ``envs/base.py``) ends the episode with ``fault`` set; the caller drops it.
 """
 
@@ -89,6 +90,7 @@ class _Live:
     episode: Episode
     env: Any
     context: list[int]
+    max_turns: int = 0  # this task's turn limit
 
 
 class AgentLoop:
@@ -105,11 +107,13 @@ class AgentLoop:
         live = [self._reset(t, i) for t, i in zip(tasks, task_index)]
         episodes = [x.episode for x in live]
         active = [x for x in live if not x.episode.finish]
-        for turn in range(lim.max_turns):
+        for turn in range(max([x.max_turns for x in active], default=0) + 1):
             rooms: dict[int, list[_Live]] = {}
             for x in active:
                 room = lim.max_tokens - len(x.context)
-                if room < 1:
+                if turn >= x.max_turns:
+                    self._finish(x, "max_turns")
+                elif room < 1:
                     self._finish(x, "max_tokens")
                 else:
                     rooms.setdefault(min(room, params.max_new_tokens), []).append(x)
@@ -123,13 +127,11 @@ class AgentLoop:
             active = [x for x in active if not x.episode.finish]
             if not active:
                 break
-        for x in active:
-            self._finish(x, "max_turns")
         return episodes
 
     def _reset(self, task: Prompt, index: int) -> _Live:
         ep = Episode(index)
-        x = _Live(ep, None, [])
+        x = _Live(ep, None, [], min(self.limits.max_turns, int(task.meta.get("max_turns", self.limits.max_turns))))
         try:
             x.env = guarded_call(self.make_env, timeout_s=self.limits.timeout_s)
             first = check_messages(guarded_call(x.env.reset, task, timeout_s=self.limits.timeout_s))
