@@ -146,6 +146,10 @@ def test_a_turn_limit_ends_the_episode_and_its_session(tokenizer, server_url):
     assert (ep.finish, ep.num_turns, ep.fault) == ("max_turns", 1, None)
     client = env_box.pop().client
     del ep, loop
+    for _ in range(200):  # the finalizer closes it in a thread of its own (bounded wait)
+        if client._loop is None:
+            break
+        time.sleep(0.05)
     assert client._loop is None  # the finalizer closed the session the protocol could not
 
 
@@ -160,7 +164,8 @@ def test_a_misbehaving_server_is_counted_and_dropped(tokenizer, server_url, k, k
     pipe = build_pipeline(preset="uniform", pool_size=2, group_size=2, batch_prompts=2, total_steps=2, seed=0)
     out = collector.collect(pipe, 0, Budget(4), seed=0, version=0)
     m = collector.metrics()
-    assert (m[f"env/faults_{kind}"], m["env/episodes"], m["env/success"]) == (2, 4, 1.0)
+    assert (m[f"env/faults_{kind}"], m["env/episodes"], m["env/success"]) == (2, 4, 1.0), \
+        ({k: v for k, v in m.items() if "faults" in k and v}, [e.fault_detail for e in collector.last_episodes])
     assert sorted(out.rollouts) == [0] and len(out.rollouts[0]) == 2  # task 1 never reaches the sampler
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numbers
 import random
+import threading
 import weakref
 from typing import Any
 
@@ -60,6 +61,12 @@ def _close(client: Any) -> None:
         pass
 
 
+def _close_soon(client: Any) -> None:
+    """Close in a thread of its own: a finalizer may run in any thread (the cyclic collector's), one serving the
+    other end of this connection included, and a close waits for the server's reply."""
+    threading.Thread(target=_close, args=(client,), daemon=True, name="rollwise-openenv-close").start()
+
+
 class OpenEnvClient:
     """One episode against an OpenEnv server (module docstring)."""
 
@@ -84,7 +91,7 @@ class OpenEnvClient:
         except ImportError:
             raise RuntimeError("the openenv environment needs 'openenv-core' (pip install -e '.[openenv]')") from None
         client = GenericEnvClient(base_url=self.url, connect_timeout_s=self.connect_timeout_s).sync()
-        weakref.finalize(self, _close, client)  # the protocol has no close: when the loop drops this episode
+        weakref.finalize(self, _close_soon, client)  # the protocol has no close: when the loop drops the episode
         return client
 
     def _observation(self, obs: Any) -> Any:
@@ -99,7 +106,11 @@ class OpenEnvClient:
         return self._observation(got.observation)
 
     def step(self, action: str) -> StepResult:
-        got = self.client.step({self.action_field: action})
+        try:
+            got = self.client.step({self.action_field: action})
+        except BaseException:  # the episode is dropped: end its session now
+            _close_soon(self.client)
+            raise
         done = bool(got.done)
         # OpenEnv: None = no reward this step; but an episode ends with one (its JSON writes NaN and inf as null)
         reward = 0.0 if got.reward is None and not done else got.reward
