@@ -58,7 +58,8 @@ COMPONENT_KEYS: dict[str, Registry] = {
 TASK_SUITES = ("arith", "words", "dataset")
 
 # verifier 'auto': the arith suite's by task.scratchpad, a dataset preset's by its family (else math)
-DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math"}
+DATASET_VERIFIERS = {"gsm8k": "gsm8k", "math500": "math", "aime24": "math", "amc23": "math",
+                     "reasoning_gym": "reasoning_gym"}
 
 
 def dataset_verifier(dataset: str | None) -> str:

@@ -132,8 +132,11 @@ def test_train_task_from_the_config_and_eval_data(smoke_cfg):
     assert task.levels.tolist() == [0] * 6 + [1] * 2
     got = load_task_prompts(cfg.task, cfg.task.dataset, None)  # `rollwise eval --data reasoning_gym:...`
     assert [p.uid for p in got] == [p.uid for ps in task.eval_sets.values() for p in ps]
-    with pytest.raises(ConfigError, match="set task.verifier = 'reasoning_gym'"):  # 'auto' would pick math
-        build_task(smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum"))
+    auto = smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum")
+    assert auto.task.verifier_name() == "reasoning_gym"  # 'auto' reads the dataset family: its own scorer
+    with pytest.raises(ConfigError, match="set task.verifier = 'reasoning_gym'"):
+        build_task(smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum",
+                             "--task.verifier=math"))
 
 
 @pytest.mark.slow

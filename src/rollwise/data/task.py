@@ -89,7 +89,7 @@ def _reasoning_gym_task(cfg: Any) -> TaskData:
     from rollwise.data.reasoning_gym_tasks import build_rg_suite  # lazy: imports reasoning-gym
 
     t = cfg.task
-    if t.verifier == "auto" and t.verifier_name() != "reasoning_gym":
+    if t.verifier_name() != "reasoning_gym":
         raise ConfigError("task.verifier: reasoning_gym tasks are scored by their own score_answer; set "
                           "task.verifier = 'reasoning_gym'")
     size = min(t.train_size, t.train_limit or t.train_size)
