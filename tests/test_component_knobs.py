@@ -42,12 +42,7 @@ NO_TRAIN = {("generation.engine", "vllm"): "needs vLLM and a GPU",
             ("env", "textarena"): "building its run takes minutes on smoke (measured 146-285 s under load); "
                                   "tests/envs/test_textarena_env.py trains it"}
 #: known failures of code owned elsewhere, per draw, each with its reason (xfail, not strict: a fix passes)
-XFAIL_TRAIN: dict[tuple[str, str, str], str] = {
-    ("generation.strategy", "arrol", "huge"): "ARRoL's head lr=1e300 is accepted and overflows its AdamW "
-                                              "(generation/arrol.py, the rollout-strategy owner's; lr needs a bound)",
-    ("env", "guess", "huge"): "the guess environment's timeout_s=1e300 is accepted and overflows threading's wait "
-                              "(envs/, the environment layer's owner; timeout_s needs an upper bound)",
-}
+XFAIL_TRAIN: dict[tuple[str, str, str], str] = {}
 
 
 def _is_list_slot(key: str) -> bool:

@@ -67,8 +67,8 @@ class EnvKnobs(Knobs):
                            "after them ends cleanly with finish 'max_turns'")
     max_tokens: int = Field(256, ge=2, description="tokens per episode, context and actions together (the model's "
                             "window); an episode with no room left for an action ends with finish 'max_tokens'")
-    timeout_s: float = Field(10.0, gt=0, description="seconds one reset or step may take; longer is a 'timeout' "
-                             "fault and the episode is dropped")
+    timeout_s: float = Field(10.0, gt=0, le=86400, description="seconds one reset or step may take; longer is a "
+                             "'timeout' fault and the episode is dropped")
     reward_range: tuple[float, float] = Field((0.0, 1.0), description="step rewards allowed [low, high]; one "
                                               "outside is an 'out_of_range' fault")
     credit: Literal["return", "to_go"] = Field("return", description="what each turn is trained with: 'return' "

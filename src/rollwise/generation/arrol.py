@@ -174,7 +174,7 @@ class ArrolStrategy(RolloutStrategy):
                            "top round(rho n) and bottom n - round(rho n) by head score (ARRoL: 0.5)")
         warmup: int = Field(64, ge=0, description="labelled rollouts the head must have seen before it prunes; "
                             "until then prune at random [unverified]")
-        lr: float = Field(1e-3, gt=0, description="Adam learning rate of the quality head [unverified]")
+        lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate of the quality head [unverified]")
         head_steps: int = Field(8, ge=1, description="full-batch Adam steps on each call's labelled states")
         head_hidden: int = Field(0, ge=0, description="hidden units of the head's MLP (0 = linear head)")
         seed: int = Field(0, description="seed of the head's initial weights")
