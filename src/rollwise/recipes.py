@@ -100,6 +100,13 @@ RECIPES.register("remix", Recipe(
     {"sampler.replay": {"fresh_fraction": 0.5, "max_age": 2}, "algo.epochs": 2,
      "algo.correction": {"type": "remix", "kl_coef": 0.01, "lam": 0.5, "reincarnate_frac": 0.5}}))
 
+# ------------------------------------------------------------------ rescue
+RECIPES.register("hill", Recipe(
+    "HiLL: a hinter language model (a copy of the policy) reads the question, one failed rollout and the "
+    "reference, writes M = 4 hints per all-wrong prompt, trained on the transfer-weighted reward; the policy "
+    "trains on the hinted prompt", "2604.00698",
+    {"sampler.type": "hill", "sampler.transform": {"hinter": "lm"}}))
+
 # ------------------------------------------------------------------ sampler presets: one recipe each
 PRESET_ARXIV = {
     "uniform": "2402.03300", "vade": "2511.18902", "reinforce_ada": "2510.04996", "gdro": "2601.19280",
