@@ -51,6 +51,7 @@ RUNS: dict[str, list[str]] = {
     **{f"kl:{k}": [*KL, f"--algo.kl_estimator={k}"] for k in ("k1", "k2", "k3", "low_var_kl")},
     "allocator:gdro_sqrt": ["--sampler.type=gdro", "--sampler.allocator=gdro_sqrt", *REVISIT],
     "engine:scripted": ["--generation.engine=scripted"],
+    "env:guess": ["--env=guess"],  # multi-turn episodes: each turn one rollout of its task's group
 }
 ASYNC = {"recipe:areal", "recipe:vcpo", "recipe:minpro"}  # run on the Ray stand-in
 
@@ -262,11 +263,13 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("generation.strategy", "arrol"): ("recipe:arrol", PRUNED),
     ("generation.strategy", "latr"): ("recipe:latr", LATR),
     ("generation.strategy", "rose"): ("recipe:rose", ROSE),
+    ("env", "guess"): ("env:guess", lambda r: all(row["env/turns_mean"] > 1 and row["sampler/rollouts_trained"] > 0
+                                                  and row["env/faults_error"] == 0 for row in r.rows)
+                       and moved("env/success")(r)),
 }
 #: entries this machine cannot train, with the reason (still an entry: a new registration must be named)
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
-    ("env", "guess"): "multi-turn: trained end to end in tests/envs",
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
 }
 
