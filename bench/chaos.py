@@ -13,7 +13,7 @@ every weight and optimiser tensor is equal, the pickled sampler state is equal, 
 keys removed) are equal. Results go to ``OUT/chaos.json``.
 
 ``--mode async`` runs the smoke config in async mode on a private local Ray (``--run.mode=async``, staleness
-``--eta``, a checkpoint every 2 steps) and kills, at a random moment after the reference's first step, in turn
+``--eta``, a checkpoint every 2 steps) and kills, at a random moment while it trains, in turn
 the trainer (SIGKILL to the trainer and every process it started: its Ray, its rollout workers; then
 ``--resume``) or one rollout worker (SIGKILL to its process; Ray restarts it and the run goes on). Async runs
 are not bit-identical (which weights sample a token depends on timing), so a trial is compared with an
@@ -22,7 +22,7 @@ checkpoint at the last step), every step generated and trained its batch_prompts
 prompt lost from a step), and the final sampler statistics count each prompt's rollouts once (no prompt trained
 twice; the same total as the reference). Results go to ``OUT/chaos_async.json``.
 
-    python bench/chaos.py --mode async --kills 5 [--steps 8] [--eta 2]
+    python bench/chaos.py --mode async --kills 5 --steps 12 [--eta 2]
 """
 
 from __future__ import annotations
@@ -154,22 +154,23 @@ def _workers(proc: subprocess.Popen) -> list[Any]:
     return out
 
 
-def run_async(cmd: list[str], log: Path, kind: str | None = None, at: float = 0.0, on_write: bool = False,
-              metrics: Path | None = None) -> tuple[int, bool, float | None]:
-    """Run ``cmd``; at ``at`` seconds (``on_write``: at the first metric write after it) SIGKILL the trainer and
-    every process it started (``kind = "trainer"``), or one rollout worker (``"worker"``, the run goes on).
-    Returns (exit code, whether the kill happened, seconds until the first step's row was written). Whatever
-    the run leaves behind is killed at the end."""
+def run_async(cmd: list[str], log: Path, kind: str | None = None, rows: int = 0, delay: float = 0.0,
+              on_write: bool = False, metrics: Path | None = None) -> tuple[int, bool]:
+    """Run ``cmd``; ``delay`` seconds after ``metrics`` holds ``rows`` rows (``on_write``: at the first metric
+    write after that) SIGKILL the trainer and every process it started (``kind = "trainer"``), or one rollout
+    worker (``"worker"``, the run goes on). The moment follows the run's own progress, not the clock, so a
+    loaded or an idle machine kills at the same place. Returns (exit code, whether the kill happened);
+    whatever the run leaves behind is killed at the end."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:  # the run's stderr, kept with a trial that fails
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-    t0, size, done, seen, first = time.monotonic(), -1, kind is None, [], None
+    size, done, seen, reached = -1, kind is None, [], None
     while proc.poll() is None:
         seen = _tree(proc) or seen
-        if first is None and metrics is not None and metrics.is_file() and \
-                len(metrics.read_text().splitlines()) >= 2:  # the step-0 eval row, then step 1's
-            first = time.monotonic() - t0
-        if not done and time.monotonic() - t0 >= at:
+        if not done and reached is None and metrics is not None and metrics.is_file() and \
+                len(metrics.read_text().splitlines()) >= rows:
+            reached = time.monotonic()
+        if not done and reached is not None and time.monotonic() - reached >= delay:
             now = metrics.stat().st_size if (on_write and metrics is not None and metrics.is_file()) else 0
             due = not on_write or (size >= 0 and now != size)
             size = now
@@ -183,7 +184,7 @@ def run_async(cmd: list[str], log: Path, kind: str | None = None, at: float = 0.
         time.sleep(0.02)
     code = proc.wait()
     _kill_all(seen)  # a killed trainer's Ray would outlive it
-    return code, done, first
+    return code, done
 
 
 def psutil_proc(pid: int) -> Any:
@@ -230,9 +231,8 @@ def main_async(args: argparse.Namespace) -> None:
     work = args.out / "runs_async"
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.monotonic()
-    code, _, first = run_async(async_command(work, "ref", args.steps, args.eta, False), work / "ref.log",
-                               metrics=work / "ref" / "metrics.jsonl")
-    assert code == 0 and first is not None, "the uninterrupted async reference run failed"
+    code, _ = run_async(async_command(work, "ref", args.steps, args.eta, False), work / "ref.log")
+    assert code == 0, "the uninterrupted async reference run failed"
     ref_seconds = time.monotonic() - t0
     ref = async_state(work / "ref")
     assert not compare_async(ref, ref, args.steps), f"the reference itself is not whole: {ref}"
@@ -246,29 +246,34 @@ def main_async(args: argparse.Namespace) -> None:
             shutil.rmtree(work / name, ignore_errors=True)
             log.unlink(missing_ok=True)
             on_write = kind == "trainer" and rng.random() < 0.5
-            # while it trains: after the first step (before it, most of a short run is start-up: Ray, the
-            # worker being built; a kill there loses no step) and, for a worker, while steps remain
-            at = rng.uniform(first, first + (0.9 if kind == "trainer" else 0.7) * (ref_seconds - first))
-            code, killed, _ = run_async(async_command(work, name, args.steps, args.eta, False), log, kind, at,
-                                        on_write, metrics)
+            # while it trains: once step `after` is logged (rows: the step-0 eval row, then one per step), up to
+            # 50 ms later (a smoke step takes ~30 ms on an idle core); not before step 1 (start-up: Ray, the
+            # worker being built; a kill there loses no step) nor after the last (a resume from the end)
+            after, delay = rng.randint(1, args.steps - 1), rng.uniform(0.0, 0.05)
+            at = f"step {after} + {1000 * delay:.0f} ms"
+            code, killed = run_async(async_command(work, name, args.steps, args.eta, False), log, kind, after + 1,
+                                     delay, on_write, metrics)
             tries += 1
         resumed = kind == "trainer"
+        ckpts = sorted(p.name for p in (work / name / "checkpoints").glob("step_*") if (p / "COMPLETE").is_file())
+        resume_from = (ckpts[-1] if ckpts else "start") if resumed else None
         if resumed:
-            code, _, _ = run_async(async_command(work, name, args.steps, args.eta, True), log)
+            code, _ = run_async(async_command(work, name, args.steps, args.eta, True), log)
         got = async_state(work / name) if code == 0 else None
         bad = compare_async(ref, got, args.steps) if got is not None else ["run failed"]
-        trials.append({"trial": i, "kill": kind, "kill_at_s": round(at, 2), "on_write": on_write, "tries": tries,
-                       "resumed": resumed, "final_exit": code, "whole": not bad, "differs": bad, "state": got})
-        print(f"{name}: kill {kind} {'on write after' if on_write else 'at'} {at:5.2f}s"
-              f"{' -> resume' if resumed else ' (run went on)'} -> {'whole' if not bad else bad}"
-              f"{'' if got is None else ', restarts ' + str(got['restarts'])}", flush=True)
+        trials.append({"trial": i, "kill": kind, "kill_at": at, "on_write": on_write, "tries": tries,
+                       "resumed": resumed, "resume_from": resume_from, "final_exit": code, "whole": not bad,
+                       "differs": bad, "state": got})
+        then = f" -> resume from {resume_from}" if resumed else " (run went on)"
+        seen = "" if got is None else f", restarts {got['restarts']}, passed over {got['passed_untrained']}"
+        print(f"{name}: kill {kind} {'on the first write after' if on_write else 'at'} {at}{then} -> "
+              f"{'whole' if not bad else bad}{seen}", flush=True)
         if not bad:  # a failed trial keeps its run directory and log
             shutil.rmtree(work / name, ignore_errors=True)
             log.unlink(missing_ok=True)
     ok = sum(t["whole"] for t in trials)
     result = {"mode": "async", "kills": args.kills, "whole": ok, "steps": args.steps, "eta": args.eta,
-              "seed": args.seed, "reference_seconds": round(ref_seconds, 1), "first_step_s": round(first, 1),
-              "reference": ref, "trials": trials,
+              "seed": args.seed, "reference_seconds": round(ref_seconds, 1), "reference": ref, "trials": trials,
               "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "chaos_async.json").write_text(json.dumps(result, indent=2))
