@@ -104,8 +104,9 @@ def test_a_killed_worker_is_restarted_and_its_round_requeued(smoke_cfg, monkeypa
                              f"--trainer.steps={steps}", f"--async.weight_sync={weight_sync}"))
     assert killed and rows[-1]["async/worker_restarts"] == 1  # one death, however many rounds it cost
     assert rows[-1]["async/weight_sync_reforms"] == (1 if weight_sync == "collective" else 0)
-    # the killed round, and the next step's if it was already queued on the dead process
-    assert rows[-1]["async/requeued_prompts"] in (BATCH, 2 * BATCH)
+    # the killed round, and the next step's if it was already queued on the dead process; none when Ray had not
+    # handed the round to the process yet (it then waits for the restart), as under a loaded machine
+    assert rows[-1]["async/requeued_prompts"] in (0, BATCH, 2 * BATCH)
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     assert all(r["sampler/prompts_generated"] == BATCH and r["sampler/rollouts_per_prompt_max"] == GROUP
                for r in rows)  # the lost round was not booked, the re-sent one once

@@ -15,7 +15,8 @@ trainer trains, within a staleness bound, and the sampler sees the work in fligh
   rounds are sent again (every round carries a reference to the newest weights, which a restarted worker
   fetches); nothing from a lost round was recorded, so no prompt is lost or trained twice
   (``async/requeued_prompts``). ``async/worker_restarts`` counts new worker processes (one per death, however
-  many rounds it cost), seen when a round fails and at every step's metrics.
+  many rounds it cost), seen when a round fails and at every step's metrics; one that died while it was being
+  built, before the trainer saw it, is told by Ray's record of the actor.
 
 Weights reach the workers through ``async.weight_sync`` (``train/weight_sync.py``): Ray's object store (one
 ``ray.put`` per version, shared by all workers) or a torch.distributed broadcast (NCCL on GPU, gloo on CPU).
@@ -106,6 +107,7 @@ class AsyncRollouts:
         self.sync = WEIGHT_SYNCS[cfg.async_.weight_sync](ray, self.workers, self._ask)
         self._counters = {"worker_restarts": 0, "requeued_prompts": 0, "wait_seconds": 0.0}
         self._pids = [int(p) for p in self._ask("pid")]  # each worker's process; a new one is a restart
+        self._counters["worker_restarts"] = sum(self._ask("restarted"))  # died while it was being built
 
     # ------------------------------------------------------------------ the trainer's interface
     def collect(self, pipeline: SamplingPipeline, step: int, version: int) -> StepRollouts:

@@ -45,6 +45,15 @@ class RolloutWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def restarted(self) -> bool:
+        """Whether this process is a restart of the actor (it died before the trainer first saw it)."""
+        try:
+            import ray  # only ever called inside a Ray actor
+
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:  # not under Ray
+            return False
+
     def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
         """Queue the trainer's weights; a running round picks them up at its next decode step (interrupt), an
         idle worker at its next round."""
