@@ -261,6 +261,29 @@ def test_skipping_zero_advantage_rows_is_exact(tiny_model, aggregation, loss, mi
     assert torch.allclose(v1, v0, rtol=0, atol=1e-5 * float(v0.abs().max()))
 
 
+def test_a_step_whose_rows_are_all_skipped_still_steps_adamw(tiny_model):
+    """Every advantage 0: the full update backpropagates zeros and AdamW still applies its weight decay; the
+    skipped one must do the same (a parameter without a gradient would be left out of the step)."""
+    groups, pools = _rollouts(5, seed=3)
+    for rs in pools.values():
+        for r in rs:
+            r.reward = 0.0
+    batch = _batch(groups, pools, "dr_grpo")  # dr_grpo: a singleton's advantage is r = 0 too
+    assert not bool(batch.advantages.any())
+    out = []
+    for skip in (False, True):
+        model = copy.deepcopy(tiny_model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+        o = Optimiser(model, opt, AlgoConfig(micro_batch=4, skip_zero_rows=skip), 1.0, 8)
+        micro = make_micro_batches(batch, 4, 0, torch.device("cpu"))
+        o.prepare(micro, batch)
+        metrics, _, ok = o.run(micro, len(batch.rollouts))
+        assert ok and metrics["perf/update_rows_skipped"] == (len(batch.rollouts) if skip else 0)
+        out.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(out[0], out[1])
+    assert not torch.equal(out[0], torch.cat([p.detach().flatten() for p in tiny_model.parameters()]))  # decayed
+
+
 def test_zero_rows_run_when_a_kl_or_correction_penalty_reads_them(tiny_model):
     groups, pools = _rollouts(5, seed=3)
     for r in pools[0]:

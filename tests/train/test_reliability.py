@@ -115,8 +115,10 @@ def test_metrics_rewrite_is_atomic(tmp_path, monkeypatch):
 
 # 5. a non-finite run never writes a poisoned checkpoint, and names the last good one
 def test_nonfinite_steps_never_reach_a_checkpoint(smoke_cfg):
+    # the full update: with lr 1e30 every later row has advantage 0, and it is those rows' non-finite logprobs
+    # (0 x inf) that make the loss non-finite; the zero-advantage skip never computes them (nor needs to)
     cfg = smoke_cfg("--run.name=nan", "--trainer.steps=8", "--trainer.checkpoint_every=1", "--algo.lr=1e30",
-                    "--trainer.max_nan_skips=1", "--algo.grad_clip=1e30")
+                    "--trainer.max_nan_skips=1", "--algo.grad_clip=1e30", "--algo.skip_zero_rows=false")
     t = Trainer(cfg)
     with pytest.raises(TrainingError, match="last good checkpoint is"):
         t.train()

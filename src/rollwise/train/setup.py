@@ -63,13 +63,10 @@ def build_estimator(cfg: Config) -> Any:
 
 def needs_reference(cfg: Config) -> bool:
     """Whether the run needs a frozen reference model: a KL penalty, or a shaper, loss or off-policy correction
-    that declares it."""
-    from rollwise.algos import CORRECTIONS, POLICY_LOSSES, SHAPERS
-    from rollwise.algos.shaping import needs_of
+    whose built instance declares it (``UpdateParts``, the one place needs are read)."""
+    from rollwise.train.update import UpdateParts
 
-    parts = [POLICY_LOSSES.get(cfg.algo.loss.type), CORRECTIONS.get(cfg.algo.correction.type)]
-    parts += [SHAPERS.get(s.type) for s in cfg.algo.shaping]
-    return cfg.algo.kl_coef > 0 or any("reference" in needs_of(p) for p in parts)
+    return UpdateParts.build(cfg.algo).wants_reference(cfg.algo.kl_coef)
 
 
 def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = None, tok: Any = None) -> Any:

@@ -281,6 +281,7 @@ class PolicyUpdate:
                     per_row[mb.rows] = row_loss
                     for k, v in metrics.items():  # metrics are means over the rows that ran
                         sums[k] = sums.get(k, 0.0) + float(v) * len(mb.advantages) / max(ran, 1)
+                self._zero_missing_grads()  # a chunk whose rows were all skipped steps as the full update would
                 if not torch.isfinite(torch.tensor(total)):
                     self.opt.zero_grad(set_to_none=True)
                     ok = False
@@ -297,6 +298,14 @@ class PolicyUpdate:
         out = {k: (v / passes if k not in ("loss/total", "loss/grad_norm") else v) for k, v in sums.items()}
         out["perf/update_rows_skipped"] = num_rows - ran
         return out | self._prep_metrics, per_row, ok
+
+    def _zero_missing_grads(self) -> None:
+        """Give every trainable parameter a gradient: where the full update's backward would have left zeros (all
+        of a chunk's rows skipped), AdamW's step must still see zeros (its momentum and weight decay move the
+        weights), not ``None`` (which it skips)."""
+        for p in self.model.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
 
     def _live_rows(self, mb: MicroBatch) -> torch.Tensor | None:
         """[b] bool: the rows whose forward and backward can change the update, i.e. some token under the loss
