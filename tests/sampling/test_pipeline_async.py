@@ -40,3 +40,16 @@ def test_a_selector_that_repeats_in_flight_prompts_may(harness):
     pipe2 = harness.make_pipe("uniform", pool=8, batch=8, group_size=4)
     q0 = pipe2.begin_step(0, Budget(32))
     assert len(pipe2.begin_step(1, Budget(32), in_flight=q0.prompts)) == 0  # all 8 are in flight
+
+
+def test_uniform_passes_over_no_prompt_while_steps_are_in_flight(harness):
+    """With two steps in flight, five steps of 8 from a 40-prompt pool take every prompt once: the uniform
+    selector skips in-flight prompts in its own walk (it used to be asked for k + in-flight and keep k, so its
+    permutation advanced past prompts no step trained)."""
+    pipe = harness.make_pipe("uniform", pool=40, batch=8, group_size=4)
+    flight: list[np.ndarray] = []
+    for step in range(5):
+        busy = np.concatenate(flight[-2:]) if flight else None
+        flight.append(pipe.begin_step(step, Budget(32), in_flight=busy).prompts)
+    assert sorted(np.concatenate(flight).tolist()) == list(range(40))
+    assert pipe.selector.epoch == 0

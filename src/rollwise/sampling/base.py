@@ -238,6 +238,7 @@ class Component:
 class Selector(Component):
     kind = "selector"
     repeat_in_flight = False  # may pick a prompt another step is still rolling out (async mode)
+    skips_excluded = False  # honours ctx.exclude in select (asked for k, not k + in-flight, in async mode)
 
     def select(self, k: int, ctx: SampleContext) -> np.ndarray:
         """Return ``k`` distinct pool indices (fewer if the pool is exhausted), avoiding ``ctx.exclude``."""

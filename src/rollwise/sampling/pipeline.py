@@ -139,15 +139,20 @@ class SamplingPipeline:
 
     def begin_step(self, step: int, budget: Budget, in_flight: np.ndarray | None = None) -> Request:
         """Plan the first generation round of ``step``. Prompts in ``in_flight`` (being rolled out for other
-        steps) are not picked unless the selector says it may repeat them: it is asked for that many more and
-        the in-flight ones are dropped, so its own rule still orders what is left."""
+        steps) are not picked unless the selector says it may repeat them: a selector that skips ``ctx.exclude``
+        is asked for k with them excluded (uniform: its permutation passes over no prompt); any other is asked
+        for that many more and the in-flight ones are dropped, so its own rule still orders what is left."""
         ctx = self._context(step, budget)
         k = self.batch_prompts
         if self.replay is not None and len(self.replay):
             k = max(int(round(k * self.replay.fresh_fraction)), 1)
         busy = np.zeros(0, dtype=np.int64) if in_flight is None else np.asarray(in_flight, dtype=np.int64)
         ctx.in_flight = busy
-        if len(busy) and not self.selector.repeat_in_flight:
+        if len(busy) and self.selector.skips_excluded and not self.selector.repeat_in_flight:
+            ctx.exclude = busy  # it passes over them itself: no prompt is drawn and dropped
+            prompts = self.selector.select(k, ctx)
+            ctx.exclude = None
+        elif len(busy) and not self.selector.repeat_in_flight:
             prompts = self.selector.select(k + len(busy), ctx)
             prompts = prompts[~np.isin(prompts, busy)][:k]
         else:

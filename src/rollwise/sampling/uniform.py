@@ -15,6 +15,8 @@ from rollwise.sampling.base import Allocator, Baseline, Downsampler, GroupObs, S
 class UniformSelector(Selector):
     """Uniform without replacement: walk a seeded random permutation of the pool, reshuffling each epoch."""
 
+    skips_excluded = True  # an excluded prompt (in flight) is passed in the walk, never drawn and dropped
+
     def setup(self) -> None:
         self._order: np.ndarray | None = None
         self._cursor = 0
