@@ -15,9 +15,12 @@ from rollwise.config import Config, ConfigError, dump_toml, load_config
 from rollwise.config_checks import precondition_warnings
 from rollwise.recipes import RECIPES, apply_recipe, recipe_marks
 from rollwise.sampling.presets import PRESETS
-from rollwise.train.setup import needs_reference
 from rollwise.train.update import UpdateParts
 
+
+def needs_reference(cfg) -> bool:
+    """The trainer's rule: a reference model is built when the built update parts ask for one."""
+    return UpdateParts.build(cfg.algo).wants_reference(cfg.algo.kl_coef)
 
 def test_hapo_is_one_switch_and_sets_every_knob_its_paper_sets():
     cfg = load_config(None, ["--recipe=hapo"])

@@ -14,8 +14,8 @@ import torch
 from rollwise.config import AlgoConfig, load_config
 from rollwise.sampling import GroupObs, TrainGroup, TrainPlan
 from rollwise.train.batch import build_train_batch, make_micro_batches
-from rollwise.train.setup import build_estimator, needs_reference
-from rollwise.train.update import PolicyUpdate
+from rollwise.train.setup import build_estimator
+from rollwise.train.update import PolicyUpdate, UpdateParts
 from rollwise.types import Rollout
 
 
@@ -76,6 +76,11 @@ def test_micro_batched_equals_full_batch_with_shapers(tiny_model, setup, epochs)
             if k in results[0][1]:
                 assert metrics[k] == pytest.approx(results[0][1][k], abs=1e-5), k
 
+
+
+def needs_reference(cfg) -> bool:
+    """The trainer's rule: a reference model is built when the built update parts ask for one."""
+    return UpdateParts.build(cfg.algo).wants_reference(cfg.algo.kl_coef)
 
 def test_ace_through_the_update_with_an_identical_reference(tiny_model):
     """Reference == policy: c_i = 0, so every incorrect rollout's advantage is scaled by 1 + alpha ln 2."""

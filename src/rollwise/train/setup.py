@@ -61,14 +61,6 @@ def build_estimator(cfg: Config) -> Any:
     return estimate
 
 
-def needs_reference(cfg: Config) -> bool:
-    """Whether the run needs a frozen reference model: a KL penalty, or a shaper, loss or off-policy correction
-    whose built instance declares it (``UpdateParts``, the one place needs are read)."""
-    from rollwise.train.update import UpdateParts
-
-    return UpdateParts.build(cfg.algo).wants_reference(cfg.algo.kl_coef)
-
-
 def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = None, tok: Any = None) -> Any:
     """The sampler pipeline, with the configured advantage estimator injected and what the rescue transforms
     borrow from the task (traces, hints, reference answers) and, given the policy, the hint-reliance scorer."""
