@@ -169,6 +169,11 @@ HILL_LM = all_of(HILL, moved("sampler/transform/hinter_updates"))  # hints writt
 D3S = lambda r: any(v < 1 for v in series(r, "sampler/downsampler/kept_share"))  # noqa: E731
 DOTS = moved("sampler/selector/reference")
 KL_ON = moved("loss/kl")
+
+
+def KL_DIFFERS(r: Run, get: Callable[[str], Run]) -> bool:  # noqa: N802 - a check, named like the others
+    """Another estimator's KL than k3's on the same run (step 1's KL is 0 for all: policy == reference)."""
+    return KL_ON(r) and series(r, "loss/kl") != series(get("kl:k3"), "loss/kl")
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
                      for row in r.rows)
 
@@ -233,10 +238,8 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("algo.aggregation", "token-mean"): ("plain", trained),
     **{("algo.aggregation", a): (f"aggregation:{a}", first_loss_differs()) for a in
        ("seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")},
-    ("algo.kl_estimator", "k1"): ("kl:k1", lambda r, get: KL_ON(r) and series(r, "loss/kl") != series(
-        get("kl:k3"), "loss/kl")),  # step 1's KL is 0 for every estimator (policy == reference): the later ones
-    ("algo.kl_estimator", "k2"): ("kl:k2", lambda r, get: KL_ON(r) and series(r, "loss/kl") != series(
-        get("kl:k3"), "loss/kl")),
+    ("algo.kl_estimator", "k1"): ("kl:k1", KL_DIFFERS),
+    ("algo.kl_estimator", "k2"): ("kl:k2", KL_DIFFERS),
     ("algo.kl_estimator", "k3"): ("kl:k3", KL_ON),
     ("algo.kl_estimator", "low_var_kl"): ("kl:low_var_kl", lambda r, get: series(r, "loss/kl") == series(
         get("kl:k3"), "loss/kl") and KL_ON(r)),  # verl's name for k3: the same numbers

@@ -267,7 +267,7 @@ class PolicyUpdate:
                 tok = sum(float(m.sum()) for m in masks)  # normalisers over every row, skipped ones included
                 seqs = sum(float((m.sum(-1) > 0).sum()) for m in masks)
                 self.opt.zero_grad(set_to_none=True)
-                total = 0.0
+                total, backward = 0.0, False
                 for mb, mask in zip(chunk, masks):
                     keep = live[id(mb)]
                     if keep is not None:  # rows with zero advantage everywhere: 0 loss, 0 gradient, not run
@@ -277,11 +277,13 @@ class PolicyUpdate:
                         mb, mask = mb.select(idx), mask[idx]
                     loss, metrics, row_loss = self._micro_loss(mb, mask, tok, seqs)
                     loss.backward()
+                    backward = True
                     total += loss.item()
                     per_row[mb.rows] = row_loss
                     for k, v in metrics.items():  # metrics are means over the rows that ran
                         sums[k] = sums.get(k, 0.0) + float(v) * len(mb.advantages) / max(ran, 1)
-                self._zero_missing_grads()  # a chunk whose rows were all skipped steps as the full update would
+                if not backward:  # every row of the chunk skipped: step as the full update's zero gradients would
+                    self._zero_grads()
                 if not torch.isfinite(torch.tensor(total)):
                     self.opt.zero_grad(set_to_none=True)
                     ok = False
@@ -299,12 +301,12 @@ class PolicyUpdate:
         out["perf/update_rows_skipped"] = num_rows - ran
         return out | self._prep_metrics, per_row, ok
 
-    def _zero_missing_grads(self) -> None:
-        """Give every trainable parameter a gradient: where the full update's backward would have left zeros (all
-        of a chunk's rows skipped), AdamW's step must still see zeros (its momentum and weight decay move the
-        weights), not ``None`` (which it skips)."""
+    def _zero_grads(self) -> None:
+        """Zero gradients for a chunk whose rows were all skipped: the full update's backward would have left
+        zeros, and AdamW's step must still see them (its momentum and weight decay move the weights), not
+        ``None`` (which it skips)."""
         for p in self.model.parameters():
-            if p.requires_grad and p.grad is None:
+            if p.requires_grad:
                 p.grad = torch.zeros_like(p)
 
     def _live_rows(self, mb: MicroBatch) -> torch.Tensor | None:
