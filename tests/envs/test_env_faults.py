@@ -76,3 +76,68 @@ def test_bad_rewards_name_their_kind(value, kind):
     with pytest.raises(EnvFault) as err:
         check_reward(value, (0.0, 1.0))
     assert err.value.kind == kind
+
+
+def _collect_password(tokenizer, words, limits, env=Password, group=2):
+    engine = scripted_sayer(tokenizer, wrong_first=3)  # 4 turns: "x", "x", "x", "ok"
+    fmt = PlainFormat(lambda s: tokenizer.encode(s, add_special_tokens=False), (tokenizer.eos_token_id,))
+    collector = EpisodeCollector(engine, env, limits, password_pool(words), fmt, SamplingParams(max_new_tokens=8,
+                                                                                                seed=0))
+    pipe = build_pipeline(preset="uniform", pool_size=len(words), group_size=group, batch_prompts=len(words),
+                          total_steps=3, seed=0)
+    budget = Budget(group * len(words))
+    out = collector.collect(pipe, 0, budget, seed=0, version=0)
+    return collector, pipe, budget, out
+
+
+@pytest.mark.parametrize("how,kind", CASES)
+def test_retried_faults_are_counted_every_try_and_never_trained(tokenizer, release_hung, how, kind):
+    """env.retries = 2: a task whose environment faults on every try is played 3 times per episode, each try's
+    fault counted by kind, then dropped; the sampler is charged for the 2 episodes it asked for."""
+    collector, pipe, budget, out = _collect_password(tokenizer, ["ok", f"bad:{how}:2", "ok"],
+                                                     EnvKnobs(timeout_s=0.05, retries=2))
+    assert sorted(out.rollouts) == [0, 2] and [len(out.rollouts[p]) for p in (0, 2)] == [8, 8]
+    m = collector.metrics()
+    assert m[f"env/faults_{kind}"] == 6 and sum(m[f"env/faults_{k}"] for k in ENV_FAULTS) == 6  # 2 episodes x 3
+    assert m["env/retries"] == 4 and (m["env/episodes"], m["env/success"]) == (6, 1.0)
+    turns = 0 if how == "reset_error" else 2  # each faulted try's turns ("x" + eos each): charged, discarded
+    assert (out.discarded_rollouts, out.discarded_tokens) == (6 * turns, 6 * 2 * turns)
+    assert budget.spent_rollouts == 6
+    assert all(g.prompt != 1 for g in pipe.finalize(out.obs(), 0).groups)
+
+
+class FlakyPassword(Password):
+    """Password whose 'bad:<kind>:<turn>' tasks fault only while ``FAULTS_LEFT`` is positive (one per try; the
+    word to say is then 'ok')."""
+
+    FAULTS_LEFT = [0]
+
+    def reset(self, task):
+        if not task.reference.startswith("bad:") or self.FAULTS_LEFT[0] > 0:
+            self.FAULTS_LEFT[0] -= task.reference.startswith("bad:")
+            return super().reset(task)
+        self.word, self.turn = "ok", 0
+        return f"say {task.text}:"
+
+
+@pytest.mark.parametrize("how,kind", [("error", "error"), ("nan", "nan"), ("timeout", "timeout")])
+def test_a_transient_fault_is_retried_and_trained(tokenizer, release_hung, how, kind):
+    """The first try of each of task 1's 2 episodes faults, the retry plays cleanly: both trained (4 turns each),
+    the 2 faults and 2 retries counted, the faulted tries' turns charged as discarded."""
+    FlakyPassword.FAULTS_LEFT[0] = 2
+    collector, pipe, budget, out = _collect_password(tokenizer, ["ok", f"bad:{how}:2"],
+                                                     EnvKnobs(timeout_s=0.05, retries=1), env=FlakyPassword)
+    assert [len(out.rollouts[p]) for p in (0, 1)] == [8, 8]
+    assert all(r.verify_info["turns"] == 4 and r.verify_info["success"] for r in out.rollouts[1])
+    m = collector.metrics()
+    assert (m[f"env/faults_{kind}"], m["env/retries"], m["env/episodes"], m["env/success"]) == (2, 2, 4, 1.0)
+    assert (out.discarded_rollouts, out.discarded_tokens) == (4, 8) and budget.spent_rollouts == 4
+    assert {g.prompt for g in pipe.finalize(out.obs(), 0).groups} <= {0, 1}
+
+
+def test_retries_knob_is_bounded():
+    assert EnvKnobs(retries=16).retries == 16
+    with pytest.raises(ValueError, match="retries"):
+        EnvKnobs(retries=17)
+    with pytest.raises(ValueError, match="retries"):
+        EnvKnobs(retries=-1)

@@ -13,7 +13,8 @@ environment keeps its episode state in ``self``.
 
 Environments are untrusted (OpenEnv#1199: rewards an agent can tamper with, NaN passed through). Every call into
 one goes through :func:`guarded_call` and every reward through :func:`check_reward`; a failure is a *fault* of
-one of the kinds in :data:`ENV_FAULTS`, and its episode is dropped, never trained on. A turn or token limit is not
+one of the kinds in :data:`ENV_FAULTS`, and its episode is dropped (after ``retries`` tries played again from the
+start, ``envs/retry.py``), never trained on. A turn or token limit is not
 a fault: it ends the episode cleanly with what it earned.
 """
 
@@ -75,6 +76,8 @@ class EnvKnobs(Knobs):
                                                "(its episode's return, on every turn) or 'to_go' (the discounted "
                                                "rewards from that turn on: sum_k gamma^(k-t) r_k)")
     gamma: float = Field(1.0, ge=0, le=1, description="credit 'to_go': discount per turn")
+    retries: int = Field(0, ge=0, le=16, description="times an episode whose environment faulted is played again "
+                         "(from its start, counted in env/retries) before it is dropped; 0 = dropped at once")
 
     @model_validator(mode="after")
     def _check(self) -> EnvKnobs:

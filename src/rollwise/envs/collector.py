@@ -10,8 +10,9 @@ turns (a group's statistics then weight an episode by its number of turns); ``to
 the turn on (``gamma``), so a turn is credited only with what followed it.
 
 The sampler's budget is charged per episode (what it asked for) and per decoded token; the run's ledger counts
-turns as rollouts. An episode whose environment faulted is dropped, never trained on: its tokens are charged as
-discarded and its fault is counted in ``env/faults_<kind>``.
+turns as rollouts. An episode whose environment faulted is played again up to ``retries`` times (``envs/retry.py``,
+``env/retries``), then dropped, never trained on: a faulted try's tokens are charged as discarded and its fault is
+counted in ``env/faults_<kind>``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from rollwise.envs.base import ENV_FAULTS, EnvKnobs, env_factory
 from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
+from rollwise.envs.retry import all_tries, play_with_retries
 from rollwise.generation.base import Engine, SamplingParams
 from rollwise.generation.strategy import PlainStrategy
 from rollwise.sampling import Budget, Request, SamplingPipeline
@@ -60,11 +62,12 @@ def episode_rollouts(ep: Episode, version: int, credit: str = "return", gamma: f
 
 def episode_metrics(episodes: list[Episode], prefix: str = "env") -> dict[str, float]:
     """``{prefix}/success``, ``turns_mean`` (all kept episodes), ``solve_turns`` (solved ones), ``return_mean``,
-    ``tokens_mean``, finish shares, and the fault count of every kind (0 when none)."""
+    ``tokens_mean``, finish shares, the fault count of every kind (0 when none; faulted tries played again
+    included) and ``retries`` (tries played again, ``envs/retry.py``)."""
     kept = [e for e in episodes if e.fault is None]
     n = max(len(kept), 1)
     solved = [e.num_turns for e in kept if e.success]
-    faults = Counter(e.fault for e in episodes if e.fault is not None)
+    faults = Counter(e.fault for e in all_tries(episodes) if e.fault is not None)
     return {
         f"{prefix}/episodes": len(episodes),
         f"{prefix}/success": sum(e.success for e in kept) / n,
@@ -75,6 +78,7 @@ def episode_metrics(episodes: list[Episode], prefix: str = "env") -> dict[str, f
         f"{prefix}/finish_max_turns": sum(e.finish == "max_turns" for e in kept) / n,
         f"{prefix}/finish_max_tokens": sum(e.finish == "max_tokens" for e in kept) / n,
         **{f"{prefix}/faults_{k}": faults.get(k, 0) for k in ENV_FAULTS},
+        f"{prefix}/retries": sum(len(e.earlier) for e in episodes),
     }
 
 
@@ -102,16 +106,16 @@ class EpisodeCollector:
         index = [int(p) for p, c in zip(req.prompts, req.counts) for _ in range(int(c))]
         p = self.params
         t0 = time.perf_counter()
-        episodes = self.loop.run([self.pool[i] for i in index], index,
-                                 SamplingParams(p.temperature, p.top_p, p.max_new_tokens, p.stop_token_ids, seed),
-                                 version)
+        episodes = play_with_retries(self.loop, [self.pool[i] for i in index], index,
+                                     SamplingParams(p.temperature, p.top_p, p.max_new_tokens, p.stop_token_ids, seed),
+                                     version, self.limits.retries)
         out.gen_seconds += time.perf_counter() - t0
         out.calls += 1
         decoded = 0
-        for ep in episodes:
+        for ep in all_tries(episodes):
             tokens = sum(len(t.action_ids) for t in ep.turns)
             decoded += tokens
-            if ep.fault is not None:  # dropped: charged, never trained on
+            if ep.fault is not None:  # dropped (or played again): charged, never trained on
                 out.discarded_rollouts += ep.num_turns
                 out.discarded_tokens += tokens
                 continue
@@ -136,7 +140,8 @@ class EpisodeCollector:
             if not tasks:
                 continue
             index = [i for i in range(len(tasks)) for _ in range(n)]
-            got = episode_metrics(self.loop.run([tasks[i] for i in index], index, params), f"{prefix}/{name}")
+            got = episode_metrics(play_with_retries(self.loop, [tasks[i] for i in index], index, params,
+                                                    retries=self.limits.retries), f"{prefix}/{name}")
             got[f"{prefix}/{name}/pass@1"] = got[f"{prefix}/{name}/success"]
             out |= got
             per_set.append({k.rsplit("/", 1)[1]: v for k, v in got.items()})

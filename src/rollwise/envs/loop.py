@@ -52,6 +52,7 @@ class Episode:
     success: bool = False  # the environment said the task was solved (``info["success"]``)
     tokens: int = 0  # context + actions at the end (the episode's length)
     info: dict[str, Any] = field(default_factory=dict)  # the last step's info
+    earlier: list[Episode] = field(default_factory=list)  # faulted tries played again (env.retries), never trained
 
     @property
     def episode_return(self) -> float:
