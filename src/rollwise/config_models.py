@@ -160,6 +160,11 @@ class TaskConfig(_Section):
     reward_shaping: RewardShapingCfg | None = Field(None, description="shaping of verified rewards, e.g. fapo "
                                                     "(None = the verifier's reward as is)")
 
+    labels: Literal["given", "none"] = Field("given", description="none: train without reference answers, the "
+                                             "group's majority answer is the pseudo-label (TTRL); references are "
+                                             "read only for logged label accuracy and eval")
+    empty_vote: Literal["vote", "abstain"] = Field("vote", description="labels 'none': an unparsed answer votes "
+                                                   "'' and can win (TTRL's code) or abstains")
     @field_validator("verifier")
     @classmethod
     def _check_verifier(cls, v: str) -> str:  # a name or import path that fails now, not after the warm start

@@ -100,6 +100,14 @@ RECIPES.register("remix", Recipe(
     {"sampler.replay": {"fresh_fraction": 0.5, "max_age": 2}, "algo.epochs": 2,
      "algo.correction": {"type": "remix", "kl_coef": 0.01, "lam": 0.5, "reincarnate_frac": 0.5}}))
 
+# ------------------------------------------------------------------ label-free test-time RL (agentic.md section 8)
+RECIPES.register("ttrl", Recipe(
+    "TTRL: no reference answers; N = 16 votes per prompt, the majority answer is the pseudo-label, the first "
+    "M = sampler.group_size (8 in the spec's tiny adaptation; TTRL's AIME script 64 / 32) are trained; an "
+    "unparsed answer is a valid vote (TTRL's code)", "2504.16084",
+    {"task.labels": "none", "task.empty_vote": "vote", "sampler.allocator": {"type": "fixed", "n": 16},
+     "sampler.downsampler": {"type": "vote_split", "pick": "first"}}))
+
 # ------------------------------------------------------------------ rescue
 RECIPES.register("hill", Recipe(
     "HiLL: a hinter language model (a copy of the policy) reads the question, one failed rollout and the "

@@ -174,6 +174,10 @@ KL_ON = moved("loss/kl")
 def KL_DIFFERS(r: Run, get: Callable[[str], Run]) -> bool:  # noqa: N802 - a check, named like the others
     """Another estimator's KL than k3's on the same run (step 1's KL is 0 for all: policy == reference)."""
     return KL_ON(r) and series(r, "loss/kl") != series(get("kl:k3"), "loss/kl")
+TTRL = lambda r: all(  # noqa: E731 - pseudo-labels formed from 16 votes, the first G of each trained
+    row["label/majority_ratio"] > 0 and 0 <= row["label/pseudo_accuracy"] <= 1
+    and row["sampler/rollouts_per_prompt_min"] == 16
+    and row["sampler/rollouts_trained"] == row["sampler/groups_trained"] * G for row in r.rows)
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
                      for row in r.rows)
 
@@ -192,6 +196,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
         "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
+        "ttrl": TTRL,
     }.items()},
     # sampler presets: each is its recipe (budget checked there)
     **{("preset", n): ("plain" if n == "uniform" else f"recipe:{n}", budget_kept) for n in PRESETS.names()},
@@ -216,6 +221,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("sampler.downsampler", "balanced"): ("recipe:reinforce_ada", REINFORCE_ADA),
     ("sampler.downsampler", "d3s"): ("recipe:d3s", D3S),
     ("sampler.downsampler", "drop_min_abs"): ("recipe:mc_grpo_control", MC),
+    ("sampler.downsampler", "vote_split"): ("recipe:ttrl", TTRL),
     ("sampler.baseline", "none"): ("plain", trained),
     ("sampler.baseline", "pool_mean"): ("recipe:reinforce_ada", REINFORCE_ADA),
     ("sampler.baseline", "v05"): ("recipe:v05", moved("sampler/baseline/no_prior")),

@@ -16,6 +16,7 @@ import numpy as np
 from rollwise.generation.base import Engine, SamplingParams
 from rollwise.generation.strategy import CountingEngine, PlainStrategy, RolloutStrategy
 from rollwise.rewards.base import FAULTS
+from rollwise.rewards.ttrl import pseudo_label_metrics
 from rollwise.sampling import Budget, GroupObs, PromptContext, Request, SamplingPipeline
 from rollwise.types import Prompt, Rollout
 
@@ -102,6 +103,8 @@ class StepRollouts:
             "perf/verify_seconds": self.verify_seconds,
             "perf/generate_calls": self.calls,
             **fapo,
+            # task.labels = "none" (TTRL): pseudo-label accuracy against the hidden references, empty votes
+            **pseudo_label_metrics([[r.verify_info for r in v] for v in self.rollouts.values()]),
         }
 
     def distinct_answers(self) -> float:

@@ -78,12 +78,18 @@ def build_verifier(cfg: Config, verifier: str | None = None) -> Any:
 
 
 def build_reward_shaper(cfg: Config) -> Any:
-    """The task's reward shaping (``task.reward_shaping``, e.g. FAPO) on the task's reward range; None if off."""
+    """The task's reward shaping (``task.reward_shaping``, e.g. FAPO) on the task's reward range, after the
+    majority-vote pseudo-labels when ``task.labels = "none"`` (TTRL); None if neither."""
     spec = cfg.task.reward_shaping
-    if spec is None:
-        return None
-    from rollwise.components import knobs
-    from rollwise.rewards.shaping import REWARD_SHAPERS, check_reward_shaping
+    shaper = None
+    if spec is not None:
+        from rollwise.components import knobs
+        from rollwise.rewards.shaping import REWARD_SHAPERS, check_reward_shaping
 
-    check_reward_shaping(cfg.task)
-    return REWARD_SHAPERS.get(spec.type)(reward_range=cfg.task.reward_range, **knobs(spec))
+        check_reward_shaping(cfg.task)
+        shaper = REWARD_SHAPERS.get(spec.type)(reward_range=cfg.task.reward_range, **knobs(spec))
+    if cfg.task.labels == "none":
+        from rollwise.rewards.ttrl import PseudoLabelShaper
+
+        shaper = PseudoLabelShaper(cfg.task.empty_vote, reward_range=cfg.task.reward_range, then=shaper)
+    return shaper
