@@ -339,6 +339,28 @@ def eval(  # noqa: A001 - the command is called eval
 
 
 @app.command(context_settings=OVERRIDES)
+def swarm(
+    ctx: typer.Context,
+    config: Annotated[str, typer.Argument(help="TOML config with a [swarm] section")],
+    nodes: Annotated[int | None, typer.Option("--nodes", help="nodes (default: the [[swarm.nodes]] tables)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="delete the nodes' runs and start again")] = False,
+) -> None:
+    """Train a swarm (SAPO): each node a trainer in a Ray actor, sharing rollouts through the board; a node that
+    dies restarts from its checkpoint and rejoins. Without --overwrite, nodes resume their runs."""
+    cfg = _load(config, ctx)
+    from rollwise.train.swarm_nodes import run_swarm
+
+    try:
+        finals = run_swarm(cfg, nodes, overwrite=overwrite)
+    except ValueError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    for k, final in enumerate(finals):
+        acc = final.get("eval/mean/pass@1", float("nan"))
+        typer.echo(f"node{k}: steps {final.get('steps')}  eval/mean/pass@1 {acc:.3f}")
+
+
+@app.command(context_settings=OVERRIDES)
 def bench(
     ctx: typer.Context,
     grid: Annotated[str, typer.Argument(help="bench grid TOML (e.g. bench/samplers.toml)")],

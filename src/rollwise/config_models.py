@@ -29,6 +29,7 @@ from rollwise.rewards.shaping import REWARD_SHAPERS
 from rollwise.sampling import ALLOCATORS, BASELINES, DOWNSAMPLERS, GATES, SELECTORS, TRANSFORMS
 from rollwise.sampling import presets as sampler_presets
 from rollwise.sampling.replay import Replay
+from rollwise.swarm.config import SwarmConfig
 
 SelectorCfg = component_union(SELECTORS)
 AllocatorCfg = component_union(ALLOCATORS)
@@ -348,6 +349,8 @@ class Config(_Section):
     env: EnvCfg | None = Field(None, description="multi-turn environment and its knobs (`rollwise envs`): each "
                                "task is played as an episode, its turns trained as the task's group (None = "
                                "single-turn prompts)")
+    swarm: SwarmConfig | None = Field(None, description="share decoded rollouts with other nodes (SAPO): train I "
+                                      "local + J external groups per step (None = alone)")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
                               validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)

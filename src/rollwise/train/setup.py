@@ -61,14 +61,18 @@ def build_estimator(cfg: Config) -> Any:
     return estimate
 
 
-def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = None, tok: Any = None) -> Any:
+def build_sampler(cfg: Config, task: TaskData, model: torch.nn.Module | None = None, tok: Any = None,
+                  verifier: Any = None, encode: Any = None) -> Any:
     """The sampler pipeline, with the configured advantage estimator injected and what the rescue transforms
-    borrow from the task (traces, hints, reference answers) and, given the policy, the hint-reliance scorer."""
+    borrow from the task (traces, hints, reference answers) and, given the policy, the hint-reliance scorer;
+    with a ``[swarm]`` section it also trains the other nodes' groups (SAPO, ``train/swarm.py``)."""
     from rollwise.train.rescue import build_rescue_sources
+    from rollwise.train.swarm import wrap_swarm
 
-    return build_pipeline(cfg.sampler, pool_size=len(task.pool), total_steps=cfg.trainer.steps,
-                          seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg),
-                          sources=build_rescue_sources(cfg, task, model, tok))
+    inner = build_pipeline(cfg.sampler, pool_size=len(task.pool), total_steps=cfg.trainer.steps,
+                           seed=cfg.run.seed + 1, levels=task.levels, estimate=build_estimator(cfg),
+                           sources=build_rescue_sources(cfg, task, model, tok))
+    return wrap_swarm(cfg, inner, pool=task.pool, encode=encode, tok=tok, verifier=verifier, model=model)
 
 
 def build_collector(cfg: Config, engine: Any, verifier: Any, task: TaskData, tok: Any, encode: Any) -> Any:

@@ -65,7 +65,7 @@ class Trainer:
         self.engine = setup.build_engine(cfg, self.model, self.tok)
         self.verifier = setup.build_verifier(cfg)
         self.train_eval_sets = setup.train_eval_sets(self.task, cfg.trainer.train_eval_size)
-        self.pipeline = setup.build_sampler(cfg, self.task, self.model, self.tok)
+        self.pipeline = setup.build_sampler(cfg, self.task, self.model, self.tok, self.verifier, self.encode)
         self.step_rollouts = cfg.rollout_budget()  # per-step rollout budget, resolved once (builds components)
         self.optimizer, self.scheduler = setup.build_optimizer(cfg, self.model)
         self.update = PolicyUpdate(self.model, self.optimizer, cfg.algo, cfg.generation.temperature,
