@@ -8,17 +8,22 @@ from rollwise.envs.base import (
     Env,
     EnvFault,
     EnvKnobs,
+    StepEnv,
     StepResult,
     check_reward,
     guarded_call,
 )
+from rollwise.envs.chain import ChainKnobs
 from rollwise.envs.guess import GuessKnobs
 from rollwise.envs.textarena_env import TextArenaKnobs
 
 ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKnobs,
                       doc="guess-the-number with higher/lower feedback (embedded default; best: binary search)")
+ENVIRONMENTS.register("chain", "rollwise.envs.chain:ChainSum", config=ChainKnobs,
+                      doc="running totals of a chain sum, one per turn (PivotRL / UI-S1 reference; functional "
+                      "step check, expert, snapshot/restore)")
 ENVIRONMENTS.register("textarena", "rollwise.envs.textarena_env:TextArenaGame", config=TextArenaKnobs,
                       doc="a TextArena single-player game (GuessTheNumber, TowerOfHanoi, ...; extra [textarena])")
 
-__all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepResult", "check_reward",
+__all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepEnv", "StepResult", "check_reward",
            "guarded_call"]

@@ -61,6 +61,22 @@ class Env(Protocol):
     def step(self, action: str) -> StepResult: ...
 
 
+@runtime_checkable
+class StepEnv(Env, Protocol):
+    """Optional extensions the step-level methods use (PivotRL arXiv 2603.21383, UI-S1 arXiv 2509.11543): the
+    episode state copied and put back (branch at turn t, or restore the expert's), the expert's actions of a task
+    (None: unknown), and a functional per-step check of an action from a state (1 = a correct step, also one
+    that differs from the expert's string). ``envs/chain.py`` implements them."""
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+    def expert(self, task: Prompt) -> list[str] | None: ...
+
+    def action_reward(self, state: Any, action: str) -> float: ...
+
+
 class EnvKnobs(Knobs):
     """Knobs every environment shares (limits and fault handling); an environment's ``Config`` extends them."""
 
