@@ -36,11 +36,14 @@ CONTEXT: dict[tuple[str, str], list[tuple[str, Any]]] = {
     **{("sampler.baseline", b): [("algo.advantage", "pool_baseline")] for b in ("beta", "pool_mean", "v05")},
     ("algo.advantage", "pool_baseline"): [("sampler.baseline", "pool_mean")],
     ("task.reward_shaping", "fapo"): [("task.scratchpad", "carries")],  # its default judge reads worked answers
+    ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
 }
 #: components the CPU suite cannot train (their load-time draws still run)
 NO_TRAIN = {("generation.engine", "vllm"): "needs vLLM and a GPU",
             ("env", "textarena"): "building its run takes minutes on smoke (measured 146-285 s under load); "
-                                  "tests/envs/test_textarena_env.py trains it"}
+                                  "tests/envs/test_textarena_env.py trains it",
+            ("env", "openenv"): "needs a running OpenEnv server (and has no scripted player to warm-start from): "
+                                "tests/envs/test_openenv_env.py trains it through a loopback server"}
 #: known failures of code owned elsewhere, per draw, each with its reason (xfail, not strict: a fix passes)
 XFAIL_TRAIN: dict[tuple[str, str, str], str] = {}
 

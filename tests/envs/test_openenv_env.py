@@ -208,3 +208,37 @@ def test_nan_and_inf_on_the_wire_are_their_own_faults(tokenizer, monkeypatch, re
     loop = AgentLoop(sayer(tokenizer), OpenEnvClient, fmt(tokenizer), OpenEnvKnobs(timeout_s=10))
     (ep,) = loop.run([task(0)], [0], PARAMS)
     assert (ep.finish, ep.fault) == ("fault", kind)
+
+
+def test_a_run_trains_through_the_server(tmp_path, server_url):
+    """``[env] type = "openenv"`` through the trainer: the embedded model (no scripted player, so no warm start)
+    plays the loopback server's episodes, its turns reach the update (a random-init policy says no right number,
+    so every reward is 0 and the weights need not move: this is the plumbing) and the rows carry ``env/`` and eval
+    metrics."""
+    from pathlib import Path
+
+    from rollwise.config import load_config
+    from rollwise.envs.collector import EpisodeCollector
+    from rollwise.logging import read_metrics
+    from rollwise.train.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "smoke.toml", [
+        f"--run.out_dir={tmp_path}", "--env=openenv", f"--env.url={server_url}", "--env.timeout_s=20",
+        "--env.max_tokens=48", "--warmstart.enabled=false", "--task.train_size=8", "--task.eval_size=2",
+        "--sampler.batch_prompts=2", "--sampler.group_size=2", "--generation.max_new_tokens=2",
+        "--trainer.steps=2", "--trainer.eval_every=2", "--trainer.checkpoint_every=0", "--trainer.eval_samples=1",
+        "--run.threads=1", "--algo.lr=1e-2"])
+    t = Trainer(cfg)
+    assert isinstance(t.collector, EpisodeCollector)
+    t.train()
+    t.close()
+    rows = read_metrics(t.run_dir)
+    steps = [r for r in rows if "env/success" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    # 2 tasks x 2 episodes a step; the server counts down 1..3 turns, every episode ends 'done'
+    assert all(r["env/episodes"] == 4 and 1 <= r["env/turns_mean"] <= 3 for r in steps), steps
+    assert all(sum(r[k] for k in r if k.startswith("env/faults_")) == 0 for r in steps)
+    assert any(r["sampler/rollouts_trained"] > 0 for r in steps)
+    evals = [r for r in rows if "eval/openenv/success" in r]
+    assert [r["step"] for r in evals] == [0, 2] and evals[0]["eval/openenv/episodes"] == 2

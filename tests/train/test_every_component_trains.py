@@ -280,6 +280,8 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
+    ("env", "openenv"): "needs a running OpenEnv server: trained through a loopback one in "
+                        "tests/envs/test_openenv_env.py",
 }
 
 

@@ -15,6 +15,7 @@ from rollwise.envs.base import (
 )
 from rollwise.envs.chain import ChainKnobs
 from rollwise.envs.guess import GuessKnobs
+from rollwise.envs.openenv_env import OpenEnvKnobs
 from rollwise.envs.textarena_env import TextArenaKnobs
 
 ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKnobs,
@@ -24,6 +25,8 @@ ENVIRONMENTS.register("chain", "rollwise.envs.chain:ChainSum", config=ChainKnobs
                       "step check, expert, snapshot/restore)")
 ENVIRONMENTS.register("textarena", "rollwise.envs.textarena_env:TextArenaGame", config=TextArenaKnobs,
                       doc="a TextArena single-player game (GuessTheNumber, TowerOfHanoi, ...; extra [textarena])")
+ENVIRONMENTS.register("openenv", "rollwise.envs.openenv_env:OpenEnvClient", config=OpenEnvKnobs,
+                      doc="a client of a running OpenEnv server over its WebSocket protocol (extra [openenv])")
 
 __all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepEnv", "StepResult", "check_reward",
            "guarded_call"]

@@ -16,10 +16,9 @@ drops (OpenEnv#1199: NaN rewards passed through); an observation without ``obser
 ``malformed``; a server that is unreachable, answers with an error or raises is an ``error`` fault, one that
 hangs a ``timeout``. ``info["success"]``: the episode ended with a reward of at least ``success_reward``.
 
-Not registered as an ``[env] type`` yet: ``tests/test_component_knobs.py`` trains every registered environment
-on the smoke config, whose embedded model warm-starts on the environment's scripted player (``sft_pairs``),
-which a remote server does not have; it needs a ``NO_TRAIN`` entry there first. Until then it plays through the
-agent loop and the collector directly (``AgentLoop(engine, lambda: OpenEnvClient(url), fmt, OpenEnvKnobs(...))``).
+Registered as ``[env] type = "openenv"``. It has no scripted player, so a run on the embedded model sets
+``warmstart.enabled = false`` (or ``model.path``); the CPU component tests load its knobs but do not train it
+(they need a server): ``tests/envs/test_openenv_env.py`` trains it through a loopback server.
 
 The environment protocol has no ``close``: the adapter closes its connection when the episode ends, and a
 finalizer closes one left open (an episode cut by a turn or token limit, or abandoned after a timeout) when the
