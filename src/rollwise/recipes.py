@@ -108,6 +108,14 @@ RECIPES.register("ttrl", Recipe(
     {"task.labels": "none", "task.empty_vote": "vote", "sampler.allocator": {"type": "fixed", "n": 16},
      "sampler.downsampler": {"type": "vote_split", "pick": "first"}}))
 
+# ------------------------------------------------------------------ swarm (agentic.md section 6)
+RECIPES.register("sapo", Recipe(
+    "SAPO swarm: each step 4 local question groups of 8 plus 4 groups drawn from other nodes' rollouts, "
+    "re-scored locally and trained with ratio 1; GRPO without KL, clip 0.2/0.28, token-mean (the paper's 4/4). "
+    "Run nodes with `rollwise swarm CONFIG --nodes N` (board: [swarm] board)", "2509.08721",
+    {"swarm.external": 4, "sampler.batch_prompts": 4, "sampler.group_size": 8, "algo.kl_coef": 0.0,
+     "algo.clip_low": 0.2, "algo.clip_high": 0.28, "algo.aggregation": "token-mean"}))
+
 # ------------------------------------------------------------------ rescue
 RECIPES.register("hill", Recipe(
     "HiLL: a hinter language model (a copy of the policy) reads the question, one failed rollout and the "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import fake_ray
 import pytest
@@ -26,6 +27,7 @@ from rollwise.sampling.presets import PRESETS
 from rollwise.train.trainer import Trainer
 
 P, G, STEPS = 8, 4, 3
+PEER_BOARD = Path(__file__).parent / "data" / "swarm_board"
 BASE = [f"--sampler.batch_prompts={P}", f"--sampler.group_size={G}", f"--trainer.steps={STEPS}",
         "--trainer.eval_every=0", "--trainer.checkpoint_every=0", "--run.threads=1"]
 REVISIT = ["--task.train_size=16"]  # prompts come back (8 of 16 per step): rescue, posteriors and bins act
@@ -52,6 +54,8 @@ RUNS: dict[str, list[str]] = {
     "allocator:gdro_sqrt": ["--sampler.type=gdro", "--sampler.allocator=gdro_sqrt", *REVISIT],
     "engine:scripted": ["--generation.engine=scripted"],
     "env:guess": ["--env=guess"],  # multi-turn episodes: each turn one rollout of its task's group
+    # a peer's publication on a directory board (read only): 5 groups of 4 completions, re-scored here
+    "recipe:sapo": ["--recipe=sapo", "--swarm.board=dir", f"--swarm.name={PEER_BOARD}", "--swarm.publish=false"],
 }
 ASYNC = {"recipe:areal", "recipe:vcpo", "recipe:minpro"}  # run on the Ray stand-in
 
@@ -178,6 +182,8 @@ TTRL = lambda r: all(  # noqa: E731 - pseudo-labels formed from 16 votes, the fi
     row["label/majority_ratio"] > 0 and 0 <= row["label/pseudo_accuracy"] <= 1
     and row["sampler/rollouts_per_prompt_min"] == 16
     and row["sampler/rollouts_trained"] == row["sampler/groups_trained"] * G for row in r.rows)
+SAPO = lambda r: all(row["swarm/external_groups"] == 4 and row["swarm/external_mixed"] >= 3  # noqa: E731
+                     and row["swarm/agents_seen"] == 1 for row in r.rows)
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
                      for row in r.rows)
 
@@ -197,6 +203,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "xrpo": XRPO,
         "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
         "ttrl": TTRL,
+        "sapo": SAPO,
     }.items()},
     # sampler presets: each is its recipe (budget checked there)
     **{("preset", n): ("plain" if n == "uniform" else f"recipe:{n}", budget_kept) for n in PRESETS.names()},
