@@ -107,6 +107,14 @@ RECIPES.register("ttrl", Recipe(
     "unparsed answer is a valid vote (TTRL's code)", "2504.16084",
     {"task.labels": "none", "task.empty_vote": "vote", "sampler.allocator": {"type": "fixed", "n": 16},
      "sampler.downsampler": {"type": "vote_split", "pick": "first"}}))
+RECIPES.register("ettrl", Recipe(
+    "ETTRL: TTRL with entropy-fork tree majority rollout (M = 3 trees x (1 + B 2 x N_f 2) = 15 voting leaves, "
+    "forks at the root's top-entropy tokens, on the root only; a seeded random sampler.group_size of them "
+    "trained) and entropy-based advantage reshaping A <- (1 + (H_bar - H_i) / H_bar) A (which leaves are "
+    "trained and recursion are unverified: choices)", "2508.11356",
+    {"task.labels": "none", "task.empty_vote": "vote", "sampler.allocator": {"type": "fixed", "n": 15},
+     "sampler.downsampler": {"type": "vote_split", "pick": "random"},
+     "generation.strategy": {"type": "etmr", "forks": 2, "branches": 2}, "algo.shaping": ["ear"]}))
 
 # ------------------------------------------------------------------ swarm (agentic.md section 6)
 RECIPES.register("sapo", Recipe(

@@ -186,6 +186,10 @@ SAPO = lambda r: all(row["swarm/external_groups"] == 4 and row["swarm/external_m
                      and row["swarm/agents_seen"] == 1 for row in r.rows)
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
                      for row in r.rows)
+ETTRL = all_of(  # pseudo-labels from 15 tree leaves (3 trees of 5, forks copy root prefixes), EAR rescaled
+    lambda r: all(row["label/majority_ratio"] > 0 and row["sampler/rollouts_per_prompt_min"] == 15
+                  and row["generation/etmr_leaves_per_tree"] == 5 for row in r.rows),
+    moved("generation/etmr_prefix_share"), lambda r: any(v != 1.0 for v in series(r, "loss/ear_scale_max")))
 
 #: (registry key, name) -> (run, check); a check takes the run (and, with two parameters, the run getter)
 TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
@@ -205,6 +209,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "ttrl": TTRL,
         "sapo": SAPO,
     }.items()},
+        "ettrl": ETTRL,
     # sampler presets: each is its recipe (budget checked there)
     **{("preset", n): ("plain" if n == "uniform" else f"recipe:{n}", budget_kept) for n in PRESETS.names()},
     # sampler components
@@ -263,6 +268,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("algo.correction", "none"): ("plain", lambda r: not series(r, "offpolicy/is_mean")),
     ("algo.correction", "tis"): ("correction:tis", all_of(REPLAYED, weights_not_one)),
     ("algo.correction", "mis"): ("correction:mis", all_of(REPLAYED, weights_not_one)),
+    ("algo.shaping", "ear"): ("recipe:ettrl", ETTRL),
     ("algo.correction", "areal"): ("correction:areal", all_of(REPLAYED, weights_not_one)),
     ("algo.correction", "vcpo"): ("correction:vcpo", all_of(REPLAYED, lambda r: any(
         v < 1 for v in series(r, "offpolicy/ess_frac")))),
@@ -283,6 +289,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
                                                   and row["env/faults_error"] == 0 for row in r.rows)
                        and moved("env/success")(r)),
 }
+    ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
 #: entries this machine cannot train, with the reason (still an entry: a new registration must be named)
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",

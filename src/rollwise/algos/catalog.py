@@ -144,10 +144,19 @@ SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", con
                  doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")
 
 
+@dataclass(frozen=True)
+class EarKnobs:
+    min_scale: float | None = field(default=None, metadata={
+        "doc": "EAR: floor of Y_i = 1 + (H_bar - H_i) / H_bar (None = the formula as written, Y < 0 flips a rollout "
+               "whose entropy exceeds twice its group's mean; unverified in the paper)", "le": 1})
+
+
 def _check_ratio_bounds(lower: float, upper: float, holds_one: bool) -> None:
     """An IS-ratio window [lower, upper] must be one (lower < upper: else every token is masked, loss 0); a
     per-token window that masks what falls outside must also hold 1, the ratio of an on-policy token."""
     if not lower < upper:
+SHAPERS.register("ear", "rollwise.algos.ear:shape_ear", config=EarKnobs,
+                 doc="ETTRL EAR: A <- (1 + (H_bar - H_i) / H_bar) A, mean token entropy per rollout (arXiv:2508.11356)")
         raise ValueError(f"upper ({upper}) must be above lower ({lower}): the window [lower, upper] is empty")
     if holds_one and not lower <= 1.0 <= upper:
         raise ValueError(f"the window [lower, upper] = [{lower:g}, {upper:g}] must hold 1 (the ratio of an on-policy "

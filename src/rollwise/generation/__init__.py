@@ -25,5 +25,6 @@ STRATEGIES.register("rose", "rollwise.generation.rose:RoseStrategy")
 STRATEGIES.register("april", "rollwise.generation.april:AprilStrategy")
 STRATEGIES.register("arrol", "rollwise.generation.arrol:ArrolStrategy")
 
+STRATEGIES.register("etmr", "rollwise.generation.etmr:EtmrStrategy")
 __all__ = ["ENGINES", "STRATEGIES", "Completion", "Decision", "Engine", "GenerateStats", "OutputSpec", "Prefix",
            "RolloutStrategy", "SamplingParams", "StepControl", "StepView", "StrategyResult"]
