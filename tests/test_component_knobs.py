@@ -37,6 +37,7 @@ CONTEXT: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("algo.advantage", "pool_baseline"): [("sampler.baseline", "pool_mean")],
     ("task.reward_shaping", "fapo"): [("task.scratchpad", "carries")],  # its default judge reads worked answers
     ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
+    ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
 }
 #: components the CPU suite cannot train (their load-time draws still run)
 NO_TRAIN = {("generation.engine", "vllm"): "needs vLLM and a GPU",

@@ -130,6 +130,12 @@ RECIPES.register("hill", Recipe(
     "reference, writes M = 4 hints per all-wrong prompt, trained on the transfer-weighted reward; the policy "
     "trains on the hinted prompt", "2604.00698",
     {"sampler.type": "hill", "sampler.transform": {"hinter": "lm"}}))
+RECIPES.register("scope", Recipe(
+    "SCOPE: a PRM (the exact step checker on worked arith answers: task.scratchpad = 'carries') finds the first "
+    "wrong step of a failed rollout; the reference's steps replace it and the rest (kept if verified, one per "
+    "group, k >= 0.3 of the steps); the spliced suffix trains off-policy with -A p/(p + 0.1) (tau, rho and the "
+    "per-group cap are unverified choices)", "2602.24110",
+    {"sampler.transform": "scope", "algo.loss": "scope"}))
 
 # ------------------------------------------------------------------ sampler presets: one recipe each
 PRESET_ARXIV = {

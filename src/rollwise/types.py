@@ -32,6 +32,9 @@ class Rollout:
     verify_info: dict[str, Any] = field(default_factory=dict)
     versions: list[int] = field(default_factory=list)  # engine weight version per completion token (-1 unknown)
     meta: dict[str, Any] = field(default_factory=dict)  # rollout-strategy metadata (tree position, resume, ...)
+    #: per completion token, True where the token is not the policy's own sample (SCOPE's spliced suffix); empty =
+    #: every token on-policy. A loss that declares ``needs = {"off_policy_mask"}`` treats these tokens apart
+    off_policy_mask: list[bool] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:

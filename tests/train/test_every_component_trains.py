@@ -43,6 +43,7 @@ RUNS: dict[str, list[str]] = {
     "recipe:hill": ["--recipe=hill", *REVISIT, "--trainer.steps=5"],  # the LM hinter (HiLL's design)
     "transform:hill_generators": ["--sampler.type=hill", *REVISIT],  # the cheap variant: a softmax over generators
     "recipe:prefix_rl": ["--recipe=prefix_rl", *REVISIT],
+    "recipe:scope": ["--recipe=scope", "--task.scratchpad=carries", "--generation.max_new_tokens=8"],  # worked answers
     "recipe:xrpo": ["--recipe=xrpo", *REVISIT, "--trainer.steps=6"],  # seeding needs a solved exemplar first
     "recipe:gdro_rollout": ["--recipe=gdro_rollout", *REVISIT, "--trainer.steps=4"],  # bins need outcomes
     "recipe:brorl": ["--recipe=brorl", "--sampler.allocator.n=16"],
@@ -169,6 +170,7 @@ V05 = moved("sampler/allocator/extra_rollouts")
 XRPO = all_of(moved("sampler/allocator/extra_phase2"), moved("sampler/transform/seeded"))
 PREFIX = moved("sampler/transform/prefixed")
 HILL = moved("sampler/transform/hinted")
+SCOPE = all_of(moved("sampler/transform/salvaged"), moved("loss/offpolicy_token_frac"))  # rectified and trained
 HILL_LM = all_of(HILL, moved("sampler/transform/hinter_updates"))  # hints written by the LM, which was trained
 D3S = lambda r: any(v < 1 for v in series(r, "sampler/downsampler/kept_share"))  # noqa: E731
 DOTS = moved("sampler/selector/reference")
@@ -201,7 +203,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "grpo": KL_ON, "gspo": moved("loss/clipfrac"), "hapo": HAPO, "hill": HILL_LM, "latr": LATR, "mc_grpo": MC,
         "mc_grpo_control": MC, "minpro": all_of(STALE, lambda r: any(v < 1 for v in series(
             r, "offpolicy/minpro_m_mean"))), "mssr": MSSR, "otr": warm_start_objective("otr"),
-        "prefix_rl": PREFIX, "reinforce_ada": REINFORCE_ADA, "remix": REMIX, "rose": ROSE, "v05": V05,
+        "prefix_rl": PREFIX, "scope": SCOPE, "reinforce_ada": REINFORCE_ADA, "remix": REMIX, "rose": ROSE, "v05": V05,
         "vade": VADE, "vcpo": all_of(STALE, moved("offpolicy/opob_shift"),
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
@@ -242,6 +244,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("sampler.transform", "xrpo_icl"): ("recipe:xrpo", moved("sampler/transform/seeded")),
     ("sampler.transform", "prefix_rl"): ("recipe:prefix_rl", PREFIX),
     ("sampler.transform", "hill"): ("transform:hill_generators", HILL),
+    ("sampler.transform", "scope"): ("recipe:scope", SCOPE),
     # estimators, losses, aggregation, KL
     ("algo.advantage", "grpo"): ("plain", trained),
     ("algo.advantage", "dr_grpo"): ("recipe:dr_grpo", first_loss_differs()),
@@ -253,6 +256,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("algo.loss", "ppo"): ("plain", trained),
     ("algo.loss", "gspo"): ("recipe:gspo", moved("loss/clipfrac")),
     ("algo.loss", "hapo"): ("recipe:hapo", HAPO),
+    ("algo.loss", "scope"): ("recipe:scope", SCOPE),
     ("algo.aggregation", "token-mean"): ("plain", trained),
     **{("algo.aggregation", a): (f"aggregation:{a}", first_loss_differs()) for a in
        ("seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")},

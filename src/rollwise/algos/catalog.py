@@ -94,10 +94,18 @@ class HapoLossKnobs:
     adaptive_clip: bool = field(default=True, metadata={"doc": "asymmetric adaptive clipping on"})
     adaptive_advantage: bool = field(default=True, metadata={"doc": "differential advantage redistribution on"})
 
+@dataclass(frozen=True)
+class ScopeLossKnobs:
+    gamma: float = field(default=0.1, metadata={"doc": "off-policy tokens' shaping f(p) = p / (p + gamma) (LUFFY's "
+                                                       "p_div_p_0.1)", "gt": 0, "le": 10})
+
+
 POLICY_LOSSES.register("ppo", "rollwise.algos.losses:compute_ppo_loss", doc="PPO/GRPO clipped token ratio")
 POLICY_LOSSES.register("gspo", "rollwise.algos.losses:compute_gspo_loss", doc="GSPO clipped sequence ratio")
 POLICY_LOSSES.register("hapo", "rollwise.algos.hapo:compute_hapo_loss", config=HapoLossKnobs,
                        doc="HAPO: entropy-adaptive clip ranges and advantage redistribution (arXiv:2509.16591)")
+POLICY_LOSSES.register("scope", "rollwise.algos.policy_shaping:compute_scope_loss", config=ScopeLossKnobs,
+                       doc="PPO on policy tokens, -A p/(p + gamma) on spliced off-policy tokens (arXiv:2602.24110)")
 
 _G = "rollwise.algos.aggregation:"
 AGGREGATIONS.register("token-mean", _G + "_token_mean", doc="mean over all tokens of the batch (DAPO)")

@@ -25,7 +25,9 @@ from torch import Tensor
 from rollwise.algos.catalog import AceKnobs, MssrEntropyKnobs
 from rollwise.algos.losses import masked_mean
 
-NEEDS = frozenset({"reference", "entropy", "grad_norms"})  # grad_norms: per-rollout score-gradient norms (VCPO)
+#: grad_norms: per-rollout score-gradient norms (VCPO); off_policy_mask: a loss reads each token's
+#: ``Rollout.off_policy_mask`` [B, T] (SCOPE's spliced suffix)
+NEEDS = frozenset({"reference", "entropy", "grad_norms", "off_policy_mask"})
 
 
 @dataclass

@@ -83,6 +83,10 @@ class RescueSources:
     #: (**hinter knobs) -> HiLL's LM hinter (``sampling.hill.HinterModel``, built in ``train/hinter.py``); called
     #: once, on first use, by a ``hill`` transform with ``hinter = "lm"``
     hinter: Callable[..., Any] | None = None
+    #: (PRM name) -> (judge, splice) of SCOPE (``train/scope.py``): judge(pool index, completion text) -> (step
+    #: starts [S] char offsets, PRM scores [S]); splice(pool index, failed rollout, first wrong step k, its char
+    #: offset) -> (rectified rollout, verified reward, text, tokens, mean behaviour logprob) or None
+    rectifier: Callable[[str], tuple[Callable[..., Any], Callable[..., Any]]] | None = None
 
 
 @dataclass
@@ -111,6 +115,10 @@ class GroupObs:
     mean_logprob: np.ndarray | None = None  # [n] length-normalised behaviour logprob (optional)
     payload: list[Any] | None = None  # [n] the trainer's rollouts, opaque here (kept for replay)
     texts: list[str] | None = None  # [n] completion texts (the in-context seeding corpus)
+    traj: np.ndarray | None = None  # [n] int trajectory id of each row (episode turns share one); None: one each
+    #: [m] the policy's own rewards when a component replaced rows after generation (SCOPE's splice, DART's
+    #: injection): the stats store learns from these, the estimator and gates see ``rewards``; None: unchanged
+    own_rewards: np.ndarray | None = None
 
     @property
     def n(self) -> int:

@@ -256,7 +256,8 @@ class SamplingPipeline:
         for old in [s for s in self._steps if s < ctx.step]:  # steps never observed (a failed step) end too
             del self._steps[old]
         obs = list(pools.values())
-        self.stats.update(np.array([p.prompt for p in obs], dtype=np.int64), [p.rewards for p in obs], ctx.step)
+        own = [p.rewards if p.own_rewards is None else p.own_rewards for p in obs]  # the policy's, not a splice's
+        self.stats.update(np.array([p.prompt for p in obs], dtype=np.int64), own, ctx.step)
         for comp in self.components.values():
             comp.observe(ctx, obs, trained, losses)
         if self.replay is not None:

@@ -62,6 +62,7 @@ class MicroBatch:
     token_mask: torch.Tensor | None = None  # [b, C] D3S token selection
     entropy: torch.Tensor | None = None  # [b, C] what a loss that needs entropy gets (its ``prepare`` output)
     is_weight: torch.Tensor | None = None  # [b, C] the off-policy correction's detached per-token loss weight
+    off_mask: torch.Tensor | None = None  # [b, C] bool, tokens not sampled by the policy (SCOPE's splice); None: none
 
     def select(self, keep: torch.Tensor) -> MicroBatch:
         """Rows ``keep`` ([k] long, positions in this micro-batch) as a micro-batch of their own; ``rows``
@@ -91,8 +92,15 @@ def make_micro_batches(batch: TrainBatch, size: int, pad_id: int, device: torch.
         for i, r in enumerate(rs):
             beh[i, : len(r.behaviour_logprobs)] = torch.tensor(r.behaviour_logprobs)
             ver[i, : r.num_tokens] = torch.tensor(token_versions(r), dtype=torch.long)
+        off = None
+        if any(r.off_policy_mask for r in rs):  # [b, C] True on spliced tokens
+            off = torch.zeros(seq.completion_mask.shape, dtype=torch.bool)
+            for i, r in enumerate(rs):
+                m = r.off_policy_mask[: r.num_tokens]
+                off[i, : len(m)] = torch.tensor(m, dtype=torch.bool)
+            off = off.to(device)
         out.append(MicroBatch(seq, batch.advantages[s : s + size].to(device), beh, slice(s, s + len(rs)),
-                              ver.to(device)))
+                              ver.to(device), off_mask=off))
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from rollwise.data.scratch import carry_scratchpad
 from rollwise.data.templates import encode_prompt
 from rollwise.sampling import RescueSources
+from rollwise.train.scope import build_rectifier
 
 _EXPR = re.compile(r"^(\d+)([+\-*])(\d+)(?:\+(\d+))?=$")
 
@@ -111,7 +112,9 @@ def build_rescue_sources(cfg: Any, task: Any, model: Any = None, tok: Any = None
         scratchpad = cfg.task.scratchpad
         traces = PerPrompt(len(pool), lambda i: arith_trace(texts[i], refs[i], scratchpad))
         hints, names = (lambda i: arith_hints(texts[i])), HINT_NAMES
-    reliance = hinter = None
+    reliance = hinter = rectifier = None
+    if tok is not None and traces is not None:  # SCOPE's PRM and reference splice (built on first use)
+        rectifier = build_rectifier(cfg, texts, refs, traces, tok)
     if model is not None and tok is not None:
         from rollwise.train.hinter import build_hinter_factory
         from rollwise.train.scoring import build_reliance
@@ -122,4 +125,4 @@ def build_rescue_sources(cfg: Any, task: Any, model: Any = None, tok: Any = None
         reliance = build_reliance(model, tok.pad_token_id, encode, texts, cfg.generation.temperature)
         hinter = build_hinter_factory(cfg, texts, refs, model, tok)
     return RescueSources(references=refs, traces=traces, hint_names=names, hints=hints, reliance=reliance,
-                         hinter=hinter)
+                         hinter=hinter, rectifier=rectifier)

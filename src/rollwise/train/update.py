@@ -353,6 +353,8 @@ class PolicyUpdate:
         old = terms.anchor.detach() if terms.anchor is not None else old
         beh = mb.behaviour if mb.old is not None and self.correction.loss_behaviour else None
         extra = {"entropy": mb.entropy} if mb.entropy is not None else {}
+        if "off_policy_mask" in needs_of(self.loss_fn):  # SCOPE's spliced tokens, None when none this batch
+            extra["off_policy_mask"] = mb.off_mask
         loss_tok, metrics = self.loss_fn(logp, old, mb.advantages, mask, self.params, beh, **self.loss_knobs, **extra)
         for w in (mb.is_weight, terms.weight):
             if w is not None:
