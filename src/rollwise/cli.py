@@ -297,7 +297,8 @@ def envs() -> None:
 @app.command(context_settings=OVERRIDES)
 def eval(  # noqa: A001 - the command is called eval
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", help="local HF checkpoint or run checkpoint dir")],
+    model: Annotated[str | None, typer.Option("--model", help="local HF checkpoint or run checkpoint dir (an [env] "
+                                              "config without it: the config's own policy)")] = None,
     data: Annotated[str, typer.Option("--data", help="dataset preset (gsm8k:test), a jsonl/parquet file of "
                                       "prompt/answer[/level] rows, or a procedural suite's held-out split "
                                       "(arith | words)")] = "arith",
@@ -309,15 +310,22 @@ def eval(  # noqa: A001 - the command is called eval
     budget: Annotated[float | None, typer.Option("--budget", help="PETS mean samples per question "
                                                  "(default n/2)")] = None,
 ) -> None:
-    """Evaluate a checkpoint: pass@1, unbiased pass@k, maj@k, per level/subject; JSON with --out."""
-    from rollwise.train.evaluate import run_eval
+    """Evaluate a checkpoint: pass@1, unbiased pass@k, maj@k, per level/subject; on an [env] config, success,
+    turns and tokens per episode of the environment's held-out tasks; JSON with --out."""
+    from rollwise.train.evaluate import run_env_eval, run_eval
     from rollwise.train.pets_eval import check_args
 
     cfg = _load(config, ctx)
-    if not Path(model).exists():
+    if model is None and cfg.env is None:
+        print_error("--model: required (only an [env] config evaluates its own policy without one)")
+        raise typer.Exit(2)
+    if model is not None and not Path(model).exists():
         print_error(f"--model {model}: no such file or directory")
         raise typer.Exit(2)
     try:
+        if cfg.env is not None and (data != "arith" or allocator != "uniform" or budget is not None):
+            raise ValueError("an [env] config evaluates on its environment's held-out tasks: drop --data, "
+                             "--allocator and --budget")
         if allocator == "uniform" and budget is not None:
             raise ValueError("--budget needs --allocator pets or pets_offline")
         if allocator != "uniform":
@@ -325,8 +333,12 @@ def eval(  # noqa: A001 - the command is called eval
     except (KeyError, ValueError) as exc:
         print_error(exc.args[0])
         raise typer.Exit(2) from None
-    result = run_eval(cfg, model, data, n, allocator, budget)
-    table = Table(title=f"eval {model} on {data} (n={n})")
+    if cfg.env is not None:
+        result = run_env_eval(cfg, model, n)
+        data = f"env {cfg.env.type}"
+    else:
+        result = run_eval(cfg, str(model), data, n, allocator, budget)
+    table = Table(title=f"eval {model or 'the config policy'} on {data} (n={n})")
     table.add_column("metric")
     table.add_column("value")
     for k, v in result.items():

@@ -8,7 +8,8 @@ or the held-out split of a procedural suite (``arith``, ``words``), the sets bui
 :func:`rollwise.data.task.build_eval_sets`, with the same engine, prompt encoding and verifier pool as training.
 Bad rows raise with file:line or, with ``task.on_error = "skip"``, are counted in ``data/skipped_*``. With a
 test-time allocator (``pets``, ``pets_offline``) the same n samples also feed PETS vs uniform maj@k at equal
-samples (:mod:`rollwise.train.pets_eval`)."""
+samples (:mod:`rollwise.train.pets_eval`). On a config with an ``[env]`` section, :func:`run_env_eval` plays the
+environment's held-out tasks instead: success, turns and tokens per episode, as the trainer's periodic eval."""
 
 from __future__ import annotations
 
@@ -93,3 +94,27 @@ def run_eval(cfg: Config, model_path: str, data: str, n: int = 1, allocator: str
         answers, scores = pets_eval.pools_from_calls(recorder.calls, [k for k, v in sets.items() if v], n)
         result |= pets_eval.pets_report(answers, scores, allocator, budget, seed=cfg.run.seed)
     return {"model": model_path, "data": data, "n": n, "verifier": verifier_name, **skipped, **result}
+
+
+def run_env_eval(cfg: Config, model_path: str | None, n: int = 1) -> dict[str, Any]:
+    """``rollwise eval`` on an ``[env]`` config: play every held-out task of the environment ``n`` times with the
+    checkpoint at ``model_path`` (None: the config's own policy, ``model.path`` or the embedded model's warm
+    start) through the run's episode collector, sampled as the trainer's eval (``generation.eval_temperature``):
+    ``eval/<env>/success`` (also ``pass@1``), ``turns_mean``, ``solve_turns``, ``tokens_mean``, ``return_mean``,
+    finish shares, fault counts, and their means ``eval/mean/...``."""
+    from rollwise.data.task import build_env_task
+    from rollwise.envs.collector import build_episode_collector
+    from rollwise.train.rollout_parts import build_policy
+
+    setup.set_threads(cfg)
+    task = build_env_task(cfg)
+    if model_path is not None:
+        model, tok = load_model(model_path, device=resolve_device(cfg.run.device))
+    else:
+        model, tok, _ = build_policy(cfg, task)
+    model.eval()
+    engine = setup.build_engine(cfg, model, tok)
+    params = setup.sampling_params(cfg, tok, eval_mode=True)
+    collector = build_episode_collector(cfg, engine, task.pool, tok, params)
+    result = collector.evaluate(task.eval_sets, params, n=n)
+    return {"model": model_path or "config", "env": cfg.env.type, "n": n, **result}
