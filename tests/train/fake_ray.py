@@ -9,7 +9,10 @@ without Ray (and without its processes or timing): actors are plain objects in t
 Control calls (weights, stats, pids) always run at once, as the workers' own concurrency group does. A round
 numbered in ``kill_on_round`` (in sending order) dies with its worker: the actor is rebuilt, as Ray's
 ``max_restarts`` does, and every round sent to the dead incarnation fails with ``ActorDiedError`` (rounds queued
-behind the killed one included, as Ray fails the tasks of a dead actor with ``max_task_retries=0``).
+behind the killed one included, as Ray fails the tasks of a dead actor with ``max_task_retries=0``). Other calls
+(an environment worker's ``reset`` / ``step``) run when their result is asked for; the one numbered in
+``kill_on_call`` (in sending order; calls to other methods than ``kill_methods`` are not numbered) kills its actor
+the same way, and every call sent to a dead incarnation fails.
 """
 
 from __future__ import annotations
@@ -105,6 +108,9 @@ class FakeRay(types.ModuleType):
         self.rounds: list[tuple[int, int, int]] = []  # (actor index, job version, worker weights when it ran)
         self.kill_on_round: set[int] = set()  # rounds (in sending order) whose worker dies under them
         self.sent = 0
+        self.kill_on_call: set[int] = set()  # other non-control calls (in sending order) whose actor dies under them
+        self.calls = 0
+        self.kill_methods = ("reset", "step")  # the calls kill_on_call numbers (a fire-and-forget close never runs)
 
     def is_initialized(self) -> bool:
         return True
@@ -119,10 +125,22 @@ class FakeRay(types.ModuleType):
         args = tuple(a.resolve() if isinstance(a, Ref) else a for a in args)  # as Ray resolves top-level refs
         if name == "pid":  # one process per incarnation of each actor
             return Ref(value=1000 * (self.actors.index(actor) + 1) + actor.incarnation)
-        if name != "run":
+        if name != "run" and group is not None:  # control calls land at once
             ref = Ref(lambda: getattr(actor.instance, name)(*args))
-            ref.resolve() if group is not None else None  # control calls land at once
+            ref.resolve()
             return ref
+        if name != "run":
+            index, incarnation = (self.calls if name in self.kill_methods else -1), actor.incarnation
+            self.calls += name in self.kill_methods
+
+            def call() -> Any:
+                if index in self.kill_on_call and actor.incarnation == incarnation:
+                    actor.restart()
+                if actor.incarnation != incarnation:
+                    raise ActorDiedError(f"the actor died under call {index}")
+                return getattr(actor.instance, name)(*args)
+
+            return Ref(call)
         index, self.sent = self.sent, self.sent + 1
         incarnation = actor.incarnation
 

@@ -94,6 +94,9 @@ class EnvKnobs(Knobs):
     gamma: float = Field(1.0, ge=0, le=1, description="credit 'to_go': discount per turn")
     retries: int = Field(0, ge=0, le=16, description="times an episode whose environment faulted is played again "
                          "(from its start, counted in env/retries) before it is dropped; 0 = dropped at once")
+    workers: int = Field(0, ge=0, le=256, description="environment workers: 0 = environments in the rollout "
+                         "process, turn by turn; N = N Ray actors of their own, stepped while the engine generates "
+                         "(envs/worker.py)")
 
     @model_validator(mode="after")
     def _check(self) -> EnvKnobs:

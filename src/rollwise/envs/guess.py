@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,8 @@ class GuessKnobs(EnvKnobs):
                          "(else a uniform one among the numbers still possible)")
     habit_at: float = Field(0.25, ge=0, le=1, description="warm-start player: where in the range still possible "
                             "its habitual guess lies (0.5 = binary search; 0.25 solves 12 of 15 in 5 turns)")
+    latency_s: float = Field(0.0, ge=0, le=1, description="seconds each step waits before it answers (benchmarks "
+                             "and tests: a slow environment, e.g. a remote sandbox; the warm start never waits)")
 
 
 def best_guess(lo: int, hi: int) -> int:
@@ -88,8 +91,10 @@ class GuessNumber:
 
     Config = GuessKnobs
 
-    def __init__(self, n: int = 15, turn_decay: float = 0.9, habit: float = 0.5, habit_at: float = 0.25) -> None:
+    def __init__(self, n: int = 15, turn_decay: float = 0.9, habit: float = 0.5, habit_at: float = 0.25,
+                 latency_s: float = 0.0) -> None:
         self.n, self.turn_decay, self.habit, self.habit_at = n, turn_decay, habit, habit_at
+        self.latency_s = latency_s
         self.secret = 0
         self.turn = 0
 
@@ -113,6 +118,11 @@ class GuessNumber:
         return self.opening()
 
     def step(self, action: str) -> StepResult:
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return self._play(action)
+
+    def _play(self, action: str) -> StepResult:
         self.turn += 1
         text = action.strip()
         if not re.fullmatch(r"\d{1,4}", text) or not 1 <= int(text) <= self.n:
@@ -133,7 +143,7 @@ class GuessNumber:
             for _ in range(max_turns):
                 g = scripted_guess(lo, hi, rng, self.habit, self.habit_at)
                 yield context, str(g)
-                res = self.step(str(g))
+                res = self._play(str(g))
                 if res.done:
                     break
                 lo, hi = (g + 1, hi) if res.observation == UP else (lo, g - 1)

@@ -95,8 +95,10 @@ class AsyncRollouts:
             ray.init(**kw, log_to_driver=False, configure_logging=False)
         # rounds run one at a time; weights and stats go through their own thread ("control"), so new weights
         # land while a round decodes (the interrupt) and never queue behind it
+        # an [env] run's rounds are task groups a worker plays at once (envs/rounds.py): several in progress
+        rounds = getattr(collector, "round_concurrency", 1)
         actor = ray.remote(concurrency_groups={CONTROL: 1})(RolloutWorker).options(
-            max_restarts=-1, max_task_retries=0, max_concurrency=1, num_cpus=cfg.async_.worker_threads)
+            max_restarts=-1, max_task_retries=0, max_concurrency=rounds, num_cpus=cfg.async_.worker_threads)
         data = cfg.model_dump(mode="json")
         self.workers = [actor.remote(data, i, cfg.async_.worker_threads) for i in range(cfg.async_.workers)]
         self.flights: dict[int, _Flight] = {}
@@ -105,7 +107,8 @@ class AsyncRollouts:
         self.version = 0
         self.next_step = 0  # the next step not started
         self.sync = WEIGHT_SYNCS[cfg.async_.weight_sync](ray, self.workers, self._ask)
-        self._counters = {"worker_restarts": 0, "requeued_prompts": 0, "wait_seconds": 0.0}
+        self._counters = {"worker_restarts": 0, "requeued_prompts": 0, "wait_seconds": 0.0, "replanned_steps": 0,
+                          "replanned_prompts": 0}
         self._pids = [int(p) for p in self._ask("pid")]  # each worker's process; a new one is a restart
         self._counters["worker_restarts"] = sum(self._ask("restarted"))  # died while it was being built
 
@@ -148,9 +151,15 @@ class AsyncRollouts:
                 "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"workers": self._ask("strategy_state")}
+        """The workers' strategies, and the steps in flight with the prompts they had rolled out: nothing of them
+        is in the checkpoint, so a resumed run plans and generates those steps again (counted, never lost)."""
+        return {"workers": self._ask("strategy_state"),
+                "in_flight": {int(s): sorted(int(p) for p in f.prompts) for s, f in self.flights.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        flying = state.get("in_flight", {}) if state else {}
+        self._counters["replanned_steps"] += len(flying)  # async/replanned_*: generated again after the resume
+        self._counters["replanned_prompts"] += sum(len(p) for p in flying.values())
         states = state.get("workers", [state] * len(self.workers)) if state else []
         for i, s in enumerate(states[: len(self.workers)]):
             self._ask("load_strategy_state", s, only=i)
@@ -183,6 +192,7 @@ class AsyncRollouts:
                 self._pids[i] = int(pid)
 
     def close(self) -> None:
+        getattr(self.collector, "close", lambda: None)()  # the trainer's own environment workers (evaluation)
         self.sync.close()
         for w in self.workers:
             self.ray.kill(w)
@@ -222,7 +232,7 @@ class AsyncRollouts:
         job = self.collector.make_job(req, self.seed_of(flight.step) + 7919 * flight.calls, version=self.version)
         flight.calls += 1
         flight.prompts |= set(job.prompts)
-        parts = split_job(job, len(self.workers))
+        parts = getattr(self.collector, "split", split_job)(job, len(self.workers))  # episodes: one per task
         flight.outstanding = len(parts)
         for i, part in enumerate(parts):
             self._send(flight.step, part, i % len(self.workers), 0)

@@ -20,7 +20,7 @@ import torch
 from rollwise.config import Config
 from rollwise.generation.interrupt import InterruptibleEngine
 from rollwise.train import rollout_parts as parts
-from rollwise.train.rollout import RoundJob, RoundResult, run_job
+from rollwise.train.rollout import run_job
 from rollwise.train.weight_sync import Meta, worker_join, worker_receive
 
 
@@ -41,6 +41,13 @@ class RolloutWorker:
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
         base = parts.build_engine(cfg, self.model, self.tok)
         self.engine = InterruptibleEngine(base, self._has_pending, self._apply) if cfg.async_.interrupt else base
+        self.episodes = None  # an [env] run's rounds are episodes, played several rounds at once (envs/rounds.py)
+        if cfg.env is not None:
+            from rollwise.envs.collector import build_episode_collector
+
+            params = parts.sampling_params(cfg, self.tok)
+            self.episodes = build_episode_collector(cfg, self.engine, [], self.tok, params, in_worker=True,
+                                                    before_generate=self._apply)
 
     def pid(self) -> int:
         return os.getpid()
@@ -70,7 +77,7 @@ class RolloutWorker:
         """Take part in the trainer's broadcast of ``version`` and queue the weights as ``set_weights`` does."""
         return self.set_weights(worker_receive(meta, next(self.model.parameters()).device), version)
 
-    def run(self, job: RoundJob, latest: tuple[list[Any], int] | None = None) -> RoundResult:
+    def run(self, job: Any, latest: tuple[list[Any], int] | None = None) -> Any:
         """Generate and verify one round with the newest weights, at least the version the round was planned
         under: ``latest`` = ([object ref of the trainer's newest weights], version), fetched here when this
         worker has nothing as new (a fresh or restarted worker, or a round that overtook ``set_weights``);
@@ -81,6 +88,8 @@ class RolloutWorker:
             import ray  # only ever called inside a Ray actor
 
             self.set_weights(ray.get(latest[0][0]), latest[1])
+        if self.episodes is not None:  # the thread that drives the episodes applies new weights between turns
+            return self.episodes.play(job, self.index)
         self._apply()
         if self.version < job.version:
             raise RuntimeError(f"rollout worker {self.index} has weights v{self.version}, the round needs "

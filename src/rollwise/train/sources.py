@@ -44,7 +44,7 @@ class LocalRollouts:
         self.collector.strategy.load_state_dict(state)
 
     def close(self) -> None:
-        pass
+        getattr(self.collector, "close", lambda: None)()  # an [env] run's environment workers
 
 
 def check_staleness_window(cfg: Any, pool_size: int) -> None:

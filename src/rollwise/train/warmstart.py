@@ -64,7 +64,8 @@ def warmstart_key(cfg: Config) -> str:
     if cfg.task.scratchpad == "mixed":
         changed |= {"scratchpad_share": cfg.task.scratchpad_share, "scratchpad_prompted": cfg.task.scratchpad_prompted}
     if getattr(cfg, "env", None) is not None:  # a multi-turn run warm-starts on its environment's scripted play
-        changed["env"] = cfg.env.model_dump(mode="json")
+        # where the environments run and how slow they are do not change the scripted play
+        changed["env"] = cfg.env.model_dump(mode="json", exclude={"workers", "latency_s"})
     if changed:
         blob["extra"] = changed
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
