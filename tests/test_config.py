@@ -154,4 +154,5 @@ def test_docs_list_every_component_knob():
     keys = {k for k, _, _ in describe()}
     assert {"sampler.selector[vade].lambda1", "sampler.allocator[reinforce_ada].round_size",
             "sampler.gates[dynamic].max_refills", "algo.advantage[mc_grpo].scale",
-            "sampler.transform[xrpo_icl].k", "sampler.replay.fresh_fraction"} <= keys
+            "sampler.transform[xrpo_icl].k", "sampler.replay.fresh_fraction",
+            "swarm.external", "swarm.board"} <= keys  # an optional section's knobs too

@@ -244,6 +244,9 @@ def describe(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[st
                      field.description or ""))
         if key == "sampler.replay":
             rows += describe(ReplayConfig, f"{key}.")
+        section = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if section and key not in COMPONENT_KEYS:  # an optional section (``[swarm]``): its knobs when given
+            rows += describe(section[0], f"{key}.")
         reg = COMPONENT_KEYS.get(key)
         for t in reg.names() if reg is not None else []:
             knobs = {k: f for k, f in typed_model(reg, t).model_fields.items() if k != "type"}
