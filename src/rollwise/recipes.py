@@ -116,6 +116,13 @@ RECIPES.register("ettrl", Recipe(
      "sampler.downsampler": {"type": "vote_split", "pick": "random"},
      "generation.strategy": {"type": "etmr", "forks": 2, "branches": 2}, "algo.shaping": ["ear"]}))
 
+# ------------------------------------------------------------------ behaviour policy (agentic.md section 7)
+RECIPES.register("props", Recipe(
+    "PROPS: each group sampled in 4 rounds; before each, a behaviour copy phi <- theta takes up to 16 Adam steps "
+    "(lr 1e-3) on PPO's clipped surrogate with advantages -1 (eps 0.3) over the tokens sampled so far, stopping "
+    "at approx KL 0.01; the target trains on it as on-policy (theta's logprobs, no behaviour weight)",
+    "2311.08290", {"generation.strategy": {"type": "props", "rounds": 4}, "algo.correction": "none"}))
+
 # ------------------------------------------------------------------ swarm (agentic.md section 6)
 RECIPES.register("sapo", Recipe(
     "SAPO swarm: each step 4 local question groups of 8 plus 4 groups drawn from other nodes' rollouts, "

@@ -184,6 +184,8 @@ TTRL = lambda r: all(  # noqa: E731 - pseudo-labels formed from 16 votes, the fi
     row["label/majority_ratio"] > 0 and 0 <= row["label/pseudo_accuracy"] <= 1
     and row["sampler/rollouts_per_prompt_min"] == 16
     and row["sampler/rollouts_trained"] == row["sampler/groups_trained"] * G for row in r.rows)
+PROPS = lambda r: all(row["generation/props_updates"] > 0 and row["generation/props_first_token_tv"] > 0  # noqa: E731
+                      for row in r.rows)
 SAPO = lambda r: all(row["swarm/external_groups"] == 4 and row["swarm/external_mixed"] >= 3  # noqa: E731
                      and row["swarm/agents_seen"] == 1 for row in r.rows)
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
@@ -210,6 +212,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
         "ttrl": TTRL,
         "sapo": SAPO,
+        "props": PROPS,
     }.items()},
         "ettrl": ETTRL,
     # sampler presets: each is its recipe (budget checked there)
@@ -294,6 +297,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
                        and moved("env/success")(r)),
 }
     ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
+    ("generation.strategy", "props"): ("recipe:props", PROPS),
 #: entries this machine cannot train, with the reason (still an entry: a new registration must be named)
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
