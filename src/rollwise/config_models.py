@@ -20,6 +20,7 @@ from rollwise.algos.catalog import (
 from rollwise.components import component_union
 from rollwise.config_checks import ARITH_VERIFIERS, check_cross_sections, check_verifier_spec
 from rollwise.envs import ENVIRONMENTS
+from rollwise.envs.methods import AGENTIC
 from rollwise.generation.base import ENGINES
 from rollwise.generation.strategy import STRATEGIES
 from rollwise.logging import check_loggers
@@ -47,6 +48,7 @@ RewardShapingCfg = component_union(REWARD_SHAPERS)
 EngineCfg = component_union(ENGINES)
 StrategyCfg = component_union(STRATEGIES)
 EnvCfg = component_union(ENVIRONMENTS)
+AgenticCfg = component_union(AGENTIC)
 #: dotted config key of each typed component -> its registry (for docs and error messages)
 COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
@@ -54,7 +56,7 @@ COMPONENT_KEYS: dict[str, Registry] = {
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
     "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "algo.correction": CORRECTIONS,
     "task.reward_shaping": REWARD_SHAPERS,
-    "generation.engine": ENGINES, "generation.strategy": STRATEGIES, "env": ENVIRONMENTS,
+    "generation.engine": ENGINES, "generation.strategy": STRATEGIES, "env": ENVIRONMENTS, "agentic": AGENTIC,
 }
 TASK_SUITES = ("arith", "words", "dataset")
 
@@ -160,12 +162,12 @@ class TaskConfig(_Section):
                           "format's own (by scratchpad), final_number for words, or the dataset family's")
     reward_shaping: RewardShapingCfg | None = Field(None, description="shaping of verified rewards, e.g. fapo "
                                                     "(None = the verifier's reward as is)")
-
     labels: Literal["given", "none"] = Field("given", description="none: train without reference answers, the "
                                              "group's majority answer is the pseudo-label (TTRL); references are "
                                              "read only for logged label accuracy and eval")
     empty_vote: Literal["vote", "abstain"] = Field("vote", description="labels 'none': an unparsed answer votes "
                                                    "'' and can win (TTRL's code) or abstains")
+
     @field_validator("verifier")
     @classmethod
     def _check_verifier(cls, v: str) -> str:  # a name or import path that fails now, not after the warm start
@@ -295,6 +297,11 @@ class AlgoConfig(_Section):
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
+    optimizer_impl: Literal["loop", "foreach", "fused"] = Field("fused", description="AdamW implementation: "
+                                                              "loop | foreach | fused (same update to float rounding; "
+                                                              "bench/profile_update.py)")
+    compile: bool = Field(False, description="torch.compile the update's log-prob/loss math (off: it does not pay "
+                          "on CPU at these shapes, docs/benchmarks.md)")
 
 
 class TrainerConfig(_Section):
@@ -349,6 +356,8 @@ class Config(_Section):
     env: EnvCfg | None = Field(None, description="multi-turn environment and its knobs (`rollwise envs`): each "
                                "task is played as an episode, its turns trained as the task's group (None = "
                                "single-turn prompts)")
+    agentic: AgenticCfg | None = Field(None, description="a step-level method on the [env]'s expert trajectories "
+                                       "(pivotrl, uis1) instead of whole episodes (None = episodes)")
     swarm: SwarmConfig | None = Field(None, description="share decoded rollouts with other nodes (SAPO): train I "
                                       "local + J external groups per step (None = alone)")
 

@@ -80,6 +80,10 @@ def build_collector(cfg: Config, engine: Any, verifier: Any, task: TaskData, tok
     verified (:class:`RolloutCollector`), or with an ``[env]`` section episodes of the environment whose turns
     come back as each task's group (:class:`rollwise.envs.collector.EpisodeCollector`)."""
     params = sampling_params(cfg, tok)
+    if cfg.env is not None and cfg.agentic is not None:  # a step-level method on the env's expert trajectories
+        from rollwise.envs.methods import build_agentic_collector
+
+        return build_agentic_collector(cfg, engine, task.pool, tok, params)
     if cfg.env is not None:
         return build_episode_collector(cfg, engine, task.pool, tok, params)
     return RolloutCollector(engine, verifier, task.pool, encode, params, max_failure_share=cfg.task.max_verify_failures,
@@ -93,10 +97,18 @@ def build_scorer(collector: Any, single_turn: Callable[..., dict[str, Any]]) -> 
     return getattr(collector, "evaluate", None) or single_turn
 
 
+# torch AdamW's three implementations of one update (equal to float rounding, tests/train/test_optimizer_impl.py):
+# a Python loop over parameters, one multi-tensor kernel per op, one fused kernel (CPU and CUDA since torch 2.4)
+OPTIMIZER_IMPLS: dict[str, dict[str, bool]] = {"loop": {"foreach": False, "fused": False},
+                                               "foreach": {"foreach": True, "fused": False},
+                                               "fused": {"foreach": False, "fused": True}}
+
+
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
     a = cfg.algo
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99),
+                            **OPTIMIZER_IMPLS[a.optimizer_impl])
     warm = max(a.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 1.0))
     return opt, sched

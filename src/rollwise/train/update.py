@@ -39,6 +39,8 @@ from rollwise.components import knobs
 from rollwise.train.batch import MicroBatch, TrainBatch
 from rollwise.train.policy import SeqBatch, compute_logprobs
 
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile options of ``algo.compile`` (shapes vary per step)
+
 
 def _row(seq: SeqBatch, i: int) -> SeqBatch:
     """Row ``i`` of a batch as a batch of one, cut to its own completion length (completions are right-padded)."""
@@ -89,6 +91,9 @@ class PolicyUpdate:
                  temperature: float, norm_length: int, ref_model: torch.nn.Module | None = None,
                  parts: UpdateParts | None = None) -> None:
         self.model, self.opt, self.cfg, self.ref = model, optimizer, cfg, ref_model
+        # algo.compile: the trainer's forwards go through a compiled wrapper of the same module (shared weights);
+        # off by default: on CPU at the default's shapes its compile time outweighs its gain (benchmarks.md)
+        self._fwd = torch.compile(model, **COMPILE_OPTIONS) if cfg.compile else model
         self.temperature, self.norm_length = temperature, norm_length
         parts = parts or UpdateParts.build(cfg)
         self.loss_fn, self.loss_knobs, self.shapers, self.correction = (parts.loss_fn, parts.loss_knobs,
@@ -144,7 +149,7 @@ class PolicyUpdate:
         olds, ents = [], []
         for mb in micro:
             if want_old:
-                lp, ent = self._logprobs(self.model, mb.seq, with_entropy=want_ent)
+                lp, ent = self._logprobs(self._fwd, mb.seq, with_entropy=want_ent)
                 mb.old = lp if anchor else None
                 olds.append(lp)
                 ents.append(ent)
@@ -165,9 +170,10 @@ class PolicyUpdate:
                 prep = getattr(self.loss_fn, "prepare", None)
                 x, self.feedback = prep(entropy, mask, **self.loss_knobs) if prep else (entropy, {})
                 self._split(micro, "entropy", x)
-        self._correct(micro, batch, mask)
+        self._correct(micro, batch, mask, _stack(ents, C) if want_ent and ents else None)
 
-    def _correct(self, micro: list[MicroBatch], batch: TrainBatch, mask: torch.Tensor) -> None:
+    def _correct(self, micro: list[MicroBatch], batch: TrainBatch, mask: torch.Tensor,
+                 entropy: torch.Tensor | None = None) -> None:
         """Staleness metrics and the correction's whole-batch step: weights, token mask, lr scale."""
         C = mask.shape[1]
         versions = _stack([self._versions(mb) for mb in micro], C)  # [B, C]
@@ -178,7 +184,8 @@ class PolicyUpdate:
         rows, rewards, groups = self._row_info(micro, batch, mask)
         grad_sq = self._grad_sq(micro).to(mask.device) if "grad_norms" in self.needs else None
         prep = self.correction.prepare(CorrectionBatch(mask, _stack([mb.behaviour for mb in micro], C), versions,
-                                                       batch.version, old, ref, rewards, groups, grad_sq))
+                                                       batch.version, old, ref, rewards, groups, grad_sq,
+                                                       entropy))
         if prep.weight is not None:
             self._split(micro, "is_weight", prep.weight)
         if prep.advantages is not None:  # [B] per rollout
@@ -346,7 +353,7 @@ class PolicyUpdate:
 
     def _micro_loss(self, mb: MicroBatch, mask: torch.Tensor, tok: float,
                     seqs: float) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor]:
-        logp, _ = self._logprobs(self.model, mb.seq)  # [b, C]
+        logp, _ = self._logprobs(self._fwd, mb.seq)  # [b, C]
         terms = self.correction.tokens(TokenInputs(logp, mb.seq.completion_mask, mb.behaviour, self._versions(mb),
                                                    self._version, mb.old, mb.ref))
         old = mb.old if mb.old is not None else logp.detach()
