@@ -72,7 +72,7 @@ class SwarmPipeline:
         if self.publish:
             self._publish(pools, step)
         external = self._draw(step) if self.external else []
-        groups = [self._adopt(g, -1 - k, step) for k, g in enumerate(external)]
+        groups = self._adopt_all(external, step)
         self._record(groups)
         return TrainPlan(plan.groups + groups, plan.token_fraction)
 
@@ -124,32 +124,45 @@ class SwarmPipeline:
         return [ok[i] for i in sorted(pick)]
 
     # ------------------------------------------------------------------ re-template, re-tokenise, re-score
-    def _adopt(self, g: SharedGroup, prompt: int, step: int) -> TrainGroup:
-        prompt_ids = self.encode(g.question)
-        comps, truncated = [], 0
-        for text, stopped in zip(g.completions, g.finished):
-            ids = self.encode_raw(text) + ([self.stop_id] if stopped else [])
-            truncated += len(ids) > self.max_new_tokens
-            comps.append(ids[: self.max_new_tokens] or [self.stop_id])
-        results = self.verifier.score_batch(list(g.completions), [g.reference] * len(comps))
-        logp = self._logprobs(prompt_ids, comps)
-        rollouts = [Rollout(prompt, prompt_ids, c, lp, text, "stop" if c[-1] == self.stop_id else "length", step,
-                            float(res.score), bool(res.parsed), dict(res.info), versions=[step] * len(c),
-                            meta={"swarm_agent": g.agent, "swarm_round": g.round})
-                    for c, lp, text, res in zip(comps, logp, g.completions, results)]
-        self._metrics["swarm/truncated"] = self._metrics.get("swarm/truncated", 0) + truncated
-        self._log_ratio(g, rollouts)
-        obs = GroupObs(prompt, np.array([r.reward for r in rollouts], dtype=np.float64),
-                       np.array([r.num_tokens for r in rollouts], dtype=np.int64), payload=rollouts)
-        adv, keep = self.inner.estimate([obs], [None])[0]
-        kept = np.flatnonzero(keep)
-        return TrainGroup(prompt, kept, np.asarray(adv, dtype=np.float64)[kept], [rollouts[i] for i in kept],
-                          step=step)
+    def _adopt_all(self, groups: list[SharedGroup], step: int) -> list[TrainGroup]:
+        """Every drawn group re-templated, re-tokenised, verified and scored under this node's policy (one
+        verifier batch and one forward for all of them); external group k gets prompt id -1 - k."""
+        prompts, comps, texts, refs, truncated = [], [], [], [], 0
+        for g in groups:
+            pid = self.encode(g.question)
+            for text, stopped in zip(g.completions, g.finished):
+                ids = self.encode_raw(text) + ([self.stop_id] if stopped else [])
+                truncated += len(ids) > self.max_new_tokens
+                prompts.append(pid)
+                comps.append(ids[: self.max_new_tokens] or [self.stop_id])
+                texts.append(text)
+                refs.append(g.reference)
+        if not comps:
+            return []
+        results = self.verifier.score_batch(texts, refs)
+        logp = self._logprobs(prompts, comps)
+        self._metrics["swarm/truncated"] = truncated
+        out, at = [], 0
+        for k, g in enumerate(groups):
+            n = len(g.completions)
+            rollouts = [Rollout(-1 - k, prompts[i], comps[i], logp[i], texts[i],
+                                "stop" if comps[i][-1] == self.stop_id else "length", step, float(results[i].score),
+                                bool(results[i].parsed), dict(results[i].info), versions=[step] * len(comps[i]),
+                                meta={"swarm_agent": g.agent, "swarm_round": g.round}) for i in range(at, at + n)]
+            at += n
+            self._log_ratio(g, rollouts)
+            obs = GroupObs(-1 - k, np.array([r.reward for r in rollouts], dtype=np.float64),
+                           np.array([r.num_tokens for r in rollouts], dtype=np.int64), payload=rollouts)
+            adv, keep = self.inner.estimate([obs], [None])[0]
+            kept = np.flatnonzero(keep)
+            out.append(TrainGroup(-1 - k, kept, np.asarray(adv, dtype=np.float64)[kept],
+                                  [rollouts[i] for i in kept], step=step))
+        return out
 
     @torch.no_grad()
-    def _logprobs(self, prompt_ids: list[int], comps: list[list[int]]) -> list[list[float]]:
-        """log pi(y_t | x, y_<t) of each completion under this node's current policy ([G] lists of [T_i])."""
-        batch = build_seq_batch([prompt_ids] * len(comps), comps, self.pad_id)
+    def _logprobs(self, prompts: list[list[int]], comps: list[list[int]]) -> list[list[float]]:
+        """log pi(y_t | x, y_<t) of each completion under this node's current policy ([N] lists of [T_i])."""
+        batch = build_seq_batch(prompts, comps, self.pad_id)
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
