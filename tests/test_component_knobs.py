@@ -37,14 +37,16 @@ CONTEXT: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("algo.advantage", "pool_baseline"): [("sampler.baseline", "pool_mean")],
     ("task.reward_shaping", "fapo"): [("task.scratchpad", "carries")],  # its default judge reads worked answers
     ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
-    ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
 }
 #: components the CPU suite cannot train (their load-time draws still run)
 NO_TRAIN = {("generation.engine", "vllm"): "needs vLLM and a GPU",
+            ("generation.engine", "vllm_async"): "needs vLLM (tests/generation/test_vllm_async.py runs it)",
             ("env", "textarena"): "building its run takes minutes on smoke (measured 146-285 s under load); "
                                   "tests/envs/test_textarena_env.py trains it",
             ("env", "openenv"): "needs a running OpenEnv server (and has no scripted player to warm-start from): "
-                                "tests/envs/test_openenv_env.py trains it through a loopback server"}
+                                "tests/envs/test_openenv_env.py trains it through a loopback server",
+            ("env", "verifiers"): "needs the verifiers extra, which pins package versions the test environment "
+                                  "shares: tests/envs/test_verifiers_env.py trains it (in a venv of its own)"}
 #: known failures of code owned elsewhere, per draw, each with its reason (xfail, not strict: a fix passes)
 XFAIL_TRAIN: dict[tuple[str, str, str], str] = {}
 

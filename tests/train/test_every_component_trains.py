@@ -304,6 +304,7 @@ ELSEWHERE = {
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
     ("env", "openenv"): "needs a running OpenEnv server: trained through a loopback one in "
                         "tests/envs/test_openenv_env.py",
+    ("env", "verifiers"): "needs the verifiers extra (its own venv): trained in tests/envs/test_verifiers_env.py",
 }
 
 

@@ -17,6 +17,7 @@ from rollwise.envs.chain import ChainKnobs
 from rollwise.envs.guess import GuessKnobs
 from rollwise.envs.openenv_env import OpenEnvKnobs
 from rollwise.envs.textarena_env import TextArenaKnobs
+from rollwise.envs.verifiers_env import VerifiersKnobs
 
 ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKnobs,
                       doc="guess-the-number with higher/lower feedback (embedded default; best: binary search)")
@@ -27,6 +28,9 @@ ENVIRONMENTS.register("textarena", "rollwise.envs.textarena_env:TextArenaGame", 
                       doc="a TextArena single-player game (GuessTheNumber, TowerOfHanoi, ...; extra [textarena])")
 ENVIRONMENTS.register("openenv", "rollwise.envs.openenv_env:OpenEnvClient", config=OpenEnvKnobs,
                       doc="a client of a running OpenEnv server over its WebSocket protocol (extra [openenv])")
+ENVIRONMENTS.register("verifiers", "rollwise.envs.verifiers_env:VerifiersEnv", config=VerifiersKnobs,
+                      doc="a Prime Intellect verifiers environment played by its own rollout loop through an "
+                      "OpenAI-compatible client on the run's engine (extra [verifiers])")
 
 __all__ = ["ENVIRONMENTS", "ENV_FAULTS", "Env", "EnvFault", "EnvKnobs", "StepEnv", "StepResult", "check_reward",
            "guarded_call"]

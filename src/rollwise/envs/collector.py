@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rollwise.envs.base import ENV_FAULTS, EnvKnobs, env_factory
+from rollwise.envs.base import ENV_FAULTS, ENVIRONMENTS, EnvKnobs, env_factory
 from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
 from rollwise.envs.retry import all_tries, play_with_retries
 from rollwise.generation.base import Engine, SamplingParams
@@ -162,4 +162,8 @@ def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: A
         what = ", ".join(k for k, v in unsupported.items() if v)
         raise ValueError(f"env: multi-turn episodes do not support {what} yet (issue 28)")
     fmt = PlainFormat(lambda s: tok(s, add_special_tokens=False)["input_ids"], params.stop_token_ids)
-    return EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params)
+    collector = EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params)
+    own_loop = getattr(ENVIRONMENTS.get(cfg.env.type), "agent_loop", None)
+    if own_loop is not None:  # an environment that plays its own episodes (verifiers): its loop, same signature
+        collector.loop = own_loop(engine, env_factory(cfg.env), fmt, cfg.env)
+    return collector
