@@ -5,8 +5,12 @@ own loop plays (token for token on guess-the-number), that requests are batched,
 cleanly, that an environment or rubric that misbehaves is a counted fault (a raising reward function is never
 trained on as verifiers' 0), and that ``[env] type = "verifiers"`` trains through the trainer.
 
-Needs the verifiers extra (``pip install -e ".[verifiers]"``; it pins other versions of packages the test
-environment shares, so CI runs these in a venv of its own)."""
+Needs the verifiers extra (``pip install -e ".[verifiers]"``); it pins other versions of packages the test
+environment shares, so they run in a venv of their own that sees the shared packages::
+
+    python -m venv --system-site-packages /tmp/vf && /tmp/vf/bin/pip install "verifiers>=0.3.1,<0.4"
+    /tmp/vf/bin/python -m pytest tests/envs/test_verifiers_env.py
+"""
 
 from __future__ import annotations
 
@@ -132,6 +136,9 @@ def test_limits_end_episodes_cleanly(tokenizer):
     (ep,) = VerifiersLoop(binary_search_engine(tokenizer, 7), env, fmt(tokenizer),
                           VerifiersKnobs(max_turns=2)).run(tasks, [0], params(tokenizer))
     assert (ep.finish, ep.num_turns, ep.fault, ep.success, ep.episode_return) == ("max_turns", 2, None, False, 0.0)
+    (ep,) = VerifiersLoop(binary_search_engine(tokenizer, 7), VerifiersEnv(env_args={"n": 7, "max_turns": 2}),
+                          fmt(tokenizer), VerifiersKnobs()).run(tasks, [0], params(tokenizer))
+    assert (ep.finish, ep.num_turns, ep.success) == ("max_turns", 2, False)  # the environment's own limit
     (ep,) = VerifiersLoop(binary_search_engine(tokenizer, 7), env, fmt(tokenizer),
                           VerifiersKnobs(max_tokens=16)).run(tasks, [0], params(tokenizer))
     # "guess 1-7\n" (10) + "4" + " down\n" = 17 tokens after turn 1: no room for a second action, as in AgentLoop

@@ -272,6 +272,7 @@ class VerifiersLoop:
             last.reward = reward
         ep.success = reward >= self.env.success_reward
         ep.info = {"stop_condition": state.get("stop_condition"), "reward": reward}
-        ep.finish = ("max_turns" if ep.num_turns >= self.limits.max_turns and not ep.success
+        out_of_turns = ep.num_turns >= self.limits.max_turns or state.get("stop_condition") == "max_turns_reached"
+        ep.finish = ("max_turns" if out_of_turns and not ep.success  # rollwise's limit or the environment's own
                      else "max_tokens" if state.get("prompt_too_long") else "done")
         return ep
