@@ -67,9 +67,11 @@ class EpisodeRunner:
     """Plays episodes through ``engine`` with their environments on ``pool``; ``run`` as ``AgentLoop.run``."""
 
     def __init__(self, engine: Engine, pool: EnvPool, fmt: TurnFormat, limits: EnvKnobs,
-                 before_generate: Any = None, max_replays: int = 3) -> None:
+                 before_generate: Any = None, max_replays: int = 3, gather_share: float = 0.25,
+                 gather_s: float = 0.01) -> None:
         self.engine, self.pool, self.fmt, self.limits = engine, pool, fmt, limits
         self.before_generate, self.max_replays = before_generate, max_replays
+        self.gather_share, self.gather_s = gather_share, gather_s  # batch answers that come close together
         self._lock = threading.Lock()  # guards _incoming
         self._drive = threading.Lock()  # one thread drives at a time
         self._incoming: list[_Ep] = []
@@ -127,6 +129,7 @@ class EpisodeRunner:
             self.counters["engine_idle_seconds"] += time.perf_counter() - t0
         for key, ans in answers:
             self._answer(self._live[key], ans)
+        self._gather()
         rooms: dict[tuple, list[_Ep]] = {}
         for x in sorted((x for x in self._live.values() if x.state == "ready"), key=lambda x: x.seq):
             room = self.limits.max_tokens - len(x.context)
@@ -155,6 +158,22 @@ class EpisodeRunner:
                 x.episode.turns.append(turn)
                 x.state = "env"
                 self.pool.submit_step(x.key, turn.text)
+
+    def _gather(self) -> None:
+        """While fewer than ``gather_share`` of the episodes waiting on an answer or a sample are ready to sample,
+        wait up to ``gather_s`` for more answers: one ``generate`` call for a batch rather than many for one or
+        two episodes each (answers that come at once never wait: the in-process worker has none in flight)."""
+        deadline = time.perf_counter() + self.gather_s
+        while self.pool.in_flight:
+            ready = sum(x.state == "ready" for x in self._live.values())
+            left = deadline - time.perf_counter()
+            if ready >= self.gather_share * (ready + self.pool.in_flight) or left <= 0:
+                return
+            t0 = time.perf_counter()
+            answers = self.pool.poll(timeout=left)
+            self.counters["engine_idle_seconds"] += time.perf_counter() - t0
+            for key, ans in answers:
+                self._answer(self._live[key], ans)
 
     def _answer(self, x: _Ep, ans: Answer) -> None:
         ep = x.episode

@@ -207,7 +207,10 @@ class EnvPool:
         """Stop the workers (and the Ray this pool started)."""
         if self.workers_n:
             for w in self.workers:
-                self.ray.kill(w)
+                try:
+                    self.ray.kill(w)
+                except Exception:  # noqa: BLE001 - its Ray is gone already (another pool started and stopped it)
+                    pass
             self.workers, self.pending, self.where = [], {}, {}
             if self._owns_ray:
                 self.ray.shutdown()
