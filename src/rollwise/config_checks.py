@@ -115,6 +115,13 @@ class ConfigWarning(UserWarning):
     """A config that runs but in which a component cannot act as its paper says (its precondition is ruled out)."""
 
 
+def _strategy_off_policy(cfg: Config) -> bool:
+    """Whether the rollout strategy, with its knobs, returns tokens another policy sampled (Sol-RL's int8 copy)."""
+    from rollwise.generation import STRATEGIES
+
+    return bool(STRATEGIES.get(cfg.generation.strategy.type).samples_off_policy(cfg.generation.strategy))
+
+
 def precondition_warnings(cfg: Config, pool_size: int) -> list[str]:
     """One line per component whose precondition this config rules out (the run would train, but the method
     would not act): a component that learns from earlier visits of a prompt on a pool whose prompts rarely
@@ -138,7 +145,7 @@ def precondition_warnings(cfg: Config, pool_size: int) -> list[str]:
     corr = CORRECTIONS.get(cfg.algo.correction.type)(**knobs(cfg.algo.correction))
     off_policy = (cfg.run.mode == "async" or bool(s.replay) or cfg.algo.epochs > 1 or cfg.algo.mini_batches > 1
                   or getattr(cfg.generation.engine, "entropy_temperature_tau", 0.0) > 0
-                  or cfg.generation.strategy.type == "april")
+                  or cfg.generation.strategy.type == "april" or _strategy_off_policy(cfg))
     if getattr(corr, "off_policy_only", False) and not off_policy:
         out.append(f"algo.correction: {cfg.algo.correction.type!r} corrects off-policy rollouts, and this run has "
                    "none (run.mode = 'sync', no sampler.replay, algo.epochs = algo.mini_batches = 1): every weight "

@@ -131,6 +131,18 @@ RECIPES.register("sapo", Recipe(
     {"swarm.external": 4, "sampler.batch_prompts": 4, "sampler.group_size": 8, "algo.kl_coef": 0.0,
      "algo.clip_low": 0.2, "algo.clip_high": 0.28, "algo.aggregation": "token-mean"}))
 
+# ------------------------------------------------------------------ cheap exploration, exact training (Sol-RL)
+RECIPES.register("solrl", Recipe(
+    "Sol-RL for LLMs: an int8 copy of the policy (re-quantised at each weight sync) explores 4x the group per "
+    "prompt, the best floor(G/2) and worst rest by reward are kept, regenerated at full precision with the same "
+    "per-row noise and trained (the LLM adaptation is unverified: the paper is diffusion)", "2604.06916",
+    {"generation.strategy": {"type": "solrl", "pool_factor": 4, "mode": "resample_same_noise"}}))
+RECIPES.register("solrl_is", Recipe(
+    "Sol-RL selection with FlashRL-style training on the int8 samples themselves: pi_old recomputed at full "
+    "precision, truncated IS min(pi_old / mu_int8, 2) (not Sol-RL's regeneration)", "2604.06916",
+    {"generation.strategy": {"type": "solrl", "pool_factor": 4, "mode": "rescore_is"},
+     "algo.correction": {"type": "tis", "cap": 2.0}}))
+
 # ------------------------------------------------------------------ rescue
 RECIPES.register("hill", Recipe(
     "HiLL: a hinter language model (a copy of the policy) reads the question, one failed rollout and the "

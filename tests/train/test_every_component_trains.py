@@ -192,6 +192,12 @@ FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rol
                      for row in r.rows)
 ETTRL = all_of(  # pseudo-labels from 15 tree leaves (3 trees of 5, forks copy root prefixes), EAR rescaled
     lambda r: all(row["label/majority_ratio"] > 0 and row["sampler/rollouts_per_prompt_min"] == 15
+SOLRL = lambda r: all(  # noqa: E731 - the trained G come from a 4G int8 pool, re-quantised at every weight sync
+    row["generation/solrl_pool"] == 4 * G * P and row["sampler/rollouts_per_prompt_max"] == G
+    and row["generation/solrl_requantized"] == 1 and row["ledger/rollouts"] > row["ledger/rollouts_trained"]
+    for row in r.rows)
+FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
+                     for row in r.rows)
                   and row["generation/etmr_leaves_per_tree"] == 5 for row in r.rows),
     moved("generation/etmr_prefix_share"), lambda r: any(v != 1.0 for v in series(r, "loss/ear_scale_max")))
 
@@ -209,6 +215,9 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "vade": VADE, "vcpo": all_of(STALE, moved("offpolicy/opob_shift"),
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
+        "ettrl": ETTRL,
+        "solrl": all_of(SOLRL, lambda r: not series(r, "offpolicy/is_mean")),  # full-precision samples
+        "solrl_is": all_of(SOLRL, weights_not_one),  # int8 samples, TIS weights pi_old / mu_int8 away from 1
         "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
         "ttrl": TTRL,
         "sapo": SAPO,
@@ -289,6 +298,9 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         row["rollout/length_mean"] == 2.0 for row in r.rows)),  # "7" + EOS, every rollout
     ("generation.strategy", "plain"): ("plain", trained),
     ("generation.strategy", "april"): ("recipe:april", APRIL),
+    ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
+    ("generation.strategy", "solrl"): ("recipe:solrl", SOLRL),
+    ("generation.strategy", "props"): ("recipe:props", PROPS),
     ("generation.strategy", "arrol"): ("recipe:arrol", PRUNED),
     ("generation.strategy", "latr"): ("recipe:latr", LATR),
     ("generation.strategy", "rose"): ("recipe:rose", ROSE),
@@ -304,7 +316,6 @@ ELSEWHERE = {
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
     ("env", "openenv"): "needs a running OpenEnv server: trained through a loopback one in "
                         "tests/envs/test_openenv_env.py",
-    ("env", "verifiers"): "needs the verifiers extra (its own venv): trained in tests/envs/test_verifiers_env.py",
 }
 
 

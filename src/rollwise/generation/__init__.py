@@ -26,6 +26,7 @@ STRATEGIES.register("april", "rollwise.generation.april:AprilStrategy")
 STRATEGIES.register("arrol", "rollwise.generation.arrol:ArrolStrategy")
 
 STRATEGIES.register("etmr", "rollwise.generation.etmr:EtmrStrategy")
+STRATEGIES.register("solrl", "rollwise.generation.solrl:SolrlStrategy")
 STRATEGIES.register("props", "rollwise.generation.props:PropsStrategy")
 __all__ = ["ENGINES", "STRATEGIES", "Completion", "Decision", "Engine", "GenerateStats", "OutputSpec", "Prefix",
            "RolloutStrategy", "SamplingParams", "StepControl", "StepView", "StrategyResult"]

@@ -42,6 +42,11 @@ class SamplingParams:
     max_new_tokens: int = 16
     stop_token_ids: tuple[int, ...] = ()  # finish (and keep the token) when one is sampled; eos is always one
     seed: int | None = None  # per-call seed; engines derive per-request streams from it for determinism
+    #: one noise seed per row of the call (Sol-RL regeneration): row r's uniforms depend on row_seeds[r] alone,
+    #: not on its place in the call, so a subset of rows re-drawn in another call (or by another weight copy)
+    #: gets the same noise; None = the per-call stream of ``seed``. Only the HF engine honours it (vLLM and the
+    #: scripted engine ignore it; the solrl strategy, its user, refuses other engines at load).
+    row_seeds: tuple[int, ...] | None = None
 
 
 FINISH_REASONS = ("stop", "length", "abort", "pruned")
@@ -259,6 +264,8 @@ def check_request(prompts: list[list[int]], counts: list[int], params: SamplingP
         raise ValueError("counts must be >= 0 and sampled prompts non-empty")
     if params.temperature < 0 or not 0 < params.top_p <= 1:
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {params}")
+    if params.row_seeds is not None and len(params.row_seeds) != sum(counts):
+        raise ValueError(f"row_seeds has {len(params.row_seeds)} seeds for {sum(counts)} rows")
 
 
 ENGINES: Registry[Any] = Registry("generation engine", knobs_from_entry=False)

@@ -148,6 +148,9 @@ class HFEngine:
         # u[row, position]: indexed by completion position, so a continuation of a prefix draws what the
         # uninterrupted row would have drawn at the same position (and chunking never matters)
         noise = torch.rand((len(rows), max(M, 0)), generator=gen)  # [N, M]
+        if params.row_seeds is not None:  # per-row streams: a row's noise is its seed's, wherever it sits
+            noise = torch.stack([torch.rand(max(M, 0), generator=torch.Generator().manual_seed(int(s)))
+                                 for s in params.row_seeds]) if rows else noise  # [N, M]
         stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
         pre = prefixes if prefixes is not None else [None] * len(prompts)
         results: list[Completion | None] = [None] * len(rows)

@@ -21,6 +21,7 @@ ones it keeps for later); the collector verifies and charges whatever comes back
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ class StrategyResult:
     discarded_tokens: int = 0  # of the decoded tokens, those of dropped rollouts (information, not charged twice)
 
 
+#: ``scorer(rows, completions) -> rewards``: request row index (into the round's prompts) of each completion
+Scorer = Callable[[list[int], list[Completion]], list[float]]
+
+
 class CountingEngine:
     """The engine as every strategy sees it (``run_job`` wraps it): each ``generate`` call adds the tokens the
     engine decoded for it to ``decoded`` (per completion ``len(token_ids) - prefix_len``; a forced prefix is
@@ -62,6 +67,10 @@ class CountingEngine:
         self.calls += 1
         self.decoded += sum(len(c.token_ids) - c.prefix_len for cs in out for c in cs)
         return out
+
+    def charge(self, tokens: int) -> None:
+        """Count ``tokens`` decoded outside this engine by the strategy (Sol-RL's low-precision explore copy)."""
+        self.decoded += int(tokens)
 
 
 class RolloutStrategy:
@@ -90,6 +99,17 @@ class RolloutStrategy:
                  params: SamplingParams, *, step: int) -> StrategyResult:
         """Completions for ``counts[i]`` samples of pool prompt ``keys[i]`` (token ids ``prompts[i]``)."""
         return StrategyResult(engine.generate(prompts, counts, params))
+
+    @classmethod
+    def samples_off_policy(cls, knobs: Any) -> bool:
+        """Whether, with these knobs, returned tokens come from another policy than the trainer's pi_old (so an
+        off-policy correction has work to do; load-time checks read it)."""
+        return False
+
+    def bind_scorer(self, scorer: Scorer) -> None:
+        """Called before each ``generate`` with the round's reward function (``scorer(rows, completions)``: the
+        verified reward of each completion of request row ``rows[k]``), for a strategy that ranks candidates
+        before it returns (Sol-RL); the base ignores it."""
 
     def observe(self, keys: list[int], completions: list[Completion], rewards: list[float]) -> None:
         """The verified reward of each completion this call returned (flattened, in return order; ``extra``

@@ -279,6 +279,8 @@ def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrat
     refs = [info[p][1] for p, _, _ in flat]
     results = verifier.score_batch(texts, refs)
     if reward_shaper is not None:  # judges see the problem and the same text the verifier scored
+    strategy.bind_scorer(lambda rows, cs: [float(r.score) for r in verifier.score_batch(
+        [job.forced[i] + c.text for i, c in zip(rows, cs)], [job.problems[job.prompts[i]][1] for i in rows])])
         results = reward_shaper.shape([info[p][0] for p, _, _ in flat], texts, refs, results)
     verify_seconds = time.perf_counter() - t0
     strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
