@@ -155,6 +155,15 @@ RECIPES.register("scope", Recipe(
     "group, k >= 0.3 of the steps); the spliced suffix trains off-policy with -A p/(p + 0.1) (tau, rho and the "
     "per-group cap are unverified choices)", "2602.24110",
     {"sampler.transform": "scope", "algo.loss": "scope"}))
+RECIPES.register("dart", Recipe(
+    "DART's data curation: per-task rollouts n = max(1, floor(9/s - 7)) for tasks solved at s >= 1 (the code's "
+    "threshold), the newest stored success injected into all-failed groups (a versioned store), only the top 0.8 "
+    "of step samples by entropy trained (rho unverified), truncated IS at cap 1; the authors' loss shape (gspo, "
+    "seq-mean-token-mean, eps 0.1/0.28, dual clip 10, low-var KL 0.1); their lr 1e-7 is not set. Step samples are "
+    "grouped per task: use an [env] config (configs/guess.toml)", "2509.23866",
+    {"sampler.allocator": "dart", "sampler.transform": "dart_inject", "algo.correction": "dart",
+     "algo.loss": "gspo", "algo.aggregation": "seq-mean-token-mean", "algo.clip_low": 0.1, "algo.clip_high": 0.28,
+     "algo.dual_clip": 10.0, "algo.kl_coef": 0.1, "algo.kl_estimator": "low_var_kl"}))
 
 # ------------------------------------------------------------------ sampler presets: one recipe each
 PRESET_ARXIV = {

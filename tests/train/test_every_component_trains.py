@@ -43,6 +43,8 @@ RUNS: dict[str, list[str]] = {
     "recipe:hill": ["--recipe=hill", *REVISIT, "--trainer.steps=5"],  # the LM hinter (HiLL's design)
     "transform:hill_generators": ["--sampler.type=hill", *REVISIT],  # the cheap variant: a softmax over generators
     "recipe:prefix_rl": ["--recipe=prefix_rl", *REVISIT],
+    "recipe:dart": ["--env=guess", "--recipe=dart", *REVISIT, "--sampler.allocator.threshold=0.5",
+                    "--trainer.steps=6"],  # episodes; revisits: stored successes and success rates
     "recipe:scope": ["--recipe=scope", "--task.scratchpad=carries", "--generation.max_new_tokens=8"],  # worked answers
     "recipe:xrpo": ["--recipe=xrpo", *REVISIT, "--trainer.steps=6"],  # seeding needs a solved exemplar first
     "recipe:gdro_rollout": ["--recipe=gdro_rollout", *REVISIT, "--trainer.steps=4"],  # bins need outcomes
@@ -170,6 +172,8 @@ V05 = moved("sampler/allocator/extra_rollouts")
 XRPO = all_of(moved("sampler/allocator/extra_phase2"), moved("sampler/transform/seeded"))
 PREFIX = moved("sampler/transform/prefixed")
 HILL = moved("sampler/transform/hinted")
+DART = all_of(moved("sampler/transform/injected_total"), moved("sampler/allocator/reduced"),
+              lambda r: any(v < 1 for v in series(r, "offpolicy/dart_entropy_kept_share")))
 SCOPE = all_of(moved("sampler/transform/salvaged"), moved("loss/offpolicy_token_frac"))  # rectified and trained
 HILL_LM = all_of(HILL, moved("sampler/transform/hinter_updates"))  # hints written by the LM, which was trained
 D3S = lambda r: any(v < 1 for v in series(r, "sampler/downsampler/kept_share"))  # noqa: E731
@@ -211,7 +215,8 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "grpo": KL_ON, "gspo": moved("loss/clipfrac"), "hapo": HAPO, "hill": HILL_LM, "latr": LATR, "mc_grpo": MC,
         "mc_grpo_control": MC, "minpro": all_of(STALE, lambda r: any(v < 1 for v in series(
             r, "offpolicy/minpro_m_mean"))), "mssr": MSSR, "otr": warm_start_objective("otr"),
-        "prefix_rl": PREFIX, "scope": SCOPE, "reinforce_ada": REINFORCE_ADA, "remix": REMIX, "rose": ROSE, "v05": V05,
+        "prefix_rl": PREFIX, "scope": SCOPE, "dart": DART, "reinforce_ada": REINFORCE_ADA, "remix": REMIX,
+        "rose": ROSE, "v05": V05,
         "vade": VADE, "vcpo": all_of(STALE, moved("offpolicy/opob_shift"),
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
@@ -257,6 +262,10 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("sampler.transform", "prefix_rl"): ("recipe:prefix_rl", PREFIX),
     ("sampler.transform", "hill"): ("transform:hill_generators", HILL),
     ("sampler.transform", "scope"): ("recipe:scope", SCOPE),
+    ("sampler.transform", "dart_inject"): ("recipe:dart", moved("sampler/transform/injected_total")),
+    ("sampler.allocator", "dart"): ("recipe:dart", moved("sampler/allocator/reduced")),
+    ("algo.correction", "dart"): ("recipe:dart", all_of(lambda r: any(v < 1 for v in series(
+        r, "offpolicy/dart_entropy_kept_share")), lambda r: any(v < 1 for v in series(r, "offpolicy/is_min")))),
     # estimators, losses, aggregation, KL
     ("algo.advantage", "grpo"): ("plain", trained),
     ("algo.advantage", "dr_grpo"): ("recipe:dr_grpo", first_loss_differs()),

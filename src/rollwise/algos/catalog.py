@@ -172,6 +172,15 @@ SHAPERS.register("ear", "rollwise.algos.ear:shape_ear", config=EarKnobs,
 
 
 @dataclass(frozen=True)
+class DartKnobs:
+    is_cap: float | None = field(default=1.0, metadata={
+        "doc": "truncated IS cap: w = min(pi_old/mu, cap) per token (DART: 1; None = off)", "gt": 0, "le": 1e6})
+    entropy_keep: float = field(default=0.8, metadata={
+        "doc": "share of the batch's step samples (rows) kept by mean token entropy under pi_old, the rest leave "
+               "the loss (rho unverified in the release: 0.8; 1 = off)", "gt": 0, "le": 1})
+
+
+@dataclass(frozen=True)
 class TisKnobs:
     level: Literal["token", "sequence"] = field(default="token", metadata={
         "doc": "token: w_t = pi_old/mu per token; sequence: w = prod_t pi_old/mu, one weight per rollout (verl)"})
@@ -265,6 +274,8 @@ CORRECTIONS.register("mis", _C + "MaskedIS", config=MisKnobs,
 CORRECTIONS.register("areal", _C + "ArealDecoupled", config=ArealKnobs,
                      doc="AReaL decoupled PPO: trust region vs pi_prox, bounded w = pi_prox/mu (arXiv:2505.24298)")
 _P = "rollwise.algos.corrections_policy:"
+CORRECTIONS.register("dart", "rollwise.algos.dart:DartCorrection", config=DartKnobs,
+                     doc="DART: truncated IS at cap 1 and the high-entropy step mask (arXiv:2509.23866)")
 CORRECTIONS.register("vcpo", _P + "Vcpo", config=VcpoKnobs,
                      doc="VCPO: truncated sequence IS, lr x sqrt(ESS/B), optimal IS baseline (arXiv:2602.17616)")
 CORRECTIONS.register("minpro", _P + "MinPro", config=MinproKnobs,

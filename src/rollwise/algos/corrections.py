@@ -56,6 +56,7 @@ class CorrectionBatch:
     rewards: Tensor | None = None  # [B] each rollout's reward
     group_index: Tensor | None = None  # [B] long, each rollout's group in the step's batch
     grad_sq: Tensor | None = None  # [B] ||grad log pi_theta(rollout)||^2 (needs "grad_norms")
+    entropy: Tensor | None = None  # [B, C] pi_old token entropies (needs "entropy")
 
 
 @dataclass

@@ -74,6 +74,7 @@ class StepRollouts:
                 np.array([np.mean(r.behaviour_logprobs) if r.behaviour_logprobs else 0.0 for r in rs]),
                 payload=list(rs),
                 texts=[r.text for r in rs],
+                traj=trajectory_ids(rs),
             )
         return out
 
@@ -122,6 +123,17 @@ class StepRollouts:
     @property
     def num_tokens(self) -> int:
         return sum(r.num_tokens for v in self.rollouts.values() for r in v)
+
+
+def trajectory_ids(rs: list[Rollout]) -> np.ndarray:
+    """[n] trajectory id per rollout of a pool: the consecutive turns of one episode (``meta["turn"]`` 0, 1, 2, ...
+    in generation order) share one; any other rollout (single-turn, a one-turn sample at turn t) is its own."""
+    starts, prev = [], None
+    for r in rs:
+        turn = r.meta.get("turn")
+        starts.append(turn is None or turn == 0 or prev is None or turn != prev + 1)
+        prev = turn
+    return np.cumsum(starts, dtype=np.int64) - 1
 
 
 def render_context(context: Any, pool: list[Prompt], text: str) -> str:
