@@ -36,7 +36,6 @@ from rollwise.components import Knobs
 from rollwise.registry import import_object
 from rollwise.sampling.base import GroupObs, RescueSources, SampleContext, Transform
 
-
 #: the PRMs registered in ``rewards/prm.py`` (named here: ``sampling/`` does not import the reward layer)
 BUILTIN_PRMS = ("arith",)
 
