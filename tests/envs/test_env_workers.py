@@ -59,9 +59,10 @@ def test_answers_at_once_are_the_agent_loop_exactly(tokenizer):
             return self.env.step(action)
 
     a_engine, b_engine = binary_search_engine(tokenizer, 15), binary_search_engine(tokenizer, 15)
-    a = AgentLoop(a_engine, Mixed, fmt(tokenizer), LIMITS).run(tasks, index, PARAMS, version=2)
+    params = SamplingParams(max_new_tokens=8, seed=5, stop_token_ids=(tokenizer.eos_token_id,))
+    a = AgentLoop(a_engine, Mixed, fmt(tokenizer), LIMITS).run(tasks, index, params, version=2)
     pool = EnvPool(Mixed, LIMITS.timeout_s, LIMITS.reward_range, workers=0)
-    b = EpisodeRunner(b_engine, pool, fmt(tokenizer), LIMITS).run(tasks, index, PARAMS, version=2)
+    b = EpisodeRunner(b_engine, pool, fmt(tokenizer), LIMITS).run(tasks, index, params, version=2)
     assert played(a) == played(b)
     assert [(c.prompts, c.params) for c in a_engine.history] == [(c.prompts, c.params) for c in b_engine.history]
     assert sum(e.success for e in b) == 15 and [e.fault for e in b[-2:]] == ["nan", "error"]

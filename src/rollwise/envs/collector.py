@@ -17,7 +17,6 @@ counted in ``env/faults_<kind>``.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 from rollwise.envs.base import ENV_FAULTS, ENVIRONMENTS, EnvKnobs, env_factory
 from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
 from rollwise.envs.retry import all_tries, play_with_retries
+from rollwise.envs.rounds import EpisodeResult, EpisodeRounds
 from rollwise.generation.base import Engine, SamplingParams
 from rollwise.generation.strategy import PlainStrategy
 from rollwise.sampling import Budget, Request, SamplingPipeline
@@ -52,7 +52,8 @@ def episode_rollouts(ep: Episode, version: int, credit: str = "return", gamma: f
     """One rollout per turn: prompt = the context before the turn, completion = the action, reward = the turn's
     credit (:func:`compute_turn_credit`), policy version = the oldest weights that sampled a token."""
     ret = ep.episode_return
-    info = {"episode_return": ret, "turns": ep.num_turns, "success": ep.success, "finish": ep.finish}
+    info = {"episode_return": ret, "turns": ep.num_turns, "success": ep.success, "finish": ep.finish,
+            "episode": ep.uid}
     credits = compute_turn_credit([t.reward for t in ep.turns], credit, gamma)
     return [Rollout(ep.task_index, t.context_ids, t.action_ids, t.logprobs, t.text, t.finish_reason,
                     min([version, *t.versions]), c, True, info | {"turn": i, "step_reward": t.reward},
@@ -82,13 +83,15 @@ def episode_metrics(episodes: list[Episode], prefix: str = "env") -> dict[str, f
     }
 
 
-class EpisodeCollector:
-    """Turns sampler requests into episodes (through :class:`AgentLoop`) and episodes into groups of turns."""
+class EpisodeCollector(EpisodeRounds):
+    """Turns sampler requests into episodes (through :class:`AgentLoop`, or ``runner``: an
+    :class:`rollwise.envs.runner.EpisodeRunner` over environment workers) and episodes into groups of turns."""
 
     def __init__(self, engine: Engine, make_env: Callable[[], Any], limits: EnvKnobs, pool: list[Prompt],
-                 fmt: TurnFormat, params: SamplingParams) -> None:
+                 fmt: TurnFormat, params: SamplingParams, runner: Any = None) -> None:
         self.engine, self.pool, self.params, self.limits = engine, pool, params, limits
-        self.loop = AgentLoop(engine, make_env, fmt, limits)
+        self.runner = runner
+        self.loop = runner if runner is not None else AgentLoop(engine, make_env, fmt, limits)
         self.strategy = PlainStrategy()  # the rollout source checkpoints its strategy's state (none here)
         self.last_episodes: list[Episode] = []
 
@@ -100,34 +103,37 @@ class EpisodeCollector:
         while req is not None and len(req):
             self.last_episodes += self._run(req, out, budget, seed + 7919 * out.calls, version)
             req = pipeline.next_request(out.obs())
+        self._booked().pop(id(out), None)  # kept for async's handover only
         return out
 
     def _run(self, req: Request, out: StepRollouts, budget: Budget, seed: int, version: int) -> list[Episode]:
-        index = [int(p) for p, c in zip(req.prompts, req.counts) for _ in range(int(c))]
-        p = self.params
-        t0 = time.perf_counter()
-        episodes = play_with_retries(self.loop, [self.pool[i] for i in index], index,
-                                     SamplingParams(p.temperature, p.top_p, p.max_new_tokens, p.stop_token_ids, seed),
-                                     version, self.limits.retries)
-        out.gen_seconds += time.perf_counter() - t0
+        got = self.play(self.make_job(req, seed, version))
+        self.record(got, out, budget)
+        return got.episodes
+
+    def record(self, got: EpisodeResult, out: StepRollouts, budget: Budget) -> None:
+        """Book a played job: every kept episode's turns as its task's rollouts; faulted tries and lost turns
+        charged as discarded, never trained on."""
+        out.gen_seconds += got.gen_seconds
         out.calls += 1
-        decoded = 0
-        for ep in all_tries(episodes):
+        decoded = got.lost_tokens
+        out.discarded_tokens += got.lost_tokens
+        for ep in all_tries(got.episodes):
             tokens = sum(len(t.action_ids) for t in ep.turns)
             decoded += tokens
             if ep.fault is not None:  # dropped (or played again): charged, never trained on
                 out.discarded_rollouts += ep.num_turns
                 out.discarded_tokens += tokens
                 continue
-            for r in episode_rollouts(ep, version, self.limits.credit, self.limits.gamma):
+            for r in episode_rollouts(ep, got.version, self.limits.credit, self.limits.gamma):
                 out.rollouts.setdefault(ep.task_index, []).append(r)
         out.decoded_tokens += decoded
-        budget.charge(len(episodes), decoded)
-        return episodes
+        budget.charge(len(got.episodes), decoded)
+        self.book(got, out)
 
     def metrics(self) -> dict[str, float]:
-        """The last step's episode metrics (``env/...``)."""
-        return episode_metrics(self.last_episodes)
+        """The last step's episode metrics (``env/...``), and the environment workers' counters (if any)."""
+        return episode_metrics(self.last_episodes) | self.env_worker_metrics()
 
     def evaluate(self, eval_sets: dict[str, list[Prompt]], params: SamplingParams, n: int = 1,
                  prefix: str = "eval") -> dict[str, Any]:
@@ -151,18 +157,26 @@ class EpisodeCollector:
         return out
 
 
-def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: Any,
-                            params: SamplingParams) -> EpisodeCollector:
-    """The collector of an ``[env]`` run (``cfg.env``), turns as plain text; what this first cut does not do
-    yet (async mode, rollout strategies, chat templates across turns) is refused here, before any rollout."""
-    unsupported = {"run.mode = 'async'": cfg.run.mode != "sync",
-                   f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain",
+def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: Any, params: SamplingParams,
+                            in_worker: bool = False, before_generate: Any = None) -> EpisodeCollector:
+    """The collector of an ``[env]`` run (``cfg.env``), turns as plain text; what this cut does not do yet
+    (rollout strategies, chat templates across turns) is refused here, before any rollout. Episodes are played turn by turn
+    in this process (``AgentLoop``), or by an ``EpisodeRunner`` with ``env.workers`` environment workers (also
+    with none, on an async rollout worker: ``in_worker``, whose ``before_generate`` applies new weights)."""
+    unsupported = {f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain",
                    "a chat template": bool(getattr(tok, "chat_template", None)) and cfg.task.chat is not False}
     if any(unsupported.values()):
         what = ", ".join(k for k, v in unsupported.items() if v)
         raise ValueError(f"env: multi-turn episodes do not support {what} yet (issue 28)")
     fmt = PlainFormat(lambda s: tok(s, add_special_tokens=False)["input_ids"], params.stop_token_ids)
-    collector = EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params)
+    runner = None
+    if cfg.env.workers or in_worker:
+        from rollwise.envs.runner import EpisodeRunner
+        from rollwise.envs.worker import EnvPool
+
+        envs = EnvPool(env_factory(cfg.env), cfg.env.timeout_s, cfg.env.reward_range, cfg.env.workers)
+        runner = EpisodeRunner(engine, envs, fmt, cfg.env, before_generate)
+    collector = EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params, runner)
     own_loop = getattr(ENVIRONMENTS.get(cfg.env.type), "agent_loop", None)
     if own_loop is not None:  # an environment that plays its own episodes (verifiers): its loop, same signature
         collector.loop = own_loop(engine, env_factory(cfg.env), fmt, cfg.env)

@@ -53,6 +53,7 @@ class Episode:
     tokens: int = 0  # context + actions at the end (the episode's length)
     info: dict[str, Any] = field(default_factory=dict)  # the last step's info
     earlier: list[Episode] = field(default_factory=list)  # faulted tries played again (env.retries), never trained
+    uid: str = ""  # the episode's id in its run (set by the collector: which request, which of its episodes)
 
     @property
     def episode_return(self) -> float:

@@ -112,10 +112,14 @@ class EpisodeRounds:
         self._booked().setdefault(id(out), []).extend(got.episodes)
 
     def check_faults(self, out: StepRollouts, step: int) -> None:
-        """The step is handed over (async): its episodes become the last step's; its ``env/`` metrics are added
-        to the step's row. Environment faults never stop a run (their episodes are dropped)."""
+        """The step is handed over (async): its episodes become the last step's, whose ``env/`` metrics the async
+        source adds to the step's row (``async_metrics``). Environment faults never stop a run (their episodes
+        are dropped)."""
         self.last_episodes = self._booked().pop(id(out), [])
-        out.extra = self.metrics()
+
+    def async_metrics(self) -> dict[str, float]:
+        """The metrics of the step handed over last (async mode's rows)."""
+        return self.metrics()  # type: ignore[attr-defined]
 
     def runner_stats(self) -> dict[str, float]:
         """The runner's counters (worker restarts, replays, engine idle seconds); none for the in-process loop."""

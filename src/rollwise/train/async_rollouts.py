@@ -148,7 +148,8 @@ class AsyncRollouts:
                 "async/weight_sync_reforms": self.sync.reforms,
                 "async/weight_sync_failed_broadcasts": self.sync.failed_broadcasts,
                 "async/interrupts": sum(s["interrupts"] for s in stats),
-                "async/resumed_rows": sum(s["resumed_rows"] for s in stats)}
+                "async/resumed_rows": sum(s["resumed_rows"] for s in stats),
+                **getattr(self.collector, "async_metrics", dict)()}  # an [env] run's env/ of the step handed over
 
     def state_dict(self) -> dict[str, Any]:
         """The workers' strategies, and the steps in flight with the prompts they had rolled out: nothing of them
