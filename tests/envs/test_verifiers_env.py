@@ -241,3 +241,22 @@ def test_an_empty_action_is_played_not_a_fault(tokenizer):
     assert (ep.fault, ep.finish, ep.num_turns) == (None, "max_turns", 2)
     assert [t.action_ids for t in ep.turns] == [[tokenizer.eos_token_id]] * 2
     assert tokenizer.decode(ep.turns[1].context_ids) == "guess 1-3\n ?\n"  # the environment saw an empty guess
+
+
+def test_async_mode_and_env_workers_are_refused(tmp_path):
+    from rollwise.config import load_config, parse_overrides
+    from rollwise.envs.collector import build_episode_collector
+
+    class Tok:
+        eos_token_id, chat_template = 1, None
+
+        def __call__(self, s, add_special_tokens=False):
+            return {"input_ids": [1] * len(s)}
+
+    base = [("env", {"type": "verifiers", "env_args": {"n": 3}})]
+    cfg = load_config(ROOT / "configs" / "guess.toml", base + parse_overrides(["--run.mode=async"]))
+    with pytest.raises(ValueError, match="run.mode = 'sync' only"):
+        build_episode_collector(cfg, None, [], Tok(), SamplingParams())
+    limits = VerifiersKnobs(workers=2)
+    with pytest.raises(ValueError, match="env.workers"):
+        VerifiersEnv.agent_loop(None, lambda: None, None, limits)

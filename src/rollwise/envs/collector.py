@@ -179,5 +179,8 @@ def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: A
     collector = EpisodeCollector(engine, env_factory(cfg.env), cfg.env, pool, fmt, params, runner)
     own_loop = getattr(ENVIRONMENTS.get(cfg.env.type), "agent_loop", None)
     if own_loop is not None:  # an environment that plays its own episodes (verifiers): its loop, same signature
+        if cfg.run.mode != "sync":
+            raise ValueError(f"env.type = {cfg.env.type!r} plays its own episodes in the rollout process: "
+                             "run.mode = 'sync' only")
         collector.loop = own_loop(engine, env_factory(cfg.env), fmt, cfg.env)
     return collector

@@ -24,7 +24,8 @@ logs it and scores 0: never trained on as 0 here) is an ``error``; a rubric stil
 ``timeout``; a reward that is not a finite number in ``reward_range`` its own kind. ``max_turns`` and
 ``max_tokens`` end an episode cleanly (the client answers a request past them with vLLM's context-length error,
 which verifiers treats as a prompt too long). A hung ``env_response`` is not interrupted (verifiers' own
-``timeout_seconds`` does that).
+``timeout_seconds`` does that). Episodes are played in the rollout process: ``run.mode = "sync"`` and
+``env.workers = 0`` only (refused otherwise, before any rollout).
 """
 
 from __future__ import annotations
