@@ -160,9 +160,10 @@ class EpisodeCollector(EpisodeRounds):
 def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: Any, params: SamplingParams,
                             in_worker: bool = False, before_generate: Any = None) -> EpisodeCollector:
     """The collector of an ``[env]`` run (``cfg.env``), turns as plain text; what this cut does not do yet
-    (rollout strategies, chat templates across turns) is refused here, before any rollout. Episodes are played turn by turn
-    in this process (``AgentLoop``), or by an ``EpisodeRunner`` with ``env.workers`` environment workers (also
-    with none, on an async rollout worker: ``in_worker``, whose ``before_generate`` applies new weights)."""
+    (rollout strategies, chat templates across turns) is refused here, before any rollout. Episodes are played
+    turn by turn in this process (``AgentLoop``), or by an ``EpisodeRunner`` with ``env.workers`` environment
+    workers (also with none, on an async rollout worker: ``in_worker``, whose ``before_generate`` applies new
+    weights)."""
     unsupported = {f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain",
                    "a chat template": bool(getattr(tok, "chat_template", None)) and cfg.task.chat is not False}
     if any(unsupported.values()):
