@@ -52,8 +52,8 @@ class VerifiersKnobs(EnvKnobs):
     environment: str = Field("rollwise.envs.verifiers_env:guess_environment", min_length=1, description="the "
                              "verifiers environment: 'module:function' returning a vf.Environment, or an installed "
                              "environment id (vf.load_environment)")
-    env_args: dict[str, int | float | str | bool] = Field(default_factory=dict, description="keyword arguments of "
-                                                          "the environment's loader (the default's: n, max_turns)")
+    env_args: dict[str, int | float | str | bool] = Field({}, description="keyword arguments of the environment's "
+                                                          "loader (the default's: n, max_turns, turn_decay)")
     success_reward: float | None = Field(None, allow_inf_nan=False, description="an episode whose rubric reward "
                                          "is at least this counts as solved (env/success); default: the "
                                          "environment's pass_threshold (verifiers' default 0.5)")
