@@ -165,6 +165,23 @@ RECIPES.register("dart", Recipe(
      "algo.loss": "gspo", "algo.aggregation": "seq-mean-token-mean", "algo.clip_low": 0.1, "algo.clip_high": 0.28,
      "algo.dual_clip": 10.0, "algo.kl_coef": 0.1, "algo.kl_estimator": "low_var_kl"}))
 
+# ------------------------------------------------------------------ step-level agentic methods (an [env] with an expert)
+RECIPES.register("pivotrl", Recipe(
+    "PivotRL: profile the start policy (K = 8) at every turn of the expert trajectories, keep turns with mixed "
+    "outcomes and mean < lambda_diff 0.75 (unverified; our choice), one-turn GRPO (G = group_size) there with the "
+    "functional step reward; eps 0.2/0.28, token-mean, no KL (NVIDIA's recipe). Needs an [env] with an expert "
+    "(configs/chain.toml)", "2603.21383",
+    {"agentic.type": "pivotrl", "algo.advantage": "grpo", "algo.clip_low": 0.2, "algo.clip_high": 0.28,
+     "algo.aggregation": "token-mean", "algo.kl_coef": 0.0}))
+RECIPES.register("uis1", Recipe(
+    "UI-S1 semi-online RL: n = 8 rollouts per task over its expert trajectory, own actions in the history, the "
+    "expert's patched in on a mismatch (budget 2), gamma 0.5 returns that break at a mismatch, A = A_ep "
+    "(immediate scores normalised over the task's steps, as the code) + A_step (mean_std_norm per step group), "
+    "std filter 0.3, low-var KL 1e-4; SOP beside free-running success at eval. Needs an [env] with an expert",
+    "2509.11543",
+    {"agentic.type": "uis1", "algo.advantage": "precomputed", "sampler.group_size": 8, "algo.kl_coef": 1e-4,
+     "algo.kl_estimator": "low_var_kl"}))
+
 # ------------------------------------------------------------------ sampler presets: one recipe each
 PRESET_ARXIV = {
     "uniform": "2402.03300", "vade": "2511.18902", "reinforce_ada": "2510.04996", "gdro": "2601.19280",

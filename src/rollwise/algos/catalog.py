@@ -79,6 +79,8 @@ ADVANTAGES.register("xrpo", _A + "compute_xrpo_advantages", config=XrpoKnobs,
                     doc="XRPO: GRPO with novelty sharpening of rare correct answers")
 ADVANTAGES.register("hapo", _A + "compute_hapo_advantages", config=HapoAdvantageKnobs,
                     doc="HAPO token-level group average: length-weighted mean and std, GRPO fallback")
+ADVANTAGES.register("precomputed", "rollwise.algos.step_methods:compute_precomputed_advantages",
+                    doc="A = r: the collector already computed the advantages (UI-S1's step + episode terms)")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``chain``: the arith ``chain`` level played one running total per turn (procedural, offline), the reference
 environment of the step-level methods (PivotRL arXiv 2603.21383, UI-S1 arXiv 2509.11543).
 
-A task is a sum of terms in ``1..29`` (the arith ``chain`` level's terms; ``min_terms..max_terms`` of them). The
+A task is a sum of terms in ``1..max_term`` (the arith ``chain`` level's: 1..29, 2-10 terms; ``min_terms..max_terms``
+of them; configs/chain.toml sizes them for the tiny model). The
 episode opens with ``"sum(3,14,7,25)="``; each action is one running total ended by ``,`` (more to come) or ``|``
 (this is the final sum), and the model closes the turn with its end-of-sequence token. A played transcript is the
 arith level's worked answer without the repeated answer::
@@ -51,6 +52,8 @@ class ChainKnobs(EnvKnobs):
     min_terms: int = Field(2, ge=2, le=10, description="fewest terms of a task (the arith chain level: 2)")
     max_terms: int = Field(6, ge=2, le=10, description="most terms of a task (the arith chain level: 10; 6 keeps "
                            "the tiny model's episodes short)")
+    max_term: int = Field(29, ge=1, le=999, description="terms are drawn from 1..max_term (the arith chain level: "
+                          "29; positive, so partial sums are strictly increasing)")
     max_turns: int = Field(10, ge=1, description="running totals per episode (a task never needs more than its "
                            "number of terms)")
     skip: float = Field(0.15, ge=0, le=1, description="warm-start player: probability of skipping a term (two "
@@ -108,14 +111,15 @@ class ChainSum:
 
     Config = ChainKnobs
 
-    def __init__(self, min_terms: int = 2, max_terms: int = 6, skip: float = 0.15, slip: float = 0.1) -> None:
-        self.min_terms, self.max_terms, self.skip, self.slip = min_terms, max_terms, skip, slip
+    def __init__(self, min_terms: int = 2, max_terms: int = 6, max_term: int = 29, skip: float = 0.15,
+                 slip: float = 0.1) -> None:
+        self.min_terms, self.max_terms, self.max_term, self.skip, self.slip = min_terms, max_terms, max_term, skip, slip
         self.terms: tuple[int, ...] = ()
         self.k, self.total, self.done = 0, 0, False
 
     # ------------------------------------------------------------------ tasks
     def make_terms(self, rng: random.Random) -> list[int]:
-        return [rng.randint(1, 29) for _ in range(rng.randint(self.min_terms, self.max_terms))]
+        return [rng.randint(1, self.max_term) for _ in range(rng.randint(self.min_terms, self.max_terms))]
 
     def task(self, uid: str, terms: list[int]) -> Prompt:
         return Prompt(uid, f"sum({','.join(map(str, terms))})=", str(sum(terms)),
@@ -123,7 +127,7 @@ class ChainSum:
 
     def tasks(self, split: str, size: int, seed: int) -> list[Prompt]:
         """``size`` tasks drawn with ``seed`` (``eval`` from its own stream, so it never repeats ``train``'s)."""
-        rng = random.Random(f"chain:{split}:{seed}:{self.min_terms}-{self.max_terms}")
+        rng = random.Random(f"chain:{split}:{seed}:{self.min_terms}-{self.max_terms}:{self.max_term}")
         return [self.task(f"chain-{split}-{seed}-{i}", self.make_terms(rng)) for i in range(size)]
 
     # ------------------------------------------------------------------ the episode
