@@ -137,3 +137,20 @@ def test_two_nodes_in_one_process_learn_from_each_other(smoke_cfg):
     assert all(np.isfinite(r["loss/policy"]) for r in rows_a + rows_b if "loss/policy" in r)
     a.close()
     b.close()
+
+
+def test_node_configs_per_node_tables_and_errors(smoke_cfg):
+    from rollwise.train.swarm_nodes import node_configs
+
+    cfg = smoke_cfg("--recipe=sapo", '--swarm.nodes=[{"run.seed"=3, "task.levels"=["add1"]}, {"run.seed"=4}]')
+    a, b = node_configs(cfg)
+    assert (a.run.name, a.run.seed, a.task.levels, a.swarm.agent) == ("smoke-node0", 3, ["add1"], "node0")
+    assert (b.run.name, b.run.seed, b.task.levels, b.swarm.agent) == ("smoke-node1", 4, ["add1", "add2", "sub2"],
+                                                                      "node1")
+    assert a.swarm.board == "ray" and a.swarm.nodes == []  # a memory board cannot cross the nodes' processes
+    with pytest.raises(ValueError, match="2 \\[\\[swarm.nodes\\]\\] tables but --nodes 3"):
+        node_configs(cfg, 3)
+    with pytest.raises(ValueError, match="no \\[swarm\\] section"):
+        node_configs(smoke_cfg(), 2)
+    with pytest.raises(ValueError, match="bogus"):
+        node_configs(smoke_cfg('--swarm.nodes=[{"run.bogus"=1}]'))

@@ -26,6 +26,7 @@ def test_a_killed_node_restarts_resumes_and_rejoins(smoke_cfg, tmp_path):
                     "--run.threads=1")
     nodes = node_configs(cfg, 2)
     assert [c.swarm.agent for c in nodes] == ["node0", "node1"] and [c.run.seed for c in nodes] == [0, 1]
+    assert node_configs(smoke_cfg("--swarm.external=1"), 1)[0].swarm.board == "ray"  # memory cannot cross processes
     if find_warmstart(nodes[0]) is None:  # both nodes share one warm start: train it once, here
         Trainer(nodes[0]).close()
     try:

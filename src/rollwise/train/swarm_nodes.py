@@ -7,8 +7,9 @@ The same code runs on a Ray cluster (``ray.address``).
 
 Node ``k``'s config is the base config plus ``swarm.nodes[k]`` (dotted overrides; models, levels and seeds may
 differ) or, without that list, ``run.seed + k``; its run directory is ``<run.name>-node<k>`` and its agent name
-``node<k>``. A node that dies (SIGKILL, OOM) is restarted by Ray and its ``train`` call retried
-(``max_task_retries``): it resumes from its last checkpoint and rejoins the swarm, while the others go on.
+``node<k>``; a ``memory`` board becomes a ``ray`` board of the same name (a dict cannot cross processes). A node
+that dies (SIGKILL, OOM) is restarted by Ray and its ``train`` call retried (``max_task_retries``): it resumes
+from its last checkpoint and rejoins the swarm, while the others go on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def node_configs(cfg: Config, nodes: int | None = None) -> list[Config]:
         raise ValueError(f"swarm: {len(tables)} [[swarm.nodes]] tables but --nodes {n}")
     base = cfg.model_dump(mode="json", by_alias=True)
     base["swarm"]["nodes"] = []
+    if base["swarm"]["board"] == "memory":  # a dict cannot cross the nodes' processes: a Ray board of that name
+        base["swarm"]["board"] = "ray"
     out = []
     for k in range(n):
         data = _copy(base)
