@@ -146,14 +146,6 @@ class RoseSegmentsKnobs:
                "rollouts longer than the group's shortest correct one (0 = off, as ROSE's example script)", "ge": 0})
 
 
-SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
-                 doc="ACE: scale negative advantages by the rollout's confidence shift (arXiv:2602.21420)")
-SHAPERS.register("mssr_entropy", "rollwise.algos.shaping:shape_mssr_entropy", config=MssrEntropyKnobs,
-                 doc="entropy advantage A + min(kappa1 H, |A|/kappa2) (arXiv:2506.14758; MSSR arXiv:2512.18215)")
-SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", config=RoseSegmentsKnobs,
-                 doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")
-
-
 @dataclass(frozen=True)
 class EarKnobs:
     min_scale: float | None = field(default=None, metadata={
@@ -161,12 +153,20 @@ class EarKnobs:
                "whose entropy exceeds twice its group's mean; unverified in the paper)", "le": 1})
 
 
+SHAPERS.register("ace", "rollwise.algos.shaping:shape_ace", config=AceKnobs,
+                 doc="ACE: scale negative advantages by the rollout's confidence shift (arXiv:2602.21420)")
+SHAPERS.register("mssr_entropy", "rollwise.algos.shaping:shape_mssr_entropy", config=MssrEntropyKnobs,
+                 doc="entropy advantage A + min(kappa1 H, |A|/kappa2) (arXiv:2506.14758; MSSR arXiv:2512.18215)")
+SHAPERS.register("ear", "rollwise.algos.ear:shape_ear", config=EarKnobs,
+                 doc="ETTRL EAR: A <- (1 + (H_bar - H_i) / H_bar) A, mean token entropy per rollout (arXiv:2508.11356)")
+SHAPERS.register("rose_segments", "rollwise.algos.rose:shape_rose_segments", config=RoseSegmentsKnobs,
+                 doc="ROSE: segment advantages from the group's rollout tree, V(k_{j+1}) - V(k_j) (arXiv:2601.05053)")
+
+
 def _check_ratio_bounds(lower: float, upper: float, holds_one: bool) -> None:
     """An IS-ratio window [lower, upper] must be one (lower < upper: else every token is masked, loss 0); a
     per-token window that masks what falls outside must also hold 1, the ratio of an on-policy token."""
     if not lower < upper:
-SHAPERS.register("ear", "rollwise.algos.ear:shape_ear", config=EarKnobs,
-                 doc="ETTRL EAR: A <- (1 + (H_bar - H_i) / H_bar) A, mean token entropy per rollout (arXiv:2508.11356)")
         raise ValueError(f"upper ({upper}) must be above lower ({lower}): the window [lower, upper] is empty")
     if holds_one and not lower <= 1.0 <= upper:
         raise ValueError(f"the window [lower, upper] = [{lower:g}, {upper:g}] must hold 1 (the ratio of an on-policy "
