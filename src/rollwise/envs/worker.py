@@ -11,6 +11,14 @@ slow environment never blocks generation).
   (``submit_reset`` / ``submit_step``) and answers collected as they come (``poll``). ``workers = 0`` keeps
   one :class:`EnvWorker` in this process whose calls answer at once (no Ray).
 
+Use from other code (e.g. a curation pass that plays or checks episodes off the trainer's path)::
+
+    pool = EnvPool(env_factory(cfg.env), cfg.env.timeout_s, cfg.env.reward_range, workers=4)
+    pool.submit_reset("ep-0", task)                    # returns at once
+    for key, answer in pool.poll(timeout=None):        # ("ok", messages) once the reset is in
+        pool.submit_step(key, "8")                     # then ("ok", obs, reward, done, info) or a fault
+    pool.close_all()
+
 A worker that dies (SIGKILL, OOM) is restarted by Ray (``max_restarts=-1``); every call it had not answered
 comes back from ``poll`` as :data:`LOST`, and the caller plays those episodes again from their start on the new
 process (their environment state died with the old one). ``restarts`` counts new worker processes.

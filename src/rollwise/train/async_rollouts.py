@@ -17,6 +17,12 @@ trainer trains, within a staleness bound, and the sampler sees the work in fligh
   (``async/requeued_prompts``). ``async/worker_restarts`` counts new worker processes (one per death, however
   many rounds it cost), seen when a round fails and at every step's metrics; one that died while it was being
   built, before the trainer saw it, is told by Ray's record of the actor.
+- **Episodes** (an ``[env]`` run, ``envs/rounds.py``): each task's group of episodes is a round of its own, so
+  it is booked as soon as its episodes are done, not its step's (trajectory-level asynchrony); a rollout worker
+  plays up to ``round_concurrency`` rounds at once through one engine, new weights landing between turns. Its
+  environments run in the worker or, with ``env.workers``, on environment workers of its own.
+- **Checkpoints** hold no step in flight: a resumed run plans and generates those steps again
+  (``async/replanned_steps``, ``async/replanned_prompts``).
 
 Weights reach the workers through ``async.weight_sync`` (``train/weight_sync.py``): Ray's object store (one
 ``ray.put`` per version, shared by all workers) or a torch.distributed broadcast (NCCL on GPU, gloo on CPU).
