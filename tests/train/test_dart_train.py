@@ -39,3 +39,35 @@ def test_curation_counters_move(smoke_cfg):
         assert t2.pipeline.allocator.state_dict() == state["components"]["allocator"][1]
     finally:
         t2.close()
+
+
+def test_trajectory_ids_follow_the_episode():
+    from rollwise.train.rollout import trajectory_ids
+    from rollwise.types import Rollout
+
+    def r(meta, episode=None):
+        return Rollout(0, [], [], [], "", "stop", verify_info={} if episode is None else {"episode": episode},
+                       meta=meta)
+
+    # environment workers hand turns over interleaved: the episode id keeps them apart
+    assert trajectory_ids([r({"turn": 0}, "a"), r({"turn": 0}, "b"), r({"turn": 1}, "a")]).tolist() == [0, 1, 0]
+    # without ids: consecutive turns 0, 1, ... are one episode; single-turn rollouts and one-turn samples are their own
+    got = trajectory_ids([r({"turn": 0}), r({"turn": 1}), r({"turn": 0}), r({}), r({"turn": 3}), r({"turn": 3})])
+    assert got.tolist() == [0, 0, 1, 2, 3, 4]
+
+
+def test_runs_on_environment_workers(smoke_cfg, monkeypatch):
+    """The curation is sampler- and update-side: on environment workers (``[env] workers``, the in-process Ray
+    stand-in) the episodes' turns come back interleaved and are grouped by episode id, and the parts act."""
+    import fake_ray
+
+    fake_ray.install(monkeypatch)
+    t = Trainer(smoke_cfg(*ARGS, "--env.workers=2", "--trainer.steps=6", "--trainer.checkpoint_every=0",
+                          "--run.name=dart_workers"))
+    try:
+        t.train()
+    finally:
+        t.close()
+    rows = [r for r in read_metrics(t.run_dir) if "rollout/reward_mean" in r]
+    assert rows[-1]["sampler/transform/store_size"] > 0 and any(r["sampler/allocator/reduced"] > 0 for r in rows)
+    assert all(r["offpolicy/dart_entropy_kept_share"] <= 0.8 for r in rows)

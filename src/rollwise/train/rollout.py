@@ -126,8 +126,12 @@ class StepRollouts:
 
 
 def trajectory_ids(rs: list[Rollout]) -> np.ndarray:
-    """[n] trajectory id per rollout of a pool: the consecutive turns of one episode (``meta["turn"]`` 0, 1, 2, ...
-    in generation order) share one; any other rollout (single-turn, a one-turn sample at turn t) is its own."""
+    """[n] trajectory id per rollout of a pool, in first-seen order: the turns of one episode share one (by its id,
+    ``verify_info["episode"]``, so episodes whose turns interleave, as environment workers hand them over, stay
+    apart; without one, consecutive turns ``meta["turn"]`` 0, 1, 2, ...); any other rollout is its own."""
+    if rs and all("episode" in r.verify_info for r in rs):
+        seen: dict[Any, int] = {}
+        return np.array([seen.setdefault(r.verify_info["episode"], len(seen)) for r in rs], dtype=np.int64)
     starts, prev = [], None
     for r in rs:
         turn = r.meta.get("turn")
