@@ -52,6 +52,18 @@ from rollwise.generation.base import (
     resolve_decision,
 )
 from rollwise.generation.hf_record import REASONS, CallState, Recorder
+from rollwise.generation.kv_store import KVStore
+
+
+def _left_padded(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and mask [U, max len] of ``seqs``, left-padded."""
+    N = max(len(q) for q in seqs)
+    ids = torch.full((len(seqs), N), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), N), dtype=torch.long)
+    for u, q in enumerate(seqs):
+        ids[u, N - len(q) :] = torch.tensor(q, dtype=torch.long)
+        attn[u, N - len(q) :] = 1
+    return ids, attn
 
 
 def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float | torch.Tensor,
@@ -97,7 +109,7 @@ class HFEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 256,
                  device: str | torch.device | None = None, compact: bool = True, share_prefill: bool = True,
-                 entropy_temperature_tau: float = 0.0) -> None:
+                 entropy_temperature_tau: float = 0.0, kv_cache_mb: float = 0.0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= entropy_temperature_tau < 1.0:
@@ -111,6 +123,10 @@ class HFEngine:
         self.eos_id = tokenizer.eos_token_id
         self.version = 0
         self._stats = GenerateStats()
+        if kv_cache_mb < 0:
+            raise ValueError(f"kv_cache_mb must be >= 0, got {kv_cache_mb}")
+        # rows' keys/values kept across calls (APRIL resumes, LATR/ROSE branches, episode turns); None = off
+        self.kv_store = KVStore(int(kv_cache_mb * 2**20)) if kv_cache_mb > 0 else None
 
     @property
     def device(self) -> torch.device:
@@ -122,8 +138,15 @@ class HFEngine:
         return self._stats
 
     def sync_weights(self, model: Any, version: int) -> None:
-        """The engine decodes with the learner's own module; only the version is recorded."""
+        """The engine decodes with the learner's own module; only the version is recorded, and kept keys and
+        values, computed by the older weights, are dropped."""
+        if self.kv_store is not None and version != self.version:
+            self.kv_store.clear()
         self.version = version
+
+    def metrics(self) -> dict[str, float]:
+        """The cross-call KV cache's hit/miss counters (``kv_cache/*``; empty when it is off)."""
+        return self.kv_store.metrics() if self.kv_store is not None else {}
 
     def observe_update(self, feedback: dict[str, Any]) -> None:
         """Keep the entropy statistics of the last training batch, when it produced some (adaptive temperature)."""
@@ -211,16 +234,15 @@ class HFEngine:
         pre = [call.prefixes[call.rows[r]] for r in chunk]
         L = torch.tensor([len(p.token_ids) if p else 0 for p in pre], device=dev)  # [B] forced tokens per row
         seqs = [prompts[call.rows[r]] + (list(p.token_ids) if p else []) for r, p in zip(chunk, pre)]
-        P = max(len(q) for q in seqs)
         heads, index = distinct_rows(seqs) if self.share_prefill else (seqs, list(range(B)))
         index = torch.tensor(index, device=dev)  # [B] row -> its prefill row
-        ids = torch.full((len(heads), P), self.pad_id, dtype=torch.long)  # [U, P]
-        attn = torch.zeros((len(heads), P), dtype=torch.long)
-        for u, q in enumerate(heads):
-            ids[u, P - len(q) :] = torch.tensor(q, dtype=torch.long)
-            attn[u, P - len(q) :] = 1
+        cache = DynamicCache(config=self.model.config)
+        kept = self._kept(heads, call)  # [U] tokens whose keys/values a kept row already holds (0: none)
+        ids, attn = _left_padded([q[m:] for q, m in zip(heads, kept)], self.pad_id)  # [U, N] what is new
+        if any(kept):  # cached part right-aligned in front of the new part, its holes masked
+            attn = torch.cat([self._fill_cache(cache, heads, kept), attn], dim=-1)  # [U, K + N]
         ids, attn, noise = ids.to(dev), attn.to(dev), noise.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [U, P]
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, attn.shape[1] - ids.shape[1] :]  # [U, N]
         next_pos = attn.sum(-1, keepdim=True)[index]  # [B, 1]: position of the first new token
         stop_t = torch.tensor(stop, dtype=torch.long, device=dev)
         S = M - int(L.min())  # decode steps of the longest-running row
@@ -231,7 +253,7 @@ class HFEngine:
         rec = Recorder(call, B, S, dev)
         active = torch.arange(B, device=dev)  # rows still in the (compacted) batch
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # per active row
-        cache = DynamicCache(config=self.model.config)
+        fed = attn.shape[1]  # cache width before decoding: later columns hold the fed new tokens
         logits, h = self._forward(ids, attn, pos, cache, rec.hidden, logits_to_keep=1)
         logits = logits[index]  # [B, V]
         if h is not None:
@@ -264,6 +286,7 @@ class HFEngine:
                 break
             if self.compact and int(done.sum()) * 4 >= len(done):  # drop finished rows once >= 1/4 are
                 keep = (~done).nonzero().squeeze(-1)  # [b']
+                self._keep_rows(cache, attn, done.nonzero().squeeze(-1), active, seqs, tokens, fed)
                 cache.batch_select_indices(keep)
                 active, done, attn, next_pos = active[keep], done[keep], attn[keep], next_pos[keep]
                 tok = tok[keep]
@@ -272,8 +295,52 @@ class HFEngine:
             if h is not None:
                 rec.decode_hidden(h[:, -1], active, done, L[active] + t)  # state at the token just fed
             next_pos = next_pos + 1
+        self._keep_rows(cache, attn, torch.arange(len(active), device=dev), active, seqs, tokens, fed)
         self._temperature_sum += temp_sum
         return [self._completion(b, p, tokens, logps, n_new, reason, rec, call.outputs) for b, p in enumerate(pre)]
+
+    def _kept(self, heads: list[list[int]], call: CallState) -> list[int]:
+        """How many leading tokens of each prefill row the store holds (all 0 when it is off, or when the call
+        records hidden states, which need the full prefill)."""
+        hidden = bool(call.outputs and call.outputs.hidden_every) or bool(call.control and call.control.hidden)
+        if self.kv_store is None or hidden:
+            return [0] * len(heads)
+        self._hits = [self.kv_store.lookup(q) for q in heads]
+        return [m for _, m in self._hits]
+
+    def _fill_cache(self, cache: Any, heads: list[list[int]], kept: list[int]) -> torch.Tensor:
+        """Put the kept rows' keys/values, right-aligned in ``K = max(kept)`` columns, into ``cache``; return
+        their mask [U, K] (1 on kept positions)."""
+        K, dev = max(kept), self.device
+        attn = torch.zeros((len(heads), K), dtype=torch.long)
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for u, ((kv, m), _) in enumerate(zip(self._hits, heads)):
+            if not m:
+                continue
+            attn[u, K - m :] = 1
+            for li, (k, v) in enumerate(kv):
+                if len(layers) <= li:
+                    shape = (len(heads), k.shape[1], K, k.shape[3])
+                    layers.append((k.new_zeros(shape), v.new_zeros(shape)))
+                layers[li][0][u, :, K - m :], layers[li][1][u, :, K - m :] = k[0], v[0]
+        for li, (k, v) in enumerate(layers):
+            cache.update(k.to(dev), v.to(dev), li)
+        return attn
+
+    def _keep_rows(self, cache: Any, attn: torch.Tensor, rows: torch.Tensor, active: torch.Tensor,
+                   seqs: list[list[int]], tokens: torch.Tensor, fed: int) -> None:
+        """Keep rows ``rows`` (indices into the active batch) of ``cache`` in the store: each row's positions
+        where ``attn`` [b, T] is 1, covering its prompt + prefix and the new tokens it fed."""
+        if self.kv_store is None or len(rows) == 0:
+            return
+        for j in rows.tolist():
+            b = int(active[j])
+            where = attn[j].nonzero().squeeze(-1)  # [t] real positions of the row
+            n_fed = int(attn[j, fed:].sum())
+            covered = seqs[b] + tokens[b, :n_fed].tolist()
+            kv = [(layer.keys[j : j + 1, :, where].clone(), layer.values[j : j + 1, :, where].clone())
+                  for layer in cache.layers]
+            self.kv_store.put(covered, kv)
 
     def _ask(self, call: CallState, chunk: list[int], pre: list[Prefix | None], active: torch.Tensor,
              done: torch.Tensor, tokens: torch.Tensor, t: int, rec: Recorder, reason: torch.Tensor,

@@ -197,8 +197,11 @@ class RolloutCollector:
         return out
 
     def metrics(self) -> dict[str, float]:
-        """The rollout strategy's metrics (``generation/...``)."""
-        return {f"generation/{k}": v for k, v in self.strategy.metrics().items()}
+        """The rollout strategy's metrics and the engine's own, if it reports any (the HF engine's cross-call KV
+        cache hits and misses), as ``generation/...``."""
+        engine = getattr(self.engine, "metrics", None)
+        own = engine() if callable(engine) else {}
+        return {f"generation/{k}": v for k, v in {**self.strategy.metrics(), **own}.items()}
 
     def check_faults(self, out: StepRollouts, step: int) -> None:
         """Stop the run if more than ``max_failure_share`` of a step's checks failed (sync and async alike)."""
@@ -281,6 +284,8 @@ def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrat
     strategy generates through a :class:`CountingEngine`: the round's cost is what the engine decoded."""
     t0 = time.perf_counter()
     counted = CountingEngine(engine)
+    strategy.bind_scorer(lambda rows, cs: [float(r.score) for r in verifier.score_batch(
+        [job.forced[i] + c.text for i, c in zip(rows, cs)], [job.problems[job.prompts[i]][1] for i in rows])])
     got = strategy.generate(counted, job.prompts, job.ids, job.counts, job.params, step=job.version)
     gen_seconds = time.perf_counter() - t0
     flat = [(p, i, c) for p, i, cs in zip(job.prompts, job.ids, got.completions) for c in cs]
@@ -295,8 +300,6 @@ def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrat
     refs = [info[p][1] for p, _, _ in flat]
     results = verifier.score_batch(texts, refs)
     if reward_shaper is not None:  # judges see the problem and the same text the verifier scored
-    strategy.bind_scorer(lambda rows, cs: [float(r.score) for r in verifier.score_batch(
-        [job.forced[i] + c.text for i, c in zip(rows, cs)], [job.problems[job.prompts[i]][1] for i in rows])])
         results = reward_shaper.shape([info[p][0] for p, _, _ in flat], texts, refs, results)
     verify_seconds = time.perf_counter() - t0
     strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
