@@ -9,6 +9,9 @@ step of APRIL has no buffer yet, so the steady state is the later steps (reporte
 
     python bench/strategy_throughput.py configs/smollm2_arith.toml --calls 6 -- --generation.max_new_tokens=200
     python bench/strategy_throughput.py configs/longtail.toml --calls 20
+    python bench/strategy_throughput.py configs/longtail.toml --calls 6 --arms plain april april_kv latr latr_kv
+
+An arm ending in ``_kv`` is the same strategy with the HF engine's KV cache kept across calls (``kv_cache_mb``).
 
 Writes ``--out`` (JSON, default bench/results/strategy_throughput_<config>.json) and prints a table.
 """
@@ -29,7 +32,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OVER_SAMPLE = 2  # APRIL's requested prompts per trained group (its paper's setting)
-ARMS = {"plain": [], "april": [f'--generation.strategy={{type="april",over_sample={OVER_SAMPLE}}}']}
+KV = '--generation.engine={type="hf",kv_cache_mb=1024}'  # the HF engine's cross-call KV cache (1 GiB, LRU)
+ARMS = {"plain": [], "april": [f'--generation.strategy={{type="april",over_sample={OVER_SAMPLE}}}'],
+        "latr": ['--generation.strategy={type="latr",lookahead=[3,5,8]}'],
+        "rose": ['--generation.strategy={type="rose"}', '--algo.shaping=["rose_segments"]']}
+ARMS |= {f"{arm}_kv": [*o, KV] for arm, o in list(ARMS.items())}  # the same with the cache kept across calls
 
 
 def run_arm(config: str, overrides: list[str], calls: int, batch_prompts: int | None) -> list[dict[str, Any]]:
@@ -48,7 +55,7 @@ def run_arm(config: str, overrides: list[str], calls: int, batch_prompts: int | 
             wall = time.perf_counter() - t0
             rs = [r for v in got.rollouts.values() for r in v]
             rows.append({"step": step, "gen_seconds": got.gen_seconds, "wall_seconds": wall,
-                         "decoded_tokens": got.generated_tokens + got.discarded_tokens,
+                         "decoded_tokens": got.decoded_tokens,
                          "returned_tokens": sum(r.num_tokens for r in rs), "rollouts": len(rs),
                          "groups": len(got.rollouts), "length_mean": float(np.mean([r.num_tokens for r in rs])),
                          "truncated_share": float(np.mean([r.finish_reason == "length" for r in rs])),
@@ -86,7 +93,7 @@ def main(argv: list[str]) -> None:
                            "date": time.strftime("%Y-%m-%d"), "arms": {}}
     for arm in args.arms:
         print(f"{arm}:", file=sys.stderr)
-        bp = base.sampler.batch_prompts * OVER_SAMPLE if arm == "april" else None
+        bp = base.sampler.batch_prompts * OVER_SAMPLE if arm.startswith("april") else None
         rows = run_arm(args.config, [*overrides, *ARMS[arm]], args.calls, bp)
         out["arms"][arm] = {"rows": rows, "all": summary(rows), "after_first": summary(rows[1:])}
     print("| strategy | steps | groups/step | decoded tok/s | returned tok/s | groups/min | gen s/step | length | "

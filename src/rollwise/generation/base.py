@@ -226,6 +226,10 @@ class HFEngineKnobs:
     entropy_temperature_tau: float = field(default=0.0, metadata={
         "doc": "HAPO adaptive temperature T (1 + tau h_t) from the last batch's entropy statistics (0 = off; "
                "HAPO: 0.05; needs a loss that measures them, e.g. algo.loss = hapo)", "ge": 0, "lt": 1})
+    kv_cache_mb: float = field(default=0.0, metadata={
+        "doc": "keep decoded rows' KV cache across calls, up to this many MiB (LRU; 0 = off): APRIL resumes, "
+               "LATR/ROSE branches and episode turns prefill only their new tokens; cleared on a weight sync",
+        "ge": 0})
 
 
 @runtime_checkable
