@@ -126,7 +126,7 @@ class HFEngine:
         if kv_cache_mb < 0:
             raise ValueError(f"kv_cache_mb must be >= 0, got {kv_cache_mb}")
         # rows' keys/values kept across calls (APRIL resumes, LATR/ROSE branches, episode turns); None = off
-        self.kv_store = KVStore(int(kv_cache_mb * 2**20)) if kv_cache_mb > 0 else None
+        self.kv_store = KVStore(int(min(kv_cache_mb, 2.0**40) * 2**20)) if kv_cache_mb > 0 else None  # inf: no cap
 
     @property
     def device(self) -> torch.device:
