@@ -80,6 +80,31 @@ def run(arm: str, seed: int, steps: int, out: Path, extra: list[str], eval_n: in
     return res
 
 
+def summarize(out: Path, arms: list[str]) -> None:
+    """A markdown table over every result in ``out`` (mean and min-max over seeds), with two counters read back
+    from the runs' metrics: all-failed groups made mixed per step, and the share of trained groups with mixed
+    rewards."""
+    rows = []
+    for arm in arms:
+        rs = [json.loads(f.read_text()) for f in sorted(out.glob(f"{arm}_s*.json"))]
+        if not rs:
+            continue
+        for r in rs:
+            m = [x for x in read_metrics(out / "runs" / f"scope_{arm}_s{r['seed']}") if "rollout/reward_mean" in x]
+            r["unlocked_per_step"] = float(np.mean([x.get("sampler/transform/groups_unlocked", 0) for x in m]))
+            r["mixed_share"] = float(np.mean([x["sampler/mixed_share"] for x in m]))
+        keys = ["salvage_rate", "unlocked_per_step", "mixed_share", "correct_per_step", "distinct_correct_per_step",
+                "reward_mean", "eval_pass1", "eval_chain", "seconds"]
+        cells = []
+        for k in keys:
+            v = [r[k] or 0.0 for r in rs]
+            cells.append(f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 else f"{v[0]:.3f}")
+        rows.append(f"| {arm} | {len(rs)} | " + " | ".join(cells) + " |")
+    print("| arm | seeds | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 2) + "|")
+    print("\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
@@ -88,8 +113,12 @@ def main() -> None:
     ap.add_argument("--eval-n", type=int, default=50, help="held-out prompts per level at the end")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scope"))
     ap.add_argument("overrides", nargs="*", help="extra --key=value overrides for every arm")
+    ap.add_argument("--summarize", action="store_true", help="only print the table of the results in --out")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.summarize:
+        summarize(out, a.arms)
+        return
     out.mkdir(parents=True, exist_ok=True)
     results = [run(arm, s, a.steps, out, a.overrides, a.eval_n) for s in a.seeds for arm in a.arms]
     keys = ["salvage_rate", "groups_per_step", "correct_per_step", "distinct_correct_per_step",

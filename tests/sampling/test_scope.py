@@ -38,33 +38,34 @@ def test_rectifies_the_longest_correct_prefix_and_counts():
     t = ScopeRectify()
     t.bind(src)
     # prompt 0, all failed: "1299" (k=2 of 4), "1239" (k=3), "9999" (k=0 < 0.3*4: not eligible)
-    # prompt 1, mixed: "1294" (k=2), one success; prompt 2: "9234" only: k=0, not eligible
-    pools = [_pool(0, [0, 0, 0], ["1299", "1239", "9999"]), _pool(1, [0, 1], ["1294", "1234"]),
-             _pool(2, [0, 0], ["9234", "9234"])]
+    # prompt 1, mixed: "1294" (k=2) twice, one success; prompt 2: "9234" only: k=0, not eligible
+    # prompt 3, mixed with one failure: left alone (salvaging it would leave the group without contrast)
+    pools = [_pool(0, [0, 0, 0], ["1299", "1239", "9999"]), _pool(1, [0, 0, 1], ["1294", "1294", "1234"]),
+             _pool(2, [0, 0], ["9234", "9234"]), _pool(3, [1, 0], ["1234", "1239"])]
     t.on_generated(_ctx(), pools)
     assert [c[1:] for c in calls] == [("r01", 3, 3), ("r10", 2, 2)]  # one per group, longest prefix first
     assert pools[0].rewards.tolist() == [0, 1, 0] and pools[0].payload[1] == "fixed:r01"
     assert pools[0].texts[1] == "1234" and pools[0].lengths.tolist() == [4, 5, 4]
     assert pools[0].own_rewards.tolist() == [0, 0, 0]  # what the stats store learns from
-    assert pools[1].rewards.tolist() == [1, 1] and pools[2].own_rewards is None
+    assert pools[1].rewards.tolist() == [1, 0, 1] and pools[2].own_rewards is None and pools[3].own_rewards is None
     m = t.metrics()
-    assert (m["failed"], m["eligible"], m["rectified"], m["salvaged"], m["groups_unlocked"]) == (6, 3, 2, 2, 1)
-    assert m["salvage_rate"] == 2 / 6
+    assert (m["failed"], m["eligible"], m["rectified"], m["salvaged"], m["groups_unlocked"]) == (8, 5, 2, 2, 1)
+    assert m["salvage_rate"] == 2 / 8
 
 
 def test_unverified_splice_is_rejected_and_group_kept():
     src, _ = _scripted()
     t = ScopeRectify(min_prefix_share=0.0)
     t.bind(src)
-    pools = [_pool(0, [0, 0], ["9999", "9999"])]  # k = 0: the scripted splice does not verify
+    pools = [_pool(0, [0, 0, 0], ["9999", "9999", "9999"])]  # k = 0: the scripted splice does not verify
     t.on_generated(_ctx(), pools)
-    assert pools[0].rewards.tolist() == [0, 0] and pools[0].own_rewards is None
-    assert t.metrics()["rejected"] == 2 and t.metrics()["salvaged"] == 0  # each candidate tried in turn
+    assert pools[0].rewards.tolist() == [0, 0, 0] and pools[0].own_rewards is None
+    assert t.metrics()["rejected"] == 3 and t.metrics()["salvaged"] == 0  # each candidate tried in turn
 
 
 def test_only_all_failed_and_whole_arm():
     src, calls = _scripted()
-    t = ScopeRectify(only_all_failed=True, splice="whole")
+    t = ScopeRectify(only_all_failed=True, splice="whole", leave_failure=False)
     t.bind(src)
     pools = [_pool(0, [0, 1], ["1299", "1234"]), _pool(1, [0, 0], ["9999", "1299"])]
     t.on_generated(_ctx(), pools)

@@ -19,7 +19,10 @@ Choices for the points the paper leaves open (no code released; every one [unver
   every step passes (it stopped early) has k = S: the missing steps are the error.
 - First error: the first step scored below ``tau`` (0.5).
 - At most ``per_group`` (1) rectified rollouts per group, the eligible ones with the longest correct prefix first;
-  with ``only_all_failed`` only groups where every rollout failed (the groups GRPO drops) are rectified.
+  with ``only_all_failed`` only groups where every rollout failed (the groups GRPO drops) are rectified. A group's
+  last failure is never rectified (``leave_failure``): on the long-tail testbed, salvaging the single failure of
+  a 7-of-8 group made it all-correct and cut the share of mixed trained groups from 0.30 to 0.24 (one seed, 40
+  steps, before this rule).
 - ``splice = "whole"`` is the whole-trajectory replacement arm (the LUFFY analogue: k = 0, no PRM cut, the full
   reference off-policy); SCOPE's default is ``first_error``.
 - The stats store learns from the policy's own rewards (``GroupObs.own_rewards``), not the rectified ones.
@@ -85,6 +88,9 @@ class ScopeRectify(Transform):
                                "first) [unverified]")
         only_all_failed: bool = Field(False, description="rectify only groups where every rollout failed (the "
                                       "groups GRPO drops)")
+        leave_failure: bool = Field(True, description="never rectify a group's last failed rollout (an all-correct "
+                                    "group has no contrast: salvaging the one failure of a mixed group would erase "
+                                    "its signal) [unverified]")
         splice: Literal["first_error", "whole"] = Field("first_error", description="first_error: keep the policy's "
                                                         "prefix (SCOPE); whole: replace the whole rollout with the "
                                                         "reference (the LUFFY-like control arm)")
@@ -123,9 +129,10 @@ class ScopeRectify(Transform):
                 st["steps_sum"] += len(scores)
                 candidates.append((-k, i, k, starts[k] if k < len(starts) else len(pool.texts[i])))
             was_all_failed = len(failed) == pool.n
+            cap = min(self.per_group, len(failed) - 1) if self.leave_failure else self.per_group
             done = 0
             for _, i, k, char in sorted(candidates):
-                if done >= self.per_group:
+                if done >= cap:
                     break
                 st["rectified"] += 1
                 got = self._splice(pool.prompt, pool.payload[i], k, char)
