@@ -53,6 +53,9 @@ def check_cross_sections(cfg: Config) -> None:
         raise ValueError(f"task.verifier: task.scratchpad = {cfg.task.scratchpad!r} needs a verifier that reads "
                          f"its answers; use task.verifier = {want!r} (or 'auto')")
     check_reward_shaping(cfg.task)
+    if cfg.task.labels == "none" and cfg.env is not None:  # episodes are rewarded by the environment itself
+        raise ValueError("task.labels: 'none' (majority-vote pseudo-labels) applies to single-turn prompts; an "
+                         "[env] rewards its episodes itself, so it would train on the environment's true reward")
     if getattr(cfg.algo.correction, "baseline", None) == "opob" and cfg.algo.shaping:
         raise ValueError(f"algo.correction: {cfg.algo.correction.type!r} (baseline = 'opob') replaces the "
                          "advantages; not with algo.shaping (set baseline = 'estimator')")

@@ -105,3 +105,16 @@ def test_requantises_only_when_the_weights_moved():
     assert STRATEGIES.get("solrl") is SolrlStrategy
     with pytest.raises(ValueError, match="collector"):
         SolrlStrategy().generate(eng, [0], [TOK.encode("1")], [2], SamplingParams(seed=0), step=0)
+
+
+def test_refused_at_load_without_labels_or_hf(tmp_path):
+    from pathlib import Path
+
+    from rollwise.config import ConfigError, load_config
+
+    smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.toml"
+    base = [f"--run.out_dir={tmp_path}", "--recipe=solrl"]
+    with pytest.raises(ConfigError, match="task.labels"):
+        load_config(smoke, [*base, "--task.labels=none"])
+    with pytest.raises(ConfigError, match="hf"):
+        load_config(smoke, [*base, "--generation.engine=scripted"])

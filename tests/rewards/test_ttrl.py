@@ -124,3 +124,13 @@ def test_labels_knob_is_validated_at_load(tmp_path):
         load_config(smoke, [f"--run.out_dir={tmp_path}", "--task.labels=hidden"])
     cfg = load_config(smoke, [f"--run.out_dir={tmp_path}", "--recipe=ttrl"])
     assert cfg.task.labels == "none" and cfg.sampler.downsampler.type == "vote_split"
+
+
+def test_labels_none_is_refused_with_an_environment(tmp_path):
+    from pathlib import Path
+
+    from rollwise.config import ConfigError, load_config
+
+    smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.toml"
+    with pytest.raises(ConfigError, match="task.labels"):
+        load_config(smoke, [f"--run.out_dir={tmp_path}", "--task.labels=none", "--env=guess"])

@@ -15,6 +15,7 @@ from rollwise.envs.base import (
 )
 from rollwise.envs.chain import ChainKnobs
 from rollwise.envs.guess import GuessKnobs
+from rollwise.envs.ledger import LedgerKnobs
 from rollwise.envs.openenv_env import OpenEnvKnobs
 from rollwise.envs.textarena_env import TextArenaKnobs
 from rollwise.envs.verifiers_env import VerifiersKnobs
@@ -24,6 +25,9 @@ ENVIRONMENTS.register("guess", "rollwise.envs.guess:GuessNumber", config=GuessKn
 ENVIRONMENTS.register("chain", "rollwise.envs.chain:ChainSum", config=ChainKnobs,
                       doc="running totals of a chain sum, one per turn (PivotRL / UI-S1 reference; functional "
                       "step check, expert, snapshot/restore)")
+ENVIRONMENTS.register("ledger", "rollwise.envs.ledger:Ledger", config=LedgerKnobs,
+                      doc="word problems with a calculator tool: CALC: <expr> / ANSWER: <n> (SmolLM2's game; "
+                      "functional step check, expert, snapshot/restore)")
 ENVIRONMENTS.register("textarena", "rollwise.envs.textarena_env:TextArenaGame", config=TextArenaKnobs,
                       doc="a TextArena single-player game (GuessTheNumber, TowerOfHanoi, ...; extra [textarena])")
 ENVIRONMENTS.register("openenv", "rollwise.envs.openenv_env:OpenEnvClient", config=OpenEnvKnobs,

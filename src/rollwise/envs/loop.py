@@ -6,7 +6,8 @@ Each episode's context is a growing list of token ids: the first observation, th
 environment's next observation. The context is the prompt of the next turn, so environment text is context
 (never in a loss) and each action keeps its behaviour logprobs and weight versions. A :class:`TurnFormat` says
 how messages become tokens: :class:`PlainFormat` (a model without a chat template: message texts back to back,
-an action's stop token dropped from the context).
+an action's stop token dropped from the context) or :class:`rollwise.envs.chat.ChatFormat` (the tokenizer's chat
+template across turns).
 
 Limits end an episode cleanly: ``max_turns`` actions (fewer for a task whose ``meta["max_turns"]`` says so), or
 ``max_tokens`` of context and action together (an action is given at most the room left, so every turn fits the
@@ -106,6 +107,8 @@ class AgentLoop:
         """Play ``tasks[i]`` once each (its pool index ``task_index[i]``); every turn of every live episode is
         sampled in one ``generate`` call per room size (all alike unless an episode nears ``max_tokens``)."""
         lim = self.limits
+        # the format's own stop tokens too (a chat template's end-of-turn token may not be the model's eos)
+        stops = tuple(dict.fromkeys((*params.stop_token_ids, *sorted(getattr(self.fmt, "stop_ids", ())))))
         live = [self._reset(t, i) for t, i in zip(tasks, task_index)]
         episodes = [x.episode for x in live]
         active = [x for x in live if not x.episode.finish]
@@ -120,7 +123,7 @@ class AgentLoop:
                 else:
                     rooms.setdefault(min(room, params.max_new_tokens), []).append(x)
             for k, (room, batch) in enumerate(sorted(rooms.items())):
-                p = SamplingParams(params.temperature, params.top_p, room, params.stop_token_ids,
+                p = SamplingParams(params.temperature, params.top_p, room, stops,
                                    None if params.seed is None else params.seed + 1_000_003 * turn + 7919 * k)
                 got = self.engine.generate([x.context for x in batch], [1] * len(batch), p)
                 for x, (c,) in zip(batch, got):

@@ -83,6 +83,8 @@ class SolrlStrategy(RolloutStrategy):
 
     @classmethod
     def check_config(cls, knobs: Any, cfg: Any) -> None:
+        if cfg.task.labels == "none":  # the draft ranking reads the verifier, i.e. the references
+            raise ValueError(f"{KEY} 'solrl' ranks its drafts by verified reward; not with task.labels = 'none'")
         if cfg.generation.engine.type != "hf":
             raise ValueError(f"{KEY} 'solrl' needs generation.engine = 'hf' (a module to quantise, per-row noise); "
                              f"got {cfg.generation.engine.type!r}")
