@@ -57,6 +57,7 @@ RUNS: dict[str, list[str]] = {
     "allocator:gdro_sqrt": ["--sampler.type=gdro", "--sampler.allocator=gdro_sqrt", *REVISIT],
     "engine:scripted": ["--generation.engine=scripted"],
     "env:guess": ["--env=guess"],  # multi-turn episodes: each turn one rollout of its task's group
+    "env:ledger": ["--env=ledger", '--env.levels=["add1"]', "--generation.max_new_tokens=14"],  # CALC/ANSWER
     # a peer's publication on a directory board (read only): 5 groups of 4 completions, re-scored here
     "recipe:sapo": ["--recipe=sapo", "--swarm.board=dir", f"--swarm.name={PEER_BOARD}", "--swarm.publish=false"],
 }
@@ -313,6 +314,9 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("generation.strategy", "arrol"): ("recipe:arrol", PRUNED),
     ("generation.strategy", "latr"): ("recipe:latr", LATR),
     ("generation.strategy", "rose"): ("recipe:rose", ROSE),
+    ("env", "ledger"): ("env:ledger", lambda r: all(row["env/turns_mean"] >= 1 and row["sampler/rollouts_trained"] > 0
+                                                    and row["env/faults_error"] == 0 for row in r.rows)
+                        and moved("env/success")(r)),
     ("env", "guess"): ("env:guess", lambda r: all(row["env/turns_mean"] > 1 and row["sampler/rollouts_trained"] > 0
                                                   and row["env/faults_error"] == 0 for row in r.rows)
                        and moved("env/success")(r)),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rollwise.envs.base import ENV_FAULTS, ENVIRONMENTS, EnvKnobs, env_factory
+from rollwise.envs.chat import ChatFormat
 from rollwise.envs.loop import AgentLoop, Episode, PlainFormat, TurnFormat
 from rollwise.envs.retry import all_tries, play_with_retries
 from rollwise.envs.rounds import EpisodeResult, EpisodeRounds
@@ -159,17 +160,21 @@ class EpisodeCollector(EpisodeRounds):
 
 def build_episode_collector(cfg: Any, engine: Engine, pool: list[Prompt], tok: Any, params: SamplingParams,
                             in_worker: bool = False, before_generate: Any = None) -> EpisodeCollector:
-    """The collector of an ``[env]`` run (``cfg.env``), turns as plain text; what this cut does not do yet
-    (rollout strategies, chat templates across turns) is refused here, before any rollout. Episodes are played
-    turn by turn in this process (``AgentLoop``), or by an ``EpisodeRunner`` with ``env.workers`` environment
-    workers (also with none, on an async rollout worker: ``in_worker``, whose ``before_generate`` applies new
-    weights)."""
-    unsupported = {f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain",
-                   "a chat template": bool(getattr(tok, "chat_template", None)) and cfg.task.chat is not False}
+    """The collector of an ``[env]`` run (``cfg.env``): turns through the tokenizer's chat template
+    (:class:`rollwise.envs.chat.ChatFormat`, opened by ``task.system_prompt``; the loop also stops generation at
+    the template's end-of-turn token) when it has one and ``task.chat`` is not False, else as plain text. What this
+    cut does not do yet (rollout strategies) is refused here, before any rollout. Episodes are played turn by turn
+    in this process (``AgentLoop``), or by an ``EpisodeRunner`` with ``env.workers`` environment workers (also
+    with none, on an async rollout worker: ``in_worker``, whose ``before_generate`` applies new weights)."""
+    unsupported = {f"generation.strategy = {cfg.generation.strategy.type!r}": cfg.generation.strategy.type != "plain"}
     if any(unsupported.values()):
         what = ", ".join(k for k, v in unsupported.items() if v)
         raise ValueError(f"env: multi-turn episodes do not support {what} yet (issue 28)")
-    fmt = PlainFormat(lambda s: tok(s, add_special_tokens=False)["input_ids"], params.stop_token_ids)
+    fmt: TurnFormat
+    if bool(getattr(tok, "chat_template", None)) and cfg.task.chat is not False:
+        fmt = ChatFormat(tok, cfg.task.system_prompt)
+    else:
+        fmt = PlainFormat(lambda s: tok(s, add_special_tokens=False)["input_ids"], params.stop_token_ids)
     runner = None
     if cfg.env.workers or in_worker:
         from rollwise.envs.runner import EpisodeRunner
