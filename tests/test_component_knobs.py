@@ -37,6 +37,8 @@ CONTEXT: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("algo.advantage", "pool_baseline"): [("sampler.baseline", "pool_mean")],
     ("task.reward_shaping", "fapo"): [("task.scratchpad", "carries")],  # its default judge reads worked answers
     ("sampler.transform", "scope"): [("task.scratchpad", "carries")],  # its arith PRM reads worked answers
+    # step-level methods need an environment with an expert (small terms: the smoke model gets some steps right)
+    **{("agentic", m): [("env", {"type": "chain", "max_term": 2, "max_terms": 3})] for m in ("pivotrl", "uis1")},
 }
 #: components the CPU suite cannot train (their load-time draws still run)
 NO_TRAIN = {("generation.engine", "vllm"): "needs vLLM and a GPU",

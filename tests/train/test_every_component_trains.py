@@ -57,6 +57,10 @@ RUNS: dict[str, list[str]] = {
     "allocator:gdro_sqrt": ["--sampler.type=gdro", "--sampler.allocator=gdro_sqrt", *REVISIT],
     "engine:scripted": ["--generation.engine=scripted"],
     "env:guess": ["--env=guess"],  # multi-turn episodes: each turn one rollout of its task's group
+    "env:chain": ["--env=chain", "--env.max_term=3"],  # running totals, one per turn; small terms: some right
+    # step-level methods on chain's expert trajectories (the smoke model is near random: no pivot filter)
+    "recipe:pivotrl": ["--env=chain", "--env.max_term=3", "--recipe=pivotrl", "--agentic.filter=false"],
+    "recipe:uis1": ["--env=chain", "--env.max_term=3", "--recipe=uis1", "--agentic.std_threshold=null"],
     "env:ledger": ["--env=ledger", '--env.levels=["add1"]', "--generation.max_new_tokens=14"],  # CALC/ANSWER
     # a peer's publication on a directory board (read only): 5 groups of 4 completions, re-scored here
     "recipe:sapo": ["--recipe=sapo", "--swarm.board=dir", f"--swarm.name={PEER_BOARD}", "--swarm.publish=false"],
@@ -205,6 +209,12 @@ FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rol
                      for row in r.rows)
                   and row["generation/etmr_leaves_per_tree"] == 5 for row in r.rows),
     moved("generation/etmr_prefix_share"), lambda r: any(v != 1.0 for v in series(r, "loss/ear_scale_max")))
+PIVOT = lambda r: all(  # noqa: E731 - every expert turn profiled (K = 8 each), one pivot trained per request
+    row["pivot/profile_turns"] == 8 * row["pivot/candidates"] > 0 and row["pivot/groups"] == P
+    and row["sampler/rollouts_trained"] > 0 for row in r.rows)
+UIS1 = lambda r: all(  # noqa: E731 - semi-online rollouts over the expert trajectories, patched, rows trained
+    row["uis1/rollouts"] == P * G and row["uis1/rows_trained"] > 0 for row in r.rows) and moved(
+    "uis1/patched_rollouts")(r)
 
 #: (registry key, name) -> (run, check); a check takes the run (and, with two parameters, the run getter)
 TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
@@ -317,6 +327,13 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("env", "ledger"): ("env:ledger", lambda r: all(row["env/turns_mean"] >= 1 and row["sampler/rollouts_trained"] > 0
                                                     and row["env/faults_error"] == 0 for row in r.rows)
                         and moved("env/success")(r)),
+    ("env", "chain"): ("env:chain", lambda r: all(row["env/turns_mean"] >= 1 and row["env/faults_error"] == 0
+                                                  for row in r.rows) and moved("env/turns_mean", 1.0)(r)),
+    ("recipe", "pivotrl"): ("recipe:pivotrl", PIVOT),
+    ("agentic", "pivotrl"): ("recipe:pivotrl", PIVOT),
+    ("recipe", "uis1"): ("recipe:uis1", UIS1),
+    ("agentic", "uis1"): ("recipe:uis1", UIS1),
+    ("algo.advantage", "precomputed"): ("recipe:uis1", UIS1),
     ("env", "guess"): ("env:guess", lambda r: all(row["env/turns_mean"] > 1 and row["sampler/rollouts_trained"] > 0
                                                   and row["env/faults_error"] == 0 for row in r.rows)
                        and moved("env/success")(r)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rollwise.components import Knobs, knobs
 from rollwise.registry import Registry
@@ -34,6 +34,13 @@ class PivotKnobs(Knobs):
                                                    "functional")
     profile_tasks: int = Field(0, ge=0, description="tasks of the pool whose expert turns are profiled (0 = all); "
                                "a request for an unprofiled task trains one of the pivots instead")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PivotKnobs:
+        if self.filter and self.lambda_diff <= 1 / self.samples:
+            raise ValueError(f"lambda_diff {self.lambda_diff:g} <= 1/samples: no candidate with mixed outcomes "
+                             f"(mean >= 1/{self.samples}) can be kept")
+        return self
 
 
 class Uis1Knobs(Knobs):

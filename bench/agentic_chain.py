@@ -1,0 +1,162 @@
+"""PivotRL (arXiv 2603.21383) and UI-S1 (arXiv 2509.11543) on the ``chain`` environment (issue 29 items 1, 3).
+
+    python bench/agentic_chain.py [--steps 8] [--turns 512] [--seed 0] [--arms start pivotrl ...]
+
+Every arm starts from the same warm start of ``configs/chain.toml`` (``--warmstart``: a directory; trained from
+the config when absent) and is scored on the same held-out tasks (``task.eval_size`` of them, ``--samples``
+episodes each): free-running success (the episode played to its end, stopping at the first wrong step) and
+semi-online performance (SOP: the expert trajectory with the policy's own history, no patch, stop at the first
+mismatch; success and progress). Arms:
+
+- ``start``: the warm start itself.
+- ``pivotrl``: ``--recipe=pivotrl`` (K = 8 profiling, lambda_diff 0.75, functional reward), ``--steps`` steps.
+- ``pivotrl_exact``: the same with the string-match reward.
+- ``pivotrl_nofilter``: the same without the pivot filter (every expert turn).
+- ``sft``: SFT on the same expert trajectories (every (context, expert action) pair of the pool), as many
+  updates and rows per update as PivotRL's (its groups' rows), the RL learning rate.
+- ``e2e``: end-to-end RL on whole episodes (the episode return on each turn) with the same rollout turns as
+  PivotRL's training (``--turns`` per step; PivotRL spends steps x batch x G turns, plus its profiling).
+- ``uis1``: ``--recipe=uis1``, evaluated every ``--eval-every`` steps (SOP vs free-running across checkpoints).
+
+Rollout turns are counted from the ledger (``ledger/rollouts``: turns generated). Results go to
+``bench/results/agentic_chain.json``; docs/benchmarks.md has the table. Timings are not reported (2 shared cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trainer_for(args: argparse.Namespace, name: str, *overrides: str) -> Any:
+    from rollwise.config import load_config
+    from rollwise.train.trainer import Trainer
+
+    cfg = load_config(ROOT / "configs" / "chain.toml", [
+        f"--run.out_dir={args.out}", f"--run.name={name}", f"--run.seed={args.seed}",
+        f"--warmstart.checkpoint={args.warmstart}", f"--task.train_size={args.pool}",
+        f"--task.eval_size={args.eval_size}", "--trainer.plots=false", "--trainer.progress=false",
+        "--trainer.checkpoint_every=0", "--trainer.eval_every=0", f"--trainer.steps={args.steps}",
+        f"--sampler.batch_prompts={args.batch}", "--sampler.group_size=8", *overrides])
+    return Trainer(cfg)
+
+
+def score(t: Any, args: argparse.Namespace) -> dict[str, float]:
+    """Free-running success and SOP of the trainer's current weights on the eval set."""
+    from rollwise.envs.methods import Uis1Knobs
+    from rollwise.envs.semi_online import SemiOnlineCollector
+    from rollwise.train.rollout_parts import sampling_params
+
+    params = sampling_params(t.cfg, t.tok, eval_mode=True)
+    t.collector.engine.sync_weights(t.model, 10_000)
+    coll = SemiOnlineCollector(t.cfg, t.collector.engine, t.task.pool, t.tok, params, **Uis1Knobs().model_dump())
+    got = coll.evaluate(t.task.eval_sets, params, args.samples)
+    return {k.split("/")[-1]: round(float(v), 4) for k, v in got.items() if k.startswith("eval/mean/")}
+
+
+def run_rl(args: argparse.Namespace, name: str, *overrides: str, every: int = 0) -> dict[str, Any]:
+    t = trainer_for(args, name, *overrides)
+    curve, row = [], {}
+    try:
+        for s in range(t.cfg.trainer.steps):
+            row = t.train_step(s)
+            t.step_index = s + 1
+            if every and (s + 1) % every == 0:
+                curve.append({"step": s + 1, **score(t, args)})
+        out = {"turns": int(t.ledger["ledger/rollouts"]), **score(t, args),
+               **{k: v for k, v in row.items() if k.startswith(("pivot/", "uis1/"))}}
+        if curve:
+            out["curve"] = curve
+    finally:
+        t.close()
+    return out
+
+
+def run_sft(args: argparse.Namespace) -> dict[str, Any]:
+    """SFT on the pool's expert (context, action) pairs: steps x (batch x 8) rows, the RL learning rate."""
+    import torch
+
+    from rollwise.envs.base import env_factory
+    from rollwise.train.policy import build_seq_batch, compute_logprobs
+
+    t = trainer_for(args, "sft")
+    env = env_factory(t.cfg.env)()
+    pairs = []
+    for task in t.task.pool:
+        ctx = env.reset(task)
+        for a in env.expert(task):
+            pairs.append((ctx, a))
+            env.step(a)
+            ctx += a
+    rng = random.Random(args.seed)
+    opt = torch.optim.AdamW([p for p in t.model.parameters() if p.requires_grad], lr=t.cfg.algo.lr,
+                            weight_decay=t.cfg.algo.weight_decay, betas=(0.9, 0.99))
+    tok = t.tok
+    try:
+        t.model.train()
+        for _ in range(args.steps):
+            rows = [pairs[rng.randrange(len(pairs))] for _ in range(args.batch * 8)]
+            prompts = [tok(c, add_special_tokens=False)["input_ids"] for c, _ in rows]
+            answers = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for _, a in rows]
+            batch = build_seq_batch(prompts, answers, tok.pad_token_id).to(t.device)
+            logp, _ = compute_logprobs(t.model, batch)
+            loss = -(logp.sum() / batch.completion_mask.sum())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0)
+            opt.step()
+        t.model.eval()
+        return {"turns": 0, "expert_pairs": len(pairs), **score(t, args)}
+    finally:
+        t.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16, help="pivots (tasks) per step; x 8 actions each")
+    ap.add_argument("--pool", type=int, default=128, help="train tasks (their expert turns are the candidates)")
+    ap.add_argument("--eval-size", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmstart", default=str(ROOT / ".cache" / "warmstart" / "chain_ws"))
+    ap.add_argument("--out", default="/tmp/rollwise_agentic_chain")
+    ap.add_argument("--arms", nargs="+", default=["start", "pivotrl", "pivotrl_exact", "pivotrl_nofilter", "sft",
+                                                  "e2e", "uis1"])
+    args = ap.parse_args()
+    if not Path(args.warmstart, "config.json").is_file():
+        args.warmstart = ""  # trained from configs/chain.toml (cached by its key)
+    res_path = ROOT / "bench" / "results" / "agentic_chain.json"
+    results: dict[str, Any] = json.loads(res_path.read_text()) if res_path.is_file() else {}
+    pivot_turns = args.steps * args.batch * 8
+    arms = {
+        "start": lambda: run_rl(args, "start", "--trainer.steps=0"),
+        "pivotrl": lambda: run_rl(args, "pivotrl", "--recipe=pivotrl"),
+        "pivotrl_exact": lambda: run_rl(args, "pivotrl_exact", "--recipe=pivotrl", "--agentic.reward=exact"),
+        "pivotrl_nofilter": lambda: run_rl(args, "pivotrl_nofilter", "--recipe=pivotrl", "--agentic.filter=false"),
+        "sft": lambda: run_sft(args),
+        # episodes of ~3.5 turns: budgeted in turns through the token ledger is not possible, so episodes per
+        # step = PivotRL's turns per step / mean turns of the start policy's episodes (measured, printed)
+        "e2e": lambda: run_rl(args, "e2e", f"--sampler.batch_prompts={max(1, round(args.batch / args.e2e_turns))}"),
+        "uis1": lambda: run_rl(args, "uis1", "--recipe=uis1", every=args.eval_every),
+    }
+    args.e2e_turns = 1.0
+    for arm in args.arms:
+        if arm == "e2e" and "start" in results.get(str(args.seed), {}):
+            args.e2e_turns = max(1.0, results[str(args.seed)]["start"].get("turns_mean", 1.0))
+        got = arms[arm]()
+        got["pivot_train_turns"] = pivot_turns
+        results.setdefault(str(args.seed), {})[arm] = got
+        print(arm, json.dumps(got))
+        res_path.parent.mkdir(parents=True, exist_ok=True)
+        res_path.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
