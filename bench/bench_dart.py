@@ -5,10 +5,11 @@
 
 Arms: ``plain`` (the config's GRPO), ``off`` (DART's loss shape with every curation part off), ``dart`` (the
 recipe), and ``dart`` minus one part: ``-alloc`` (fixed n), ``-inject`` (no store injection), ``-entropy`` (every
-step sample trained), ``-tis`` (the IS cap lifted to 1e6). A 32-task pool, 16 tasks per step, so tasks recur and
-the per-task parts can act. Per run: episodes generated, episodes per successful episode, episodes per task-visit
-of a task solved on its previous visit (the dynamic-n signature), the share of trained groups with zero variance,
-injections, and held-out success at the end (every secret, 8 sampled episodes).
+step sample trained), ``-tis`` (the IS cap lifted to 1e6); ``dart@0.6`` reduces n from s >= 0.6. A 32-task
+pool, 16 tasks per step, so tasks recur and the per-task parts can act. Per run: episodes generated, episodes
+per successful episode, episodes per task-visit after a visit with a success and after one without (the dynamic-n
+signature), the share of trained groups with zero variance, injections, and held-out success at the end (every
+secret, 8 sampled episodes).
 Results: bench/results/dart/<arm>_s<seed>.json and a table on stdout.
 """
 
@@ -35,6 +36,8 @@ ARMS = {
     "-inject": ["--recipe=dart", "--sampler.transform=none"],
     "-entropy": ["--recipe=dart", "--algo.correction.entropy_keep=1.0"],
     "-tis": ["--recipe=dart", "--algo.correction.is_cap=1e6"],
+    # the dynamic n from s >= 0.6 (where floor(9/s - 7) meets 8) instead of the code's 1.0: solved-ish tasks get 2-7
+    "dart@0.6": ["--recipe=dart", "--sampler.allocator.threshold=0.6"],
 }
 
 
@@ -86,6 +89,21 @@ def run(arm: str, seed: int, steps: int, out: Path, extra: list[str]) -> dict:
     return res
 
 
+KEYS = ["episodes", "episodes_per_success", "episodes_per_visit_after_solved", "episodes_per_visit_after_failed",
+        "zero_var_share", "injected", "train_success", "eval_success", "seconds"]
+
+
+def summarize(out: Path, arms: list[str]) -> None:
+    """A markdown table over every result in ``out`` (mean over seeds)."""
+    print("| arm | seeds | " + " | ".join(KEYS) + " |")
+    print("|---" * (len(KEYS) + 2) + "|")
+    for arm in arms:
+        rs = [json.loads(f.read_text()) for f in sorted(out.glob(f"{arm}_s*.json"))]
+        if rs:
+            cells = " | ".join(f"{np.mean([r[k] or 0 for r in rs]):.3f}" for k in KEYS)
+            print(f"| {arm} | {len(rs)} | {cells} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
@@ -93,16 +111,18 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dart"))
     ap.add_argument("overrides", nargs="*", help="extra --key=value overrides for every arm")
+    ap.add_argument("--summarize", action="store_true", help="only print the table of the results in --out")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.summarize:
+        summarize(out, a.arms)
+        return
     out.mkdir(parents=True, exist_ok=True)
     results = [run(arm, s, a.steps, out, a.overrides) for s in a.seeds for arm in a.arms]
-    keys = ["episodes", "episodes_per_success", "episodes_per_visit_after_solved", "episodes_per_visit_after_failed",
-            "zero_var_share", "injected", "train_success", "eval_success", "seconds"]
-    print("arm      " + " ".join(f"{k[:14]:>14}" for k in keys))
+    print("arm      " + " ".join(f"{k[:14]:>14}" for k in KEYS))
     for arm in a.arms:
         rs = [r for r in results if r["arm"] == arm]
-        print(f"{arm:8} " + " ".join(f"{np.mean([r[k] or 0 for r in rs]):14.3f}" for k in keys))
+        print(f"{arm:8} " + " ".join(f"{np.mean([r[k] or 0 for r in rs]):14.3f}" for k in KEYS))
 
 
 if __name__ == "__main__":
