@@ -13,7 +13,8 @@ Each arm plays ``--episodes`` episodes of the first training tasks through the r
 environment workers (Ray actors; Ray is started, and the workers warmed up, before any timing). Arms run
 interleaved, ``--reps`` times each; the table gives the median episodes per second, the speed-up over the
 in-process arm of the same repetition, and, for the runner, the seconds the engine waited with no episode to
-sample (``engine_idle``) and spent generating. Results go to ``bench/results/env_workers.json``.
+sample (``engine_idle``), spent generating, and the environment workers' seconds in environment calls, summed
+(``env_busy``; their idle time is workers x wall-clock minus it). Results go to ``bench/results/env_workers.json``.
 
 ``--trainer`` runs the trainer itself (``--steps`` steps of 8 tasks x 4 episodes, no warm start, no eval) in
 three arms: sync with the environments in process, sync with 4 environment workers, and async
@@ -61,8 +62,8 @@ def play(collector, pool, params, n: int, seed: int) -> tuple[float, dict]:
     secs = time.perf_counter() - t0
     after = collector.runner_stats()
     turns = sum(e.num_turns for e in episodes)
-    return secs, {"turns": turns, **{k: after[k] - before.get(k, 0) for k in ("engine_idle_seconds",
-                                                                           "generate_seconds") if k in after}}
+    keys = ("engine_idle_seconds", "generate_seconds", "worker_busy_seconds")
+    return secs, {"turns": turns, **{k: after[k] - before.get(k, 0) for k in keys if k in after}}
 
 
 def trainer_arms(args: argparse.Namespace) -> None:
@@ -127,13 +128,15 @@ def main() -> None:
         table[w] = {"episodes_per_s": statistics.median(r["episodes_per_s"] for r in rs),
                     "speedup": statistics.median(r["episodes_per_s"] / b["episodes_per_s"] for r, b in zip(rs, base)),
                     "turns": statistics.median(r["turns"] for r in rs),
-                    **{k: statistics.median(r[k] for r in rs) for k in ("engine_idle_seconds", "generate_seconds")
-                       if k in rs[0]}}
+                    **{k: statistics.median(r[k] for r in rs) for k in ("engine_idle_seconds", "generate_seconds",
+                                                                          "worker_busy_seconds") if k in rs[0]}}
     print(f"\nlatency {args.latency} s/step, {args.episodes} episodes, median of {args.reps}")
-    print("workers  episodes/s  speed-up  turns  engine_idle_s  generate_s")
+    print("workers  episodes/s  speed-up  turns  engine_idle_s  generate_s  env_busy_s")
+    nan = float("nan")
     for w, r in table.items():
         print(f"{w:7d}  {r['episodes_per_s']:10.1f}  {r['speedup']:8.2f}  {r['turns']:5.0f}  "
-              f"{r.get('engine_idle_seconds', float('nan')):13.2f}  {r.get('generate_seconds', float('nan')):10.2f}")
+              f"{r.get('engine_idle_seconds', nan):13.2f}  {r.get('generate_seconds', nan):10.2f}  "
+              f"{r.get('worker_busy_seconds', nan):10.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "runs": runs, "table": table}, indent=1))

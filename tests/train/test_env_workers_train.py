@@ -77,6 +77,7 @@ def test_a_killed_env_worker_loses_no_episode_and_doubles_none(tmp_path, ws, mon
     assert sum(a.incarnation for a in ray.actors) == 1  # one death
     assert rows[-1]["env/worker_restarts"] == 1 and rows[-1]["env/replayed_episodes"] >= 1
     assert rows[-1]["env/replayed_tokens"] >= 0 and rows[-1]["env/faults_error"] == 0
+    assert rows[-1]["env/worker_busy_seconds"] > 0 and rows[-1]["env/generate_seconds"] > 0
     assert [r["env/episodes"] for r in rows] == [EPISODES] * 3
     assert_each_episode_once(handed, 3)
 

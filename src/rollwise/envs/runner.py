@@ -110,8 +110,9 @@ class EpisodeRunner:
         return [x.episode for x in job.eps]
 
     def stats(self) -> dict[str, float]:
-        """Counters since this runner was built, and the pool's worker restarts."""
-        return {**self.counters, "worker_restarts": self.pool.restarts}
+        """Counters since this runner was built, the pool's worker restarts and its workers' busy seconds (the
+        environments' idle time is workers x wall-clock minus it)."""
+        return {**self.counters, "worker_restarts": self.pool.restarts, "worker_busy_seconds": self.pool.busy_seconds()}
 
     # ------------------------------------------------------------------ the loop (driving thread only)
     def _turn(self) -> None:

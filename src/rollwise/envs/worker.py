@@ -46,12 +46,24 @@ class EnvWorker:
     def __init__(self, make_env: Callable[[], Any], timeout_s: float, reward_range: tuple[float, float]) -> None:
         self.make_env, self.timeout_s, self.reward_range = make_env, timeout_s, tuple(reward_range)
         self.envs: dict[str, Any] = {}
+        self.busy_s = 0.0  # seconds spent in reset and step (the rest of its life it waited for work)
 
     def pid(self) -> int:
         return os.getpid()
 
+    def busy(self) -> float:
+        """Seconds this process spent in ``reset`` and ``step``."""
+        return self.busy_s
+
     def reset(self, key: str, task: Prompt) -> Answer:
         """A fresh environment for episode ``key`` (replacing any it had): ``("ok", first messages)``."""
+        t0 = time.perf_counter()
+        try:
+            return self._reset(key, task)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _reset(self, key: str, task: Prompt) -> Answer:
         try:
             env = guarded_call(self.make_env, timeout_s=self.timeout_s)
             self.envs[key] = env
@@ -64,6 +76,13 @@ class EnvWorker:
         """Episode ``key``'s step: ``("ok", observation messages, reward, done, info)``; the environment is
         dropped once the episode is done or faulted. :data:`LOST` for a key this process never reset (it is a
         restart of the worker that held the episode)."""
+        t0 = time.perf_counter()
+        try:
+            return self._step(key, action)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _step(self, key: str, action: str) -> Answer:
         env = self.envs.get(key)
         if env is None:  # this process is a restart: the episode's state died with the one before
             return LOST
@@ -123,7 +142,8 @@ class EnvPool:
             self._owns_ray = True
         # one call at a time per worker: an environment may hold the GIL (CPU-heavy); concurrency comes from
         # the number of workers. A dead worker's unanswered calls fail (max_task_retries=0): the caller replays
-        actor = self.ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=1, num_cpus=0)(EnvWorker)
+        actor = self.ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=1, num_cpus=0,
+                                concurrency_groups={"control": 1})(EnvWorker)
         self.workers = [actor.remote(*self._args) for _ in range(self.workers_n)]
         self._pids = [self._pid(i) for i in range(self.workers_n)]
 
@@ -167,6 +187,22 @@ class EnvPool:
             key = self.pending.pop(ref)
             out.append((key, self._get(ref, key)))
         return out
+
+    def busy_seconds(self) -> float:
+        """Seconds the workers (their current processes) spent in environment calls, summed; read through each
+        worker's own control thread, so it does not wait behind queued steps (0 for a worker that does not
+        answer within a second)."""
+        if not self.workers_n:
+            return self.workers[0].busy()
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        total = 0.0
+        for w in self.workers:
+            try:
+                total += float(self.ray.get(w.busy.options(concurrency_group="control").remote(), timeout=1.0))
+            except (RayActorError, GetTimeoutError):
+                pass
+        return total
 
     @property
     def in_flight(self) -> int:
