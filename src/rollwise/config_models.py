@@ -259,7 +259,8 @@ class SamplerConfig(_Section):
 
 
 class GenerationConfig(_Section):
-    engine: EngineCfg = Field("hf", description="generation engine: hf | vllm | scripted | package.module:Class")
+    engine: EngineCfg = Field("hf", description="generation engine: hf | vllm | vllm_async | scripted | "
+                            "package.module:Class")
     strategy: StrategyCfg = Field("plain", description="rollout strategy: how completions come out of the engine "
                                   "(plain; partial, pruned or tree rollouts)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (also used for training logprobs)")

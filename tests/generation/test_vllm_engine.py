@@ -1,41 +1,37 @@
 """VLLMEngine (skipped without vllm): counts and order, greedy == the HF engine, behaviour logprobs == a
-teacher-forced forward, stop / length finish reasons, seeded determinism, weight sync. One engine serves
-the module (building one takes seconds); the weight-sync test restores the original weights."""
+teacher-forced forward, stop / length finish reasons, seeded determinism, prefix continuation and per-token
+versions, weight sync (outputs follow the weights, after an optimiser update too). One engine serves the session
+(tests/generation/conftest.py: building one takes tens of seconds); the weight-sync tests restore the weights."""
 
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
 
 pytest.importorskip("vllm")
 
-from rollwise.generation import ENGINES, Completion, Engine, SamplingParams  # noqa: E402
+from rollwise.generation import Completion, Engine, Prefix, SamplingParams  # noqa: E402
 from rollwise.generation.hf import HFEngine  # noqa: E402
-from rollwise.train.model import build_char_tokenizer, build_tiny_model  # noqa: E402
 from rollwise.train.policy import build_seq_batch, compute_logprobs  # noqa: E402
 
 TEXTS = ["7", "12+34=", "hello world, x", "ab"]
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return build_char_tokenizer()
+def tok(vllm_tok):
+    return vllm_tok
 
 
 @pytest.fixture(scope="module")
-def model(tok):
-    # head_dim 32: vLLM's CPU attention supports head sizes >= 32
-    return build_tiny_model(tok, layers=2, hidden=64, heads=2, kv_heads=1, intermediate=64, seed=0).eval()
+def model(vllm_model):
+    return vllm_model
 
 
 @pytest.fixture(scope="module")
-def engine(model, tok):
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on the CPU backend
-    return ENGINES.get("vllm")(model, tok, batch_size=32, enforce_eager=True, max_model_len=192,
-                               gpu_memory_utilization=0.2)
+def engine(vllm_engine):
+    return vllm_engine
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +137,45 @@ def test_sync_weights_changes_outputs(engine, model, tok, prompts):
     engine.sync_weights(model, 2)
     assert [c.token_ids for c in flat(engine.generate(prompts, [1] * 5, params))] == before
     assert engine.last_stats.extra["policy_version"] == 2
+
+
+def test_prefix_continuation_and_versions(engine, tok, prompts):
+    params = SamplingParams(0.0, max_new_tokens=12)
+    full = flat(engine.generate(prompts, [1] * 4, params))
+    k = 5
+    pre = [Prefix(c.token_ids[:k], c.logprobs[:k], [7] * k) for c in full]
+    res = flat(engine.generate(prompts, [2] * 4, params, prefixes=pre))
+    for i, c in enumerate(res):
+        f = full[i // 2]
+        assert c.token_ids == f.token_ids and c.prefix_len == k and c.finish_reason == f.finish_reason
+        assert c.logprobs[:k] == f.logprobs[:k]  # the stored prefix logprobs, as they were
+        torch.testing.assert_close(torch.tensor(c.logprobs[k:]), torch.tensor(f.logprobs[k:]), atol=1e-3, rtol=0)
+        assert c.versions == [7] * k + [engine.version] * (len(c.token_ids) - k)
+    assert engine.last_stats.completion_tokens == sum(len(c.token_ids) - k for c in res)  # the prefix is not decoded
+    # a prefix that already reached the budget comes back as it is, without decoding; one without versions: unknown
+    (done,), = engine.generate(prompts[:1], [1], SamplingParams(0.0, max_new_tokens=k),
+                               prefixes=[Prefix(full[0].token_ids[:k], full[0].logprobs[:k])])
+    assert done.token_ids == full[0].token_ids[:k] and done.finish_reason == "length" and done.versions == [-1] * k
+
+
+def test_sync_after_an_optimiser_update(engine, model, tok, prompts):
+    """One real update (AdamW on the NLL of the engine's own greedy completions) moves the engine with it."""
+    params = SamplingParams(0.0, max_new_tokens=10)
+    res = engine.generate(prompts, [1] * 4, params)
+    updated = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(updated.parameters(), lr=0.05)
+    lp, _ = compute_logprobs(updated, build_seq_batch(prompts, [c.token_ids for c in flat(res)], 0), 1.0)
+    (-lp.sum()).backward()
+    opt.step()
+    updated.eval()
+    engine.sync_weights(updated, 3)
+    after = engine.generate(prompts, [1] * 4, params)
+    want = HFEngine(updated, tok).generate(prompts, [1] * 4, params)
+    moved = 0.0
+    for g, w, b in zip(flat(after), flat(want), flat(res)):
+        assert g.token_ids == w.token_ids and set(g.versions) == {3}
+        torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(w.logprobs), atol=1e-3, rtol=0)
+        moved += sum(abs(x - y) for x, y in zip(g.logprobs, b.logprobs)) + (g.token_ids != b.token_ids)
+    assert moved > 0.1  # the outputs moved with the weights
+    engine.sync_weights(model, 4)
+    assert [c.token_ids for c in flat(engine.generate(prompts, [1] * 4, params))] == [c.token_ids for c in flat(res)]

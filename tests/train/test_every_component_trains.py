@@ -343,6 +343,8 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
 #: entries this machine cannot train, with the reason (still an entry: a new registration must be named)
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
+    ("generation.engine", "vllm_async"): "needs vllm (tests/generation/test_vllm_async.py runs it, APRIL on it "
+                                         "included, where installed)",
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
     ("env", "openenv"): "needs a running OpenEnv server: trained through a loopback one in "
                         "tests/envs/test_openenv_env.py",

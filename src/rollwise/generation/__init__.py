@@ -19,6 +19,7 @@ from rollwise.generation.strategy import STRATEGIES, PlainStrategy, RolloutStrat
 ENGINES.register("hf", "rollwise.generation.hf:HFEngine", config=HFEngineKnobs)
 ENGINES.register("scripted", "rollwise.generation.scripted:build_scripted_engine", config=ScriptedKnobs)
 ENGINES.register("vllm", "rollwise.generation.vllm:VLLMEngine")
+ENGINES.register("vllm_async", "rollwise.generation.vllm_async:AsyncVLLMEngine")
 STRATEGIES.register("plain", PlainStrategy)
 STRATEGIES.register("latr", "rollwise.generation.latr:LatrStrategy")
 STRATEGIES.register("rose", "rollwise.generation.rose:RoseStrategy")

