@@ -29,6 +29,7 @@ import torch
 
 from rollwise.config import load_config
 from rollwise.train.batch import build_train_batch, make_micro_batches
+from rollwise.train.policy import length_buckets_of
 from rollwise.train.setup import build_optimizer
 from rollwise.train.trainer import Trainer
 from rollwise.train.update import PolicyUpdate
@@ -98,6 +99,23 @@ def timed_update(upd: Timed, micro: list, batch: Any) -> dict[str, float]:
     return t
 
 
+def padded_cells(batch: Any, cfg: Any, pad_id: int, device: Any) -> dict[str, float]:
+    """What packing could save: the [row, position] cells the update's forwards compute (one prompt pass per
+    distinct prompt, completion passes per length bucket, zero-advantage rows skipped) vs the real tokens."""
+    cells = real = 0
+    for mb in make_micro_batches(batch, cfg.algo.micro_batch, pad_id, device):
+        s = mb.seq.select((mb.advantages != 0).nonzero().squeeze(-1)) if cfg.algo.skip_zero_rows else mb.seq
+        if s.input_ids.shape[0] == 0:
+            continue
+        C = s.completion_ids.shape[1]
+        P = s.input_ids.shape[1] - C
+        heads = s.prefix_rows if cfg.algo.share_prefix else torch.arange(s.input_ids.shape[0])
+        lens = s.completion_mask.sum(-1).long().tolist()
+        cells += len(heads) * P + sum(len(r) * c for r, c in length_buckets_of(lens, cfg.algo.length_buckets))
+        real += int(s.attention_mask[heads, :P].sum()) + sum(lens)
+    return {"cells": cells, "real_tokens": real, "pad_share": 1 - real / max(cells, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "tiny.toml"))
@@ -121,6 +139,7 @@ def main() -> None:
             version = next((r.policy_version for g in plan.groups for r in g.rollouts), step)
             batches.append(build_train_batch(plan, version=version))
             tr.pipeline.observe(got.obs(), batches[-1].groups, None, step)
+        padding = [padded_cells(b, cfg, tr.tok.pad_token_id, tr.device) for b in batches]
         runs: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
         final: dict[str, torch.Tensor] = {}
         for batch in batches:
@@ -145,7 +164,8 @@ def main() -> None:
     out: dict[str, Any] = {"config": args.config, "overrides": overrides, "steps": args.steps, "reps": args.reps,
                            "threads": args.threads, "rows": [len(b.rollouts) for b in batches],
                            "params": sum(p.numel() for p in tr.model.parameters()),
-                           "load_avg": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"), "arms": {}}
+                           "padding": padding, "load_avg": os.getloadavg()[0],
+                           "date": time.strftime("%Y-%m-%d %H:%M"), "arms": {}}
     for arm in arms:
         med = {k: statistics.median(r.get(k, 0.0) for r in runs[arm]) for k in keys}
         med["share"] = {k: med[k] / med["total"] for k in keys[:-1]}
