@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from rollwise.algos.hapo import EntropyNorm, apply_entropy_norm
 from rollwise.generation.base import (
@@ -331,8 +332,8 @@ class HFEngine:
                    seqs: list[list[int]], tokens: torch.Tensor, fed: int) -> None:
         """Keep rows ``rows`` (indices into the active batch) of ``cache`` in the store: each row's positions
         where ``attn`` [b, T] is 1, covering its prompt + prefix and the new tokens it fed."""
-        if self.kv_store is None or len(rows) == 0:
-            return
+        if self.kv_store is None or len(rows) == 0 or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            return  # only full-attention layers hold every position (a sliding window's slice would be wrong)
         for j in rows.tolist():
             b = int(active[j])
             where = attn[j].nonzero().squeeze(-1)  # [t] real positions of the row
