@@ -114,3 +114,24 @@ def test_a_weight_sync_clears_the_store(tok, model):
 def test_knob_is_checked():
     with pytest.raises(ValueError, match="kv_cache_mb"):
         HFEngine(None, type("T", (), {"pad_token_id": 0, "eos_token_id": 1})(), kv_cache_mb=-1)
+
+
+def test_the_trainer_wires_the_knob_and_logs_hits(tmp_path, warm_cache):
+    """``generation.engine.kv_cache_mb`` reaches the engine built from config; a LATR step (its repeated calls
+    continue live branches) hits the cache, and the counters reach the collector's metrics."""
+    from pathlib import Path
+
+    from rollwise.config import load_config
+    from rollwise.train.trainer import Trainer
+
+    smoke = Path(__file__).parents[2] / "configs" / "smoke.toml"
+    cfg = load_config(smoke, [f"--run.out_dir={tmp_path}", f"--warmstart.cache_dir={warm_cache}",
+                              "--trainer.progress=false", '--generation.engine={type="hf",kv_cache_mb=64}',
+                              '--generation.strategy={type="latr",lookahead=[2,3]}', "--generation.max_new_tokens=12"])
+    tr = Trainer(cfg)
+    try:
+        tr.rollouts.collect(tr.pipeline, 0, version=0)
+        metrics = tr.collector.metrics()
+    finally:
+        tr.close()
+    assert metrics["generation/kv_cache/hits"] > 0 and metrics["generation/kv_cache/hit_tokens"] > 0
