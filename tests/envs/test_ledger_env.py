@@ -110,3 +110,11 @@ def test_sft_pairs_are_the_expert_in_plain_text():
     (c0, a0), (c1, a1), (c2, a2) = pairs
     assert a0.startswith("CALC: ") and a2.startswith("ANSWER: ")
     assert c1 == c0 + a0 + f"= {safe_eval(a0[6:])}\n" and c2.startswith(c1 + a1 + "= ")
+
+
+def test_step_reward_pays_each_useful_calc_once():
+    env = Ledger(step_reward=0.25)
+    env.reset(mix(23, 45, 12))
+    rewards = [env.step(a).reward for a in ("CALC: 45 + 23", "CALC: 23 + 45", "CALC: 23 - 12", "CALC: 68 - 12",
+                                            "ANSWER: 56")]
+    assert rewards == [0.25, 0.0, 0.0, 0.25, 1.0]

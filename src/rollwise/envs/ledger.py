@@ -9,6 +9,9 @@ policy writes one action, a tool call as text:
   ``eval``) and answers ``= <value>`` (``= error: ...`` when it cannot); reward 0, the episode goes on;
 - ``ANSWER: <n>``: ends the episode with reward 1 (``info["success"]``) if ``n`` is the answer, else 0.
 
+A CALC scores ``step_reward`` (default 0) when the functional step check below accepts it (each needed value
+once, so an episode's return is at most ``1 + 2 * step_reward`` on ``mix2``).
+
 Anything else is an invalid action (``info["valid"] = False``): the environment says how to act and the turn is
 spent. A played transcript (chat messages; the observation is a user message)::
 
@@ -62,6 +65,9 @@ class LedgerKnobs(EnvKnobs):
                               "(rollwise.data.word_problems: add1, add2, sub2, mul1, mul2, div1, mix2, ...)")
     max_turns: int = Field(6, ge=1, description="actions per episode (the expert needs 3 on mix2, 2 on one-step "
                            "levels); an episode still running after them ends unsolved")
+    step_reward: float = Field(0.0, ge=0, le=1, description="reward of a CALC the functional step check accepts "
+                               "(shaping for a start model that never solves: a signal for the protocol and the "
+                               "first step; 0 = only a right ANSWER scores)")
     max_tokens: int = Field(640, ge=2, description="tokens per episode, context and actions together (SmolLM2's "
                             "system prompt and six turns fit)")
 
@@ -172,8 +178,8 @@ class Ledger:
 
     Config = LedgerKnobs
 
-    def __init__(self, levels: list[str] | None = None) -> None:
-        self.levels = list(levels or ["mix2"])
+    def __init__(self, levels: list[str] | None = None, step_reward: float = 0.0) -> None:
+        self.levels, self.step_reward = list(levels or ["mix2"]), step_reward
         self.op, self.operands, self.answer = "add", (0, 0), 0
         self.done_values: tuple[int, ...] = ()
         self.done = False
@@ -230,7 +236,7 @@ class Ledger:
         useful = value.denominator == 1 and int(value) in needed_values(self.op, self.operands, self.done_values)
         if useful:
             self.done_values += (int(value),)
-        return StepResult(f"= {show(value)}\n", 0.0, False, {"valid": True, "useful": useful})
+        return StepResult(f"= {show(value)}\n", self.step_reward * useful, False, {"valid": True, "useful": useful})
 
     # ------------------------------------------------------------------ the step-level methods' extensions
     def snapshot(self) -> LedgerState:
