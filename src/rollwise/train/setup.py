@@ -101,7 +101,7 @@ def build_scorer(collector: Any, single_turn: Callable[..., dict[str, Any]]) -> 
     return getattr(collector, "evaluate", None) or single_turn
 
 
-# torch AdamW's three implementations of one update (equal to float rounding, tests/train/test_optimizer_impl.py):
+# torch AdamW's three implementations of one update (equal to float rounding, tests/train/test_update_speed.py):
 # a Python loop over parameters, one multi-tensor kernel per op, one fused kernel (CPU and CUDA since torch 2.4)
 OPTIMIZER_IMPLS: dict[str, dict[str, bool]] = {"loop": {"foreach": False, "fused": False},
                                                "foreach": {"foreach": True, "fused": False},
