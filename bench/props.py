@@ -10,6 +10,7 @@ the learner gain from it at equal rollouts?
 
     python bench/props.py --seeds 0 1 --out bench/results/props
     python bench/props.py --quick
+    python bench/props.py --skip-sampling-error --seeds 0 --props-lr=1e-5   # learning only, phi at lr 1e-5
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def sampling_error(args: argparse.Namespace, root: Path) -> dict:
 
 def learning(args: argparse.Namespace, root: Path) -> dict:
     arms = {}
-    for arm, extra in (("plain", []), ("props", ["--recipe=props"])):
+    for arm, extra in (("plain", []), ("props", ["--recipe=props", f"--generation.strategy.lr={args.props_lr}",
+                                                  f"--generation.strategy.target_kl={args.props_target_kl}",
+                                                  f"--generation.strategy.epochs={args.props_epochs}"])):
         rows = []
         for seed in args.seeds:
             cfg = load_config(args.config, [f"--run.out_dir={root}", f"--run.name=props-{arm}-{seed}",
@@ -81,6 +84,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--skip-learning", action="store_true")
+    ap.add_argument("--skip-sampling-error", action="store_true")
     ap.add_argument("--props-lr", type=float, default=1e-3, help="phi's Adam lr in part 1 (the recipe's: 1e-3)")
     ap.add_argument("--props-target-kl", type=float, default=0.01, help="phi's early-stop KL in part 1")
     ap.add_argument("--props-epochs", type=int, default=16, help="phi's Adam steps per round in part 1")
@@ -92,9 +96,10 @@ def main() -> None:
         args.prompts, args.seeds, args.steps = 64, [0], 20
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"date": str(date.today()), "machine": platform.machine(), "args": {k: v for k, v in vars(args).items()},
-              "sampling_error": sampling_error(args, out / "runs")}
-    print(json.dumps(report["sampling_error"], indent=1))
+    report = {"date": str(date.today()), "machine": platform.machine(), "args": {k: v for k, v in vars(args).items()}}
+    if not args.skip_sampling_error:
+        report["sampling_error"] = sampling_error(args, out / "runs")
+        print(json.dumps(report["sampling_error"], indent=1))
     if not args.skip_learning:
         report["learning"] = learning(args, out / "runs")
         for arm, rows in report["learning"].items():
