@@ -39,7 +39,7 @@ def trainer_for(args: argparse.Namespace, name: str, *overrides: str) -> Any:
 
     cfg = load_config(ROOT / "configs" / "chain.toml", [
         f"--run.out_dir={args.out}", f"--run.name={name}", f"--run.seed={args.seed}",
-        f"--warmstart.checkpoint={args.warmstart}", f"--task.train_size={args.pool}",
+        f"--warmstart.checkpoint={args.warmstart}", f"--task.train_size={args.pool}", *args.env,
         f"--task.eval_size={args.eval_size}", "--trainer.plots=false", "--trainer.progress=false",
         "--trainer.checkpoint_every=0", "--trainer.eval_every=0", f"--trainer.steps={args.steps}",
         f"--sampler.batch_prompts={args.batch}", "--sampler.group_size=8", *overrides])
@@ -116,6 +116,50 @@ def run_sft(args: argparse.Namespace) -> dict[str, Any]:
         t.close()
 
 
+def prepare(args: argparse.Namespace) -> str:
+    """The start policy: the packaged long-tail warm start (``configs/longtail.toml``: running totals of the arith
+    chain level written in one go) fine-tuned by SFT on the chain environment's scripted play (one total per
+    turn, closed by the end-of-sequence token; skips 15%, slips 10%), ``--prep-steps`` steps of 64 pairs."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rollwise.config import load_config
+    from rollwise.envs.chain import ChainSum
+    from rollwise.train.policy import build_seq_batch, compute_logprobs
+    from rollwise.train.warmstart import find_warmstart
+
+    out = Path(args.warmstart)
+    if (out / "config.json").is_file():
+        return str(out)
+    src = find_warmstart(load_config(ROOT / "configs" / "longtail.toml"))
+    if src is None:
+        raise SystemExit("the long-tail warm start is missing: run `rollwise train configs/longtail.toml` once")
+    from rollwise.train.model import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(src)
+    torch.manual_seed(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    stream = ChainSum(2, args.max_terms, 29).sft_pairs(args.seed, 10)
+    model.train()
+    for _ in range(args.prep_steps):
+        pairs = [next(stream) for _ in range(64)]
+        batch = build_seq_batch([tok(c, add_special_tokens=False)["input_ids"] for c, _ in pairs],
+                                [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for _, a in pairs],
+                                tok.pad_token_id)
+        logp, _ = compute_logprobs(model, batch)
+        loss = -(logp.sum() / batch.completion_mask.sum())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    print(f"start policy: {src} + {args.prep_steps} SFT steps on chain play (last loss {loss.item():.3f}) -> {out}")
+    return str(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
@@ -125,14 +169,24 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--warmstart", default=str(ROOT / ".cache" / "warmstart" / "chain_ws"))
+    ap.add_argument("--start", choices=["chain", "longtail"], default="chain",
+                    help="chain: configs/chain.toml's warm start (--warmstart, else trained from the config); "
+                         "longtail: the packaged long-tail warm start fine-tuned on chain play (prepare())")
+    ap.add_argument("--warmstart", default=str(ROOT / ".cache" / "warmstart" / "chain_ws"),
+                    help="the start policy's directory (longtail: made by prepare() when absent)")
+    ap.add_argument("--prep-steps", type=int, default=300)
+    ap.add_argument("--max-terms", type=int, default=6)
     ap.add_argument("--out", default="/tmp/rollwise_agentic_chain")
     ap.add_argument("--arms", nargs="+", default=["start", "pivotrl", "pivotrl_exact", "pivotrl_nofilter", "sft",
                                                   "e2e", "uis1"])
     args = ap.parse_args()
-    if not Path(args.warmstart, "config.json").is_file():
-        args.warmstart = ""  # trained from configs/chain.toml (cached by its key)
-    res_path = ROOT / "bench" / "results" / "agentic_chain.json"
+    if args.start == "longtail":
+        args.warmstart = prepare(args)
+        args.env = ["--env.max_term=29", f"--env.max_terms={args.max_terms}"]
+    else:  # configs/chain.toml's own warm start (SFT from scratch on the scripted play; its terms and model)
+        args.warmstart = args.warmstart if Path(args.warmstart, "config.json").is_file() else ""
+        args.env = []
+    res_path = ROOT / "bench" / "results" / f"agentic_chain_{args.start}.json"
     results: dict[str, Any] = json.loads(res_path.read_text()) if res_path.is_file() else {}
     pivot_turns = args.steps * args.batch * 8
     arms = {
