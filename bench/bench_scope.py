@@ -89,10 +89,13 @@ def summarize(out: Path, arms: list[str]) -> None:
         rs = [json.loads(f.read_text()) for f in sorted(out.glob(f"{arm}_s*.json"))]
         if not rs:
             continue
-        for r in rs:
-            m = [x for x in read_metrics(out / "runs" / f"scope_{arm}_s{r['seed']}") if "rollout/reward_mean" in x]
-            r["unlocked_per_step"] = float(np.mean([x.get("sampler/transform/groups_unlocked", 0) for x in m]))
-            r["mixed_share"] = float(np.mean([x["sampler/mixed_share"] for x in m]))
+        for r in rs:  # read from the run's metrics (git-ignored) once, then kept in the result's JSON
+            run_dir = out / "runs" / f"scope_{arm}_s{r['seed']}"
+            if "mixed_share" not in r and run_dir.exists():
+                m = [x for x in read_metrics(run_dir) if "rollout/reward_mean" in x]
+                r["unlocked_per_step"] = float(np.mean([x.get("sampler/transform/groups_unlocked", 0) for x in m]))
+                r["mixed_share"] = float(np.mean([x["sampler/mixed_share"] for x in m]))
+                (out / f"{arm}_s{r['seed']}.json").write_text(json.dumps(r, indent=1))
         keys = ["salvage_rate", "unlocked_per_step", "mixed_share", "correct_per_step", "distinct_correct_per_step",
                 "reward_mean", "eval_pass1", "eval_chain", "seconds"]
         cells = []
