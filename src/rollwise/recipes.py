@@ -165,7 +165,7 @@ RECIPES.register("dart", Recipe(
      "algo.loss": "gspo", "algo.aggregation": "seq-mean-token-mean", "algo.clip_low": 0.1, "algo.clip_high": 0.28,
      "algo.dual_clip": 10.0, "algo.kl_coef": 0.1, "algo.kl_estimator": "low_var_kl"}))
 
-# ------------------------------------------------------------------ step-level agentic methods (an [env] with an expert)
+# ------------------------------------------------------------------ step-level agentic methods ([env] with an expert)
 RECIPES.register("pivotrl", Recipe(
     "PivotRL: profile the start policy (K = 8) at every turn of the expert trajectories, keep turns with mixed "
     "outcomes and mean < lambda_diff 0.75 (unverified; our choice), one-turn GRPO (G = group_size) there with the "
