@@ -51,7 +51,8 @@ def test_same_tokens_as_the_offline_engine(vllm_async_engine, vllm_engine, promp
         want = vllm_engine.generate(prompts, counts, params)
         assert [len(g) for g in got] == counts
         for g, w in zip(flat(got), flat(want)):
-            assert g.token_ids == w.token_ids and g.finish_reason == w.finish_reason and g.versions == w.versions
+            assert g.token_ids == w.token_ids and g.finish_reason == w.finish_reason
+            assert set(g.versions) == {vllm_async_engine.version}  # each engine's own weight version
             torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(w.logprobs), atol=1e-4, rtol=0)
     st = vllm_async_engine.last_stats
     assert st.sequences == 6 and st.completion_tokens == sum(len(c.token_ids) for c in flat(got))
