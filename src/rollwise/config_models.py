@@ -21,7 +21,6 @@ from rollwise.components import component_union
 from rollwise.config_checks import ARITH_VERIFIERS, check_cross_sections, check_verifier_spec
 from rollwise.envs import ENVIRONMENTS
 from rollwise.envs.methods import AGENTIC
-from rollwise.envs.methods import AGENTIC
 from rollwise.generation.base import ENGINES
 from rollwise.generation.strategy import STRATEGIES
 from rollwise.logging import check_loggers
@@ -50,7 +49,6 @@ EngineCfg = component_union(ENGINES)
 StrategyCfg = component_union(STRATEGIES)
 EnvCfg = component_union(ENVIRONMENTS)
 AgenticCfg = component_union(AGENTIC)
-AgenticCfg = component_union(AGENTIC)
 #: dotted config key of each typed component -> its registry (for docs and error messages)
 COMPONENT_KEYS: dict[str, Registry] = {
     "sampler.selector": SELECTORS, "sampler.allocator": ALLOCATORS, "sampler.gates": GATES,
@@ -58,7 +56,7 @@ COMPONENT_KEYS: dict[str, Registry] = {
     "algo.advantage": ADVANTAGES, "algo.loss": POLICY_LOSSES, "algo.aggregation": AGGREGATIONS,
     "algo.kl_estimator": KL_ESTIMATORS, "algo.shaping": SHAPERS, "algo.correction": CORRECTIONS,
     "task.reward_shaping": REWARD_SHAPERS,
-    "generation.engine": ENGINES, "generation.strategy": STRATEGIES, "env": ENVIRONMENTS, "agentic": AGENTIC, "agentic": AGENTIC,
+    "generation.engine": ENGINES, "generation.strategy": STRATEGIES, "env": ENVIRONMENTS, "agentic": AGENTIC,
 }
 TASK_SUITES = ("arith", "words", "dataset")
 
@@ -359,8 +357,6 @@ class Config(_Section):
     env: EnvCfg | None = Field(None, description="multi-turn environment and its knobs (`rollwise envs`): each "
                                "task is played as an episode, its turns trained as the task's group (None = "
                                "single-turn prompts)")
-    agentic: AgenticCfg | None = Field(None, description="a step-level method on the [env]'s expert trajectories "
-                                       "(pivotrl, uis1) instead of whole episodes (None = episodes)")
     agentic: AgenticCfg | None = Field(None, description="a step-level method on the [env]'s expert trajectories "
                                        "(pivotrl, uis1) instead of whole episodes (None = episodes)")
     swarm: SwarmConfig | None = Field(None, description="share decoded rollouts with other nodes (SAPO): train I "

@@ -53,8 +53,9 @@ def test_k3_gradient_vanishes_at_reference():
 
 
 def test_registered_names():
-    assert ADVANTAGES.names() == ["dr_grpo", "grpo", "hapo", "mc_grpo", "pool_baseline", "rloo", "xrpo"]
-    assert POLICY_LOSSES.names() == ["gspo", "hapo", "ppo"]
+    assert ADVANTAGES.names() == ["dr_grpo", "grpo", "hapo", "mc_grpo", "pool_baseline", "precomputed", "rloo",
+                                  "xrpo"]
+    assert POLICY_LOSSES.names() == ["gspo", "hapo", "ppo", "scope"]
     assert AGGREGATIONS.names() == ["seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm",
                                     "token-mean"]
     assert KL_ESTIMATORS.names() == ["k1", "k2", "k3", "low_var_kl"]
@@ -66,8 +67,8 @@ def test_duplicate_name_raises():
         ADVANTAGES.register("grpo", compute_grpo_advantages)
 
 
-@pytest.mark.parametrize("registry, options", [(ADVANTAGES, "dr_grpo, grpo"), (POLICY_LOSSES, "gspo, hapo, ppo"),
+@pytest.mark.parametrize("registry, options", [(ADVANTAGES, "dr_grpo, grpo"), (POLICY_LOSSES, "gspo, hapo, ppo, scope"),
                                                (KL_ESTIMATORS, "k1, k2, k3")])
 def test_unknown_name_lists_options(registry, options):
     with pytest.raises(KeyError, match=options):
-        registry.get("nope")
+        registry.get("qqqq")

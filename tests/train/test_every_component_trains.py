@@ -57,11 +57,11 @@ RUNS: dict[str, list[str]] = {
     "allocator:gdro_sqrt": ["--sampler.type=gdro", "--sampler.allocator=gdro_sqrt", *REVISIT],
     "engine:scripted": ["--generation.engine=scripted"],
     "env:guess": ["--env=guess"],  # multi-turn episodes: each turn one rollout of its task's group
+    "env:ledger": ["--env=ledger", '--env.levels=["add1"]', "--generation.max_new_tokens=14"],  # CALC/ANSWER
     "env:chain": ["--env=chain", "--env.max_term=3"],  # running totals, one per turn; small terms: some right
     # step-level methods on chain's expert trajectories (the smoke model is near random: no pivot filter)
     "recipe:pivotrl": ["--env=chain", "--env.max_term=3", "--recipe=pivotrl", "--agentic.filter=false"],
     "recipe:uis1": ["--env=chain", "--env.max_term=3", "--recipe=uis1", "--agentic.std_threshold=null"],
-    "env:ledger": ["--env=ledger", '--env.levels=["add1"]', "--generation.max_new_tokens=14"],  # CALC/ANSWER
     # a peer's publication on a directory board (read only): 5 groups of 4 completions, re-scored here
     "recipe:sapo": ["--recipe=sapo", "--swarm.board=dir", f"--swarm.name={PEER_BOARD}", "--swarm.publish=false"],
 }
@@ -197,18 +197,16 @@ PROPS = lambda r: all(row["generation/props_updates"] > 0 and row["generation/pr
                       for row in r.rows)
 SAPO = lambda r: all(row["swarm/external_groups"] == 4 and row["swarm/external_mixed"] >= 3  # noqa: E731
                      and row["swarm/agents_seen"] == 1 for row in r.rows)
-FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
-                     for row in r.rows)
 ETTRL = all_of(  # pseudo-labels from 15 tree leaves (3 trees of 5, forks copy root prefixes), EAR rescaled
     lambda r: all(row["label/majority_ratio"] > 0 and row["sampler/rollouts_per_prompt_min"] == 15
+                  and row["generation/etmr_leaves_per_tree"] == 5 for row in r.rows),
+    moved("generation/etmr_prefix_share"), lambda r: any(v != 1.0 for v in series(r, "loss/ear_scale_max")))
 SOLRL = lambda r: all(  # noqa: E731 - the trained G come from a 4G int8 pool, re-quantised at every weight sync
     row["generation/solrl_pool"] == 4 * G * P and row["sampler/rollouts_per_prompt_max"] == G
     and row["generation/solrl_requantized"] == 1 and row["ledger/rollouts"] > row["ledger/rollouts_trained"]
     for row in r.rows)
 FAPO = lambda r: all(0 <= row["rollout/flawed_positive_share"] <= 1 and row["rollout/judge_errors"] == 0  # noqa: E731
                      for row in r.rows)
-                  and row["generation/etmr_leaves_per_tree"] == 5 for row in r.rows),
-    moved("generation/etmr_prefix_share"), lambda r: any(v != 1.0 for v in series(r, "loss/ear_scale_max")))
 PIVOT = lambda r: all(  # noqa: E731 - every expert turn profiled (K = 8 each), one pivot trained per request
     row["pivot/profile_turns"] == 8 * row["pivot/candidates"] > 0 and row["pivot/groups"] == P
     and row["sampler/rollouts_trained"] > 0 for row in r.rows)
@@ -231,15 +229,14 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "vade": VADE, "vcpo": all_of(STALE, moved("offpolicy/opob_shift"),
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
+        "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
+        "ttrl": TTRL,
         "ettrl": ETTRL,
         "solrl": all_of(SOLRL, lambda r: not series(r, "offpolicy/is_mean")),  # full-precision samples
         "solrl_is": all_of(SOLRL, weights_not_one),  # int8 samples, TIS weights pi_old / mu_int8 away from 1
-        "brorl": lambda r: all(row["sampler/rollouts_per_prompt_min"] == 16 for row in r.rows),
-        "ttrl": TTRL,
         "sapo": SAPO,
         "props": PROPS,
     }.items()},
-        "ettrl": ETTRL,
     # sampler presets: each is its recipe (budget checked there)
     **{("preset", n): ("plain" if n == "uniform" else f"recipe:{n}", budget_kept) for n in PRESETS.names()},
     # sampler components
@@ -300,11 +297,11 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("algo.shaping", "ace"): ("recipe:ace", ACE),
     ("algo.shaping", "mssr_entropy"): ("recipe:mssr", MSSR),
     ("algo.shaping", "rose_segments"): ("recipe:rose", ROSE),
+    ("algo.shaping", "ear"): ("recipe:ettrl", ETTRL),
     # off-policy corrections: on replayed (older weights') rollouts in sync mode; the recipes run async
     ("algo.correction", "none"): ("plain", lambda r: not series(r, "offpolicy/is_mean")),
     ("algo.correction", "tis"): ("correction:tis", all_of(REPLAYED, weights_not_one)),
     ("algo.correction", "mis"): ("correction:mis", all_of(REPLAYED, weights_not_one)),
-    ("algo.shaping", "ear"): ("recipe:ettrl", ETTRL),
     ("algo.correction", "areal"): ("correction:areal", all_of(REPLAYED, weights_not_one)),
     ("algo.correction", "vcpo"): ("correction:vcpo", all_of(REPLAYED, lambda r: any(
         v < 1 for v in series(r, "offpolicy/ess_frac")))),
@@ -318,15 +315,12 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         row["rollout/length_mean"] == 2.0 for row in r.rows)),  # "7" + EOS, every rollout
     ("generation.strategy", "plain"): ("plain", trained),
     ("generation.strategy", "april"): ("recipe:april", APRIL),
-    ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
-    ("generation.strategy", "solrl"): ("recipe:solrl", SOLRL),
-    ("generation.strategy", "props"): ("recipe:props", PROPS),
     ("generation.strategy", "arrol"): ("recipe:arrol", PRUNED),
     ("generation.strategy", "latr"): ("recipe:latr", LATR),
     ("generation.strategy", "rose"): ("recipe:rose", ROSE),
-    ("env", "ledger"): ("env:ledger", lambda r: all(row["env/turns_mean"] >= 1 and row["sampler/rollouts_trained"] > 0
-                                                    and row["env/faults_error"] == 0 for row in r.rows)
-                        and moved("env/success")(r)),
+    ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
+    ("generation.strategy", "solrl"): ("recipe:solrl", SOLRL),
+    ("generation.strategy", "props"): ("recipe:props", PROPS),
     ("env", "chain"): ("env:chain", lambda r: all(row["env/turns_mean"] >= 1 and row["env/faults_error"] == 0
                                                   for row in r.rows) and moved("env/turns_mean", 1.0)(r)),
     ("recipe", "pivotrl"): ("recipe:pivotrl", PIVOT),
@@ -334,12 +328,13 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
     ("recipe", "uis1"): ("recipe:uis1", UIS1),
     ("agentic", "uis1"): ("recipe:uis1", UIS1),
     ("algo.advantage", "precomputed"): ("recipe:uis1", UIS1),
+    ("env", "ledger"): ("env:ledger", lambda r: all(row["env/turns_mean"] >= 1 and row["sampler/rollouts_trained"] > 0
+                                                    and row["env/faults_error"] == 0 for row in r.rows)
+                        and moved("env/success")(r)),
     ("env", "guess"): ("env:guess", lambda r: all(row["env/turns_mean"] > 1 and row["sampler/rollouts_trained"] > 0
                                                   and row["env/faults_error"] == 0 for row in r.rows)
                        and moved("env/success")(r)),
 }
-    ("generation.strategy", "etmr"): ("recipe:ettrl", ETTRL),
-    ("generation.strategy", "props"): ("recipe:props", PROPS),
 #: entries this machine cannot train, with the reason (still an entry: a new registration must be named)
 ELSEWHERE = {
     ("generation.engine", "vllm"): "needs vllm (tests/generation/test_vllm_engine.py runs it where installed)",
@@ -348,6 +343,7 @@ ELSEWHERE = {
     ("env", "textarena"): "multi-turn, needs the textarena extra: trained in tests/envs/test_textarena_env.py",
     ("env", "openenv"): "needs a running OpenEnv server: trained through a loopback one in "
                         "tests/envs/test_openenv_env.py",
+    ("env", "verifiers"): "needs the verifiers extra (its own venv): trained in tests/envs/test_verifiers_env.py",
 }
 
 

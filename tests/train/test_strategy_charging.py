@@ -11,7 +11,7 @@ import pytest
 
 from rollwise.generation import STRATEGIES, Prefix, SamplingParams, StrategyResult
 from rollwise.generation.scripted import ScriptedEngine
-from rollwise.generation.strategy import RolloutStrategy
+from rollwise.generation.strategy import CountingEngine, RolloutStrategy
 from rollwise.rewards import VerifierPool
 from rollwise.sampler_tables import build_pipeline
 from rollwise.sampling import Budget
@@ -75,11 +75,15 @@ EXTRA = {"latr": ['--generation.strategy={type="latr",tau_abs=-1.0}'],  # branch
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
-def test_ledger_tokens_equal_the_tokens_the_engine_decoded(name, smoke_cfg):
+def test_ledger_tokens_equal_the_tokens_the_engine_decoded(name, smoke_cfg, monkeypatch):
     """Every registered strategy (a new one is covered on registration): 3 steps on the smoke config with the
-    trainer's rollout engine wrapped; ``ledger/tokens`` equals the engine's reported count, and so does the
+    trainer's rollout engine wrapped; ``ledger/tokens`` equals the engine's reported count plus what the strategy
+    decoded on an engine of its own and charged (Sol-RL's int8 copy, PROPS's behaviour copy), and so does the
     budget of the last step. LATR with tau_abs = -1 used to charge 0 tokens; APRIL charged partials only when
     their group came back, so tokens left in its buffer were never charged."""
+    charged: list[int] = []
+    charge = CountingEngine.charge
+    monkeypatch.setattr(CountingEngine, "charge", lambda self, n: (charged.append(int(n)), charge(self, n))[1])
     cfg = smoke_cfg(f"--run.name=ledger_{name}", "--trainer.steps=3", "--trainer.eval_every=0",
                     "--trainer.checkpoint_every=0", "--run.threads=1",
                     *EXTRA.get(name, [f"--generation.strategy={name}"]))
@@ -88,4 +92,5 @@ def test_ledger_tokens_equal_the_tokens_the_engine_decoded(name, smoke_cfg):
     trainer.collector.engine = spy
     trainer.train()
     assert spy.calls >= 3 and spy.decoded > 0
-    assert trainer.ledger["ledger/tokens"] == spy.decoded
+    assert trainer.ledger["ledger/tokens"] == spy.decoded + sum(charged)
+    assert (sum(charged) > 0) == (name in ("solrl", "props"))  # only they decode on an engine of their own

@@ -25,9 +25,9 @@ STRATEGIES.register("latr", "rollwise.generation.latr:LatrStrategy")
 STRATEGIES.register("rose", "rollwise.generation.rose:RoseStrategy")
 STRATEGIES.register("april", "rollwise.generation.april:AprilStrategy")
 STRATEGIES.register("arrol", "rollwise.generation.arrol:ArrolStrategy")
-
 STRATEGIES.register("etmr", "rollwise.generation.etmr:EtmrStrategy")
 STRATEGIES.register("solrl", "rollwise.generation.solrl:SolrlStrategy")
 STRATEGIES.register("props", "rollwise.generation.props:PropsStrategy")
+
 __all__ = ["ENGINES", "STRATEGIES", "Completion", "Decision", "Engine", "GenerateStats", "OutputSpec", "Prefix",
            "RolloutStrategy", "SamplingParams", "StepControl", "StepView", "StrategyResult"]

@@ -23,15 +23,15 @@ pi_theta's first-token distribution (``rounds = 1`` is i.i.d. sampling, the base
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from rollwise.algos.props import compute_approx_kl, compute_first_token_tv, compute_props_loss
 from rollwise.generation.base import Completion, Engine, SamplingParams
 from rollwise.generation.strategy import KEY, RolloutStrategy, StrategyResult
+
+if TYPE_CHECKING:  # torch is imported where the strategy runs: loading a config stays torch-free
+    import torch
 
 
 def split_rounds(count: int, rounds: int) -> list[int]:
@@ -44,6 +44,8 @@ def _token_logits(model: Any, prompts: list[list[int]], comps: list[list[int]], 
                   temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits of every completion token given its prompt ([N, T, V], temperature applied), the tokens [N, T] and
     their mask [N, T] (right padding; one forward)."""
+    import torch
+
     device = next(model.parameters()).device
     L = max(len(p) + len(c) for p, c in zip(prompts, comps))
     T = max(len(c) for c in comps)
@@ -93,6 +95,8 @@ class PropsStrategy(RolloutStrategy):
 
     def behaviour(self, engine: Engine) -> tuple[Any, Any]:
         """phi (a copy of the policy, made once) and an HF engine decoding with it."""
+        import torch
+
         from rollwise.generation.hf import HFEngine
 
         theta = getattr(engine, "model", None)
@@ -141,6 +145,11 @@ class PropsStrategy(RolloutStrategy):
     def _update_phi(self, theta: Any, phi: Any, prompts: list[list[int]], out: list[list[Completion]],
                     temperature: float, pad: int) -> None:
         """phi <- theta, then the clipped objective over every token sampled so far, with PROPS's early stop."""
+        import torch
+        import torch.nn.functional as F
+
+        from rollwise.algos.props import compute_approx_kl, compute_props_loss
+
         ps, cs = self._pairs(prompts, out)
         phi.load_state_dict(theta.state_dict())
         if not cs:
@@ -172,11 +181,21 @@ class PropsStrategy(RolloutStrategy):
         self._add(rounds_updated=1, approx_kl=kl)
 
     # ------------------------------------------------------------------ the target sees theta only
-    @torch.no_grad()
     def _onto_theta(self, theta: Any, prompts: list[list[int]], out: list[list[Completion]],
                     temperature: float, pad: int) -> None:
         """Behaviour logprobs of every completion recomputed under theta (phi's kept in meta), and the sampling
         error of each group at its prompt (first-token total variation against pi_theta)."""
+        import torch
+
+        with torch.no_grad():
+            self._rescore(theta, prompts, out, temperature, pad)
+
+    def _rescore(self, theta: Any, prompts: list[list[int]], out: list[list[Completion]], temperature: float,
+                 pad: int) -> None:
+        import torch.nn.functional as F
+
+        from rollwise.algos.props import compute_first_token_tv
+
         ps, cs = self._pairs(prompts, out)
         if not cs:
             return

@@ -84,10 +84,6 @@ def build_collector(cfg: Config, engine: Any, verifier: Any, task: TaskData, tok
         from rollwise.envs.methods import build_agentic_collector
 
         return build_agentic_collector(cfg, engine, task.pool, tok, params)
-    if cfg.env is not None and cfg.agentic is not None:  # a step-level method on the env's expert trajectories
-        from rollwise.envs.methods import build_agentic_collector
-
-        return build_agentic_collector(cfg, engine, task.pool, tok, params)
     if cfg.env is not None:
         return build_episode_collector(cfg, engine, task.pool, tok, params)
     return RolloutCollector(engine, verifier, task.pool, encode, params, max_failure_share=cfg.task.max_verify_failures,
