@@ -1,4 +1,5 @@
-"""Command line: ``rollwise train | eval | report | samplers | config show | bench``."""
+"""Command line: ``rollwise train | eval | report | samplers | recipes | envs | swarm | config show | bench |
+model import``."""
 
 from __future__ import annotations
 
