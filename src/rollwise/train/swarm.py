@@ -68,7 +68,8 @@ class SwarmPipeline:
     def finalize(self, pools: dict[int, GroupObs], step: int | None = None) -> TrainPlan:
         plan = self.inner.finalize(pools, step)
         step = int(step if step is not None else 0)
-        self._metrics = {"swarm/board_errors": 0, "swarm/skipped": 0}
+        self._metrics = {"swarm/board_errors": 0, "swarm/skipped": 0, "swarm/available": 0, "swarm/agents_seen": 0,
+                         "swarm/truncated": 0}  # every key every step, whether or not the board answered
         if self.publish:
             self._publish(pools, step)
         external = self._draw(step) if self.external else []

@@ -14,6 +14,7 @@ from its last checkpoint and rejoins the swarm, while the others go on.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -38,19 +39,13 @@ def node_configs(cfg: Config, nodes: int | None = None) -> list[Config]:
         base["swarm"]["board"] = "ray"
     out = []
     for k in range(n):
-        data = _copy(base)
+        data = copy.deepcopy(base)
         for key, value in (tables[k] if tables else {"run.seed": cfg.run.seed + k}).items():
             apply_override(data, key, value)
         apply_override(data, "run.name", f"{cfg.run.name}-node{k}")
         apply_override(data, "swarm.agent", f"node{k}")
         out.append(Config.model_validate(data))
     return out
-
-
-def _copy(data: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(data)
 
 
 class SwarmNode:
