@@ -182,6 +182,17 @@ RECIPES.register("uis1", Recipe(
     {"agentic.type": "uis1", "algo.advantage": "precomputed", "sampler.group_size": 8, "algo.kl_coef": 1e-4,
      "algo.kl_estimator": "low_var_kl"}))
 
+# ------------------------------------------------------------------ the savings composed (issue 32)
+RECIPES.register("thrift", Recipe(
+    "thrift: the parts that saved something on the proving ground, composed: DOTS's selection near p = 1/2 and "
+    "its rollout replay (arXiv:2506.05316; sampler.selector and replay, so it stacks on a file's sampler.type), "
+    "LATR's prefix-sharing trees (arXiv:2510.24302; branches decode in the same forwards, where ROSE's "
+    "arXiv:2601.05053 takes G sequential calls) and the update's exact zero-advantage row skip. Out: MSSR's "
+    "single-rollout groups (arXiv:2512.18215): a tree and a group's pass-rate estimate need G rollouts of a prompt",
+    "2506.05316",
+    {"sampler.selector": "dots", "sampler.replay": {"fresh_fraction": 0.5}, "generation.strategy": "latr",
+     "algo.skip_zero_rows": True}))
+
 # ------------------------------------------------------------------ sampler presets: one recipe each
 PRESET_ARXIV = {
     "uniform": "2402.03300", "vade": "2511.18902", "reinforce_ada": "2510.04996", "gdro": "2601.19280",

@@ -49,6 +49,7 @@ RUNS: dict[str, list[str]] = {
     "recipe:xrpo": ["--recipe=xrpo", *REVISIT, "--trainer.steps=6"],  # seeding needs a solved exemplar first
     "recipe:gdro_rollout": ["--recipe=gdro_rollout", *REVISIT, "--trainer.steps=4"],  # bins need outcomes
     "recipe:brorl": ["--recipe=brorl", "--sampler.allocator.n=16"],
+    "recipe:thrift": ["--recipe=thrift", *REVISIT, "--trainer.steps=4"],  # replay needs a mixed group first
     **{f"correction:{c}": [f"--algo.correction={c}", *REPLAY] for c in ("tis", "mis", "areal", "vcpo", "minpro")},
     "advantage:rloo": ["--algo.advantage=rloo"],
     **{f"aggregation:{a}": [f"--algo.aggregation={a}"] for a in
@@ -183,6 +184,7 @@ SCOPE = all_of(moved("sampler/transform/salvaged"), moved("loss/offpolicy_token_
 HILL_LM = all_of(HILL, moved("sampler/transform/hinter_updates"))  # hints written by the LM, which was trained
 D3S = lambda r: any(v < 1 for v in series(r, "sampler/downsampler/kept_share"))  # noqa: E731
 DOTS = moved("sampler/selector/reference")
+THRIFT = all_of(REPLAYED, LATR, DOTS, moved("perf/update_rows_skipped"))  # every part of the composition acted
 KL_ON = moved("loss/kl")
 
 
@@ -225,7 +227,7 @@ TABLE: dict[tuple[str, str], tuple[str, Callable]] = {
         "mc_grpo_control": MC, "minpro": all_of(STALE, lambda r: any(v < 1 for v in series(
             r, "offpolicy/minpro_m_mean"))), "mssr": MSSR, "otr": warm_start_objective("otr"),
         "prefix_rl": PREFIX, "scope": SCOPE, "dart": DART, "reinforce_ada": REINFORCE_ADA, "remix": REMIX,
-        "rose": ROSE, "v05": V05,
+        "rose": ROSE, "thrift": THRIFT, "v05": V05,
         "vade": VADE, "vcpo": all_of(STALE, moved("offpolicy/opob_shift"),
                                      lambda r: any(v < 1 for v in series(r, "offpolicy/ess_frac"))),
         "xrpo": XRPO,
