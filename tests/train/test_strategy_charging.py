@@ -1,7 +1,8 @@
 """What a rollout strategy's completions cost: the tokens the engine decoded, counted where they are decoded (the
 engine wrapper every strategy generates through), whatever the strategy returns, drops, shares or resumes; and,
 for every registered strategy, ``ledger/tokens`` of a training run equals the tokens the engine itself reported
-decoding (``last_stats.completion_tokens`` of each call)."""
+decoding (``last_stats.completion_tokens`` of each call), and the ``ledger/`` work counters (prefill tokens, decode
+steps, decode row-steps) the engine's own counts of them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from rollwise.generation import STRATEGIES, Prefix, SamplingParams, StrategyResult
+from rollwise.generation.base import WORK_KEYS
 from rollwise.generation.scripted import ScriptedEngine
 from rollwise.generation.strategy import CountingEngine, RolloutStrategy
 from rollwise.rewards import VerifierPool
@@ -53,10 +55,12 @@ def test_budget_and_decoded_tokens_are_the_engines_count(tokenizer):
 
 
 class Spy:
-    """The run's engine, wrapped: sums the engine's own ``last_stats.completion_tokens`` after every call."""
+    """The run's engine, wrapped: sums the engine's own ``last_stats.completion_tokens`` and work counters after
+    every call."""
 
     def __init__(self, engine):
         self.engine, self.decoded, self.calls = engine, 0, 0
+        self.work = dict.fromkeys(WORK_KEYS, 0)
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -64,6 +68,8 @@ class Spy:
     def generate(self, *args, **kwargs):
         out = self.engine.generate(*args, **kwargs)
         self.decoded += self.engine.last_stats.completion_tokens
+        for k in WORK_KEYS:
+            self.work[k] += getattr(self.engine.last_stats, k)
         self.calls += 1
         return out
 
@@ -82,8 +88,16 @@ def test_ledger_tokens_equal_the_tokens_the_engine_decoded(name, smoke_cfg, monk
     budget of the last step. LATR with tau_abs = -1 used to charge 0 tokens; APRIL charged partials only when
     their group came back, so tokens left in its buffer were never charged."""
     charged: list[int] = []
+    work = dict.fromkeys(WORK_KEYS, 0)  # what the strategies' own engines ran, charged with their tokens
     charge = CountingEngine.charge
-    monkeypatch.setattr(CountingEngine, "charge", lambda self, n: (charged.append(int(n)), charge(self, n))[1])
+
+    def spy_charge(self, n, stats=None):
+        charged.append(int(n))
+        for k in WORK_KEYS:
+            work[k] += getattr(stats, k) if stats is not None else 0
+        return charge(self, n, stats)
+
+    monkeypatch.setattr(CountingEngine, "charge", spy_charge)
     cfg = smoke_cfg(f"--run.name=ledger_{name}", "--trainer.steps=3", "--trainer.eval_every=0",
                     "--trainer.checkpoint_every=0", "--run.threads=1",
                     *EXTRA.get(name, [f"--generation.strategy={name}"]))
@@ -93,4 +107,7 @@ def test_ledger_tokens_equal_the_tokens_the_engine_decoded(name, smoke_cfg, monk
     trainer.train()
     assert spy.calls >= 3 and spy.decoded > 0
     assert trainer.ledger["ledger/tokens"] == spy.decoded + sum(charged)
+    # and the work counters (prefill tokens, decode steps, row-steps) are the engines' own counts too
+    assert {k: trainer.ledger[f"ledger/{k}"] for k in WORK_KEYS} == {k: spy.work[k] + work[k] for k in WORK_KEYS}
+    assert all(spy.work[k] > 0 for k in WORK_KEYS)
     assert (sum(charged) > 0) == (name in ("solrl", "props"))  # only they decode on an engine of their own

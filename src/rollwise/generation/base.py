@@ -200,15 +200,52 @@ def pad_outputs(c: Completion, outputs: OutputSpec | None) -> Completion:
     return c
 
 
+#: the counters of the work a generate call ran (``GenerateStats`` fields, ``ledger/<name>`` cumulated by the trainer),
+#: what a projected GPU cost is priced from (cost.py)
+WORK_KEYS = ("prefill_tokens", "decode_steps", "decode_row_steps")
+
+
 @dataclass
 class GenerateStats:
-    """Counters of one generate call (the trainer's ledger reads them)."""
+    """Counters of one generate call (the trainer's ledger reads them).
+
+    The work counters (``WORK_KEYS``): ``prefill_tokens`` are the real (unpadded) tokens run through a prefill
+    forward: prompt + forced prefix of each decoded row, once per shared prefill, a cached part not again;
+    ``decode_steps`` the decode-loop forwards (the first new token of a row comes from its prefill, so a row of
+    ``n`` new tokens takes ``n - 1`` of them), summed over the engine's internal batches; ``decode_row_steps`` the
+    rows in each of those forwards, summed (``decode_row_steps / decode_steps`` is the mean decode batch). The
+    HF engine counts them exactly; engines that cannot see their own loop estimate them (:func:`estimate_work`).
+    """
 
     sequences: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    prefill_tokens: int = 0
+    decode_steps: int = 0
+    decode_row_steps: int = 0
+
+
+def estimate_work(prompts: list[list[int]], prefixes: list[Prefix | None] | None,
+                  out: list[list[Completion]], slots: int) -> dict[str, int]:
+    """The work counters of a call for an engine that batches continuously and cannot report its loop (vLLM;
+    the scripted engine): a prefill of each distinct prompt + prefix with a decoded row (vLLM's prefix cache
+    shares a group's prompt; block granularity and hits across calls are ignored), each row in the batch for its
+    ``n - 1`` decode steps (it leaves when done), and ``max(longest row - 1, ceil(row steps / slots))`` steps:
+    a lower bound, exact when all rows fit in the ``slots`` (``max_num_seqs``) and run side by side."""
+    pre = prefixes if prefixes is not None else [None] * len(prompts)
+    heads: set[tuple[int, ...]] = set()
+    new = []
+    for i, cs in enumerate(out):
+        for c in cs:
+            n = len(c.token_ids) - c.prefix_len
+            if n > 0:
+                heads.add((*prompts[i], *(pre[i].token_ids if pre[i] is not None else ())))
+                new.append(n)
+    row_steps = sum(n - 1 for n in new)
+    steps = max(max(new, default=1) - 1, -(-row_steps // max(slots, 1)))
+    return {"prefill_tokens": sum(map(len, heads)), "decode_steps": steps, "decode_row_steps": row_steps}
 
 
 @dataclass(frozen=True)

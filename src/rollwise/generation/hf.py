@@ -37,6 +37,7 @@ from transformers.cache_utils import DynamicLayer
 
 from rollwise.algos.hapo import EntropyNorm, apply_entropy_norm
 from rollwise.generation.base import (
+    WORK_KEYS,
     Completion,
     Decision,
     GenerateStats,
@@ -187,6 +188,7 @@ class HFEngine:
         seq_len = [len(prompts[i]) + (len(pre[i].token_ids) if pre[i] else 0) for i in rows]  # prompt + prefix
         order = sorted(todo, key=lambda r: seq_len[r])
         self._temperature_sum = 0.0  # sum of the per-token temperatures used (adaptive sampling)
+        self._work = dict.fromkeys(WORK_KEYS, 0)  # this call's prefill / decode forwards, counted where they run
         was_training = self.model.training
         self.model.eval()
         try:
@@ -208,7 +210,7 @@ class HFEngine:
         self._stats = GenerateStats(
             sequences=len(rows), prompt_tokens=sum(len(prompts[i]) for i in rows),
             completion_tokens=sum(len(c.token_ids) - c.prefix_len for c in results if c is not None),
-            seconds=time.perf_counter() - t0, extra={"policy_version": self.version},
+            seconds=time.perf_counter() - t0, extra={"policy_version": self.version}, **self._work,
         )
         if self.samples_off_policy and params.temperature > 0:
             self._stats.extra["temperature_mean"] = self._temperature_sum / max(self._stats.completion_tokens, 1)
@@ -256,6 +258,7 @@ class HFEngine:
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # per active row
         fed = attn.shape[1]  # cache width before decoding: later columns hold the fed new tokens
         logits, h = self._forward(ids, attn, pos, cache, rec.hidden, logits_to_keep=1)
+        self._work["prefill_tokens"] += sum(len(q) - m for q, m in zip(heads, kept))  # real tokens, pads not
         logits = logits[index]  # [B, V]
         if h is not None:
             rec.prefill_hidden(h[index], L)  # [B, P, d]
@@ -293,6 +296,8 @@ class HFEngine:
                 tok = tok[keep]
             attn = torch.cat([attn, (~done).long()[:, None]], dim=-1)  # [b, T + 1]; finished rows fed pad
             logits, h = self._forward(tok[:, None], attn, next_pos, cache, rec.hidden)  # [b, V]
+            self._work["decode_steps"] += 1
+            self._work["decode_row_steps"] += len(tok)  # the forward's batch: done rows not yet compacted out too
             if h is not None:
                 rec.decode_hidden(h[:, -1], active, done, L[active] + t)  # state at the token just fed
             next_pos = next_pos + 1

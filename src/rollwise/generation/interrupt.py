@@ -15,7 +15,17 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from rollwise.generation.base import Completion, Decision, OutputSpec, Prefix, SamplingParams, StepControl, StepView
+from rollwise.generation.base import (
+    WORK_KEYS,
+    Completion,
+    Decision,
+    GenerateStats,
+    OutputSpec,
+    Prefix,
+    SamplingParams,
+    StepControl,
+    StepView,
+)
 
 
 class InterruptibleEngine:
@@ -26,6 +36,12 @@ class InterruptibleEngine:
         self.engine, self.pending, self.apply = engine, pending, apply
         self.interrupts = 0  # calls cut short by a weight update
         self.resumed_rows = 0  # rows continued under newer weights
+        self._stats = GenerateStats()
+
+    @property
+    def last_stats(self) -> GenerateStats:
+        """The last call's stats: those of every inner call it made (the first and each resume), added up."""
+        return self._stats
 
     def __getattr__(self, name: str) -> Any:  # version, last_stats, sync_weights, ... of the wrapped engine
         return getattr(self.engine, name)
@@ -36,9 +52,12 @@ class InterruptibleEngine:
         if self.pending():
             self.apply()
         if control is not None:
-            return self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=control)
+            got = self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=control)
+            self._stats = self.engine.last_stats
+            return got
         stop = StepControl(self._check)
         got = self.engine.generate(prompts, counts, params, prefixes=prefixes, outputs=outputs, control=stop)
+        stats = [self.engine.last_stats]
         rows = [(i, j) for i, cs in enumerate(got) for j in range(len(cs))]  # call order = the engine's row ids
         while any(got[i][j].finish_reason == "abort" for i, j in rows):  # only this wrapper aborts here
             self.interrupts += 1
@@ -50,13 +69,21 @@ class InterruptibleEngine:
             again = self.engine.generate([prompts[i] for i, _ in rows], [1] * len(rows), params,
                                          prefixes=[_as_prefix(got[i][j]) for i, j in rows], outputs=outputs,
                                          control=stop)
+            stats.append(self.engine.last_stats)
             for (i, j), cs in zip(rows, again):
                 if got[i][j].finish_reason == "abort":
                     got[i][j] = _merge(got[i][j], cs[0])
+        self._stats = _add_stats(stats)
         return got
 
     def _check(self, view: StepView) -> Decision | None:
         return Decision.ABORT if self.pending() else None
+
+
+def _add_stats(stats: list[GenerateStats]) -> GenerateStats:
+    """One call's stats from its inner calls' (counters added; ``extra`` of the last)."""
+    nums = ("sequences", "prompt_tokens", "completion_tokens", "seconds", *WORK_KEYS)
+    return GenerateStats(**{k: sum(getattr(s, k) for s in stats) for k in nums}, extra=dict(stats[-1].extra))
 
 
 def _as_prefix(c: Completion) -> Prefix:

@@ -129,7 +129,7 @@ class PropsStrategy(RolloutStrategy):
                 got = phi_engine.generate(prompts, want, p)
                 charge = getattr(engine, "charge", None)  # decoded outside the counted engine: charge it
                 if charge is not None:
-                    charge(sum(len(c.token_ids) - c.prefix_len for cs in got for c in cs))
+                    charge(sum(len(c.token_ids) - c.prefix_len for cs in got for c in cs), phi_engine.last_stats)
             for i, cs in enumerate(got):
                 for c in cs:
                     c.meta = {**c.meta, "props_round": r}

@@ -25,6 +25,7 @@ from rollwise.generation.base import (
     SamplingParams,
     StepControl,
     StepView,
+    estimate_work,
     pad_outputs,
     prefix_completion,
     prefix_finish,
@@ -111,6 +112,7 @@ class ScriptedEngine:
             sequences=len(done), prompt_tokens=sum(len(p) * n for p, n in zip(prompts, counts)),
             completion_tokens=sum(len(c.token_ids) - c.prefix_len for c in done), seconds=time.perf_counter() - t0,
             extra={"policy_version": self.version, "call_index": call},
+            **estimate_work(prompts, prefixes, out, max(len(done), 1)),  # as one continuous batch of every row
         )
         return out
 

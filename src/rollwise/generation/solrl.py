@@ -122,12 +122,12 @@ class SolrlStrategy(RolloutStrategy):
         pool = [n * self.pool_factor for n in counts]
         seeds = derive_row_seeds(seed, pool)
         t0 = time.perf_counter()
-        draft = self.explorer(engine).generate(prompts, pool, replace(params, row_seeds=tuple(
-            s for row in seeds for s in row)))
+        explorer = self.explorer(engine)
+        draft = explorer.generate(prompts, pool, replace(params, row_seeds=tuple(s for row in seeds for s in row)))
         draft_tokens = sum(len(c.token_ids) - c.prefix_len for cs in draft for c in cs)
         charge = getattr(engine, "charge", None)
         if charge is not None:
-            charge(draft_tokens)
+            charge(draft_tokens, explorer.last_stats)
         t1 = time.perf_counter()
         rows = [i for i, cs in enumerate(draft) for _ in cs]
         flat = self._scorer(rows, [c for cs in draft for c in cs])

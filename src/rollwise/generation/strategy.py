@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.components import Knobs
-from rollwise.generation.base import Completion, Engine, SamplingParams
+from rollwise.generation.base import WORK_KEYS, Completion, Engine, GenerateStats, SamplingParams
 from rollwise.registry import Registry
 
 
@@ -51,11 +51,13 @@ Scorer = Callable[[list[int], list[Completion]], list[float]]
 class CountingEngine:
     """The engine as every strategy sees it (``run_job`` wraps it): each ``generate`` call adds the tokens the
     engine decoded for it to ``decoded`` (per completion ``len(token_ids) - prefix_len``; a forced prefix is
-    prefilled, not decoded), and ``calls``. Everything else is the wrapped engine's."""
+    prefilled, not decoded), the work counters of its ``last_stats`` to ``work`` (prefill tokens, decode steps,
+    decode row-steps: ``WORK_KEYS``), and ``calls``. Everything else is the wrapped engine's."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.decoded = 0  # tokens decoded by the calls through this wrapper
+        self.work = dict.fromkeys(WORK_KEYS, 0)  # the engine's own counts of the forwards those calls ran
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:  # batch_size, model, tokenizer, version, last_stats, ...
@@ -66,11 +68,19 @@ class CountingEngine:
         out = self.engine.generate(prompts, counts, params, **options)
         self.calls += 1
         self.decoded += sum(len(c.token_ids) - c.prefix_len for cs in out for c in cs)
+        self.add_work(self.engine.last_stats)
         return out
 
-    def charge(self, tokens: int) -> None:
-        """Count ``tokens`` decoded outside this engine by the strategy (Sol-RL's low-precision explore copy)."""
+    def charge(self, tokens: int, stats: GenerateStats | None = None) -> None:
+        """Count ``tokens`` decoded outside this engine by the strategy (Sol-RL's low-precision explore copy),
+        and the work of that call (its engine's ``last_stats``) when given."""
         self.decoded += int(tokens)
+        if stats is not None:
+            self.add_work(stats)
+
+    def add_work(self, stats: GenerateStats) -> None:
+        for k in WORK_KEYS:
+            self.work[k] += int(getattr(stats, k, 0))
 
 
 class RolloutStrategy:

@@ -49,6 +49,7 @@ from rollwise.generation.base import (
     SamplingParams,
     StepControl,
     check_request,
+    estimate_work,
     pad_outputs,
     prefix_completion,
     prefix_finish,
@@ -137,7 +138,7 @@ class VLLMEngine:
             for i, res in zip(todo, results):
                 outs = sorted(res.outputs, key=lambda o: o.index)
                 out[i] = [self._completion(o, pre[i], k, outputs) for o in (outs * counts[i] if greedy else outs)]
-        self._record(prompts, counts, out, t0)
+        self._record(prompts, counts, out, t0, pre)
         return out
 
     def _plan(self, prompts: list[list[int]], counts: list[int], params: SamplingParams,
@@ -179,12 +180,16 @@ class VLLMEngine:
                                stop_token_ids=self._stop(params), logprobs=k, detokenize=False, seed=seed,
                                **extra)  # logprobs=k: the sampled token's + top-k
 
-    def _record(self, prompts: list[list[int]], counts: list[int], out: list[list[Completion]], t0: float) -> None:
+    def _record(self, prompts: list[list[int]], counts: list[int], out: list[list[Completion]], t0: float,
+                pre: list[Prefix | None]) -> None:
+        """The call's stats; its work counters estimated (vLLM's scheduler is not visible from here: see
+        ``estimate_work``, with ``max_num_seqs = batch_size`` slots)."""
         n_seq = sum(counts)
         self._stats = GenerateStats(
             sequences=n_seq, prompt_tokens=sum(len(p) * c for p, c in zip(prompts, counts)),
             completion_tokens=sum(len(c.token_ids) - c.prefix_len for g in out for c in g),
             seconds=time.perf_counter() - t0, extra={"policy_version": self.version},
+            **estimate_work(prompts, pre, out, self.batch_size),
         )
 
     def _text(self, toks: list[int]) -> str:

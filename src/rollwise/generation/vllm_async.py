@@ -168,7 +168,7 @@ class AsyncVLLMEngine(VLLMEngine):
                 out[i][j] = c
 
         self._run(drain())
-        self._record(prompts, counts, out, t0)
+        self._record(prompts, counts, out, t0, pre)
         return out
 
     def stream(self, prompts: list[list[int]], counts: list[int], params: SamplingParams, *,
@@ -199,7 +199,7 @@ class AsyncVLLMEngine(VLLMEngine):
             if self._running:
                 self.abort()
             self._run(agen.aclose())
-        self._record(prompts, counts, out, t0)
+        self._record(prompts, counts, out, t0, pre)
 
     def abort(self) -> int:
         """Abort every row still running in the current call or stream (partials kept); return how many."""

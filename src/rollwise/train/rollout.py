@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rollwise.generation.base import Engine, SamplingParams
+from rollwise.generation.base import WORK_KEYS, Engine, SamplingParams
 from rollwise.generation.strategy import CountingEngine, PlainStrategy, RolloutStrategy
 from rollwise.rewards.base import FAULTS
 from rollwise.rewards.ttrl import pseudo_label_metrics
@@ -50,6 +50,8 @@ class StepRollouts:
     discarded_rollouts: int = 0  # generated then dropped by the rollout strategy (pruned): charged, not trained
     discarded_tokens: int = 0  # of decoded_tokens, those of the dropped rollouts
     decoded_tokens: int = 0  # tokens the engine decoded this step (its own count: trees, prunes, partials, resumes)
+    # the engine's forwards this step (prefill tokens, decode steps, decode row-steps: WORK_KEYS), for cost.py
+    work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WORK_KEYS, 0))
 
     def add_fault(self, info: dict[str, Any]) -> None:
         """Count a check's fault, if its result is marked with one."""
@@ -248,6 +250,8 @@ class RolloutCollector:
         out.discarded_rollouts += got.discarded_rollouts
         out.discarded_tokens += got.discarded_tokens
         out.decoded_tokens += got.decoded_tokens
+        for k, v in got.work.items():
+            out.work[k] = out.work.get(k, 0) + v
 
 
 @dataclass
@@ -274,6 +278,7 @@ class RoundResult:
     discarded_rollouts: int = 0
     discarded_tokens: int = 0
     decoded_tokens: int = 0  # the engine's count of the tokens it decoded for the round (CountingEngine)
+    work: dict[str, int] = field(default_factory=dict)  # the engine's work counters for the round (CountingEngine)
 
 
 def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrategy, reward_shaper: Any = None,
@@ -304,4 +309,5 @@ def run_job(job: RoundJob, engine: Engine, verifier: Any, strategy: RolloutStrat
     verify_seconds = time.perf_counter() - t0
     strategy.observe([p for p, _, _ in flat], [c for _, _, c in flat], [float(r.score) for r in results])
     return RoundResult([(p, pid, c, res) for (p, pid, c), res in zip(flat, results)], job.version, gen_seconds,
-                       verify_seconds, got.discarded_rollouts, got.discarded_tokens, counted.decoded)
+                       verify_seconds, got.discarded_rollouts, got.discarded_tokens, counted.decoded,
+                       dict(counted.work))

@@ -24,6 +24,7 @@ from rollwise.config import Config
 from rollwise.config_checks import ConfigWarning, precondition_warnings
 from rollwise.data.sources import skip_metrics
 from rollwise.data.templates import encode_prompt
+from rollwise.generation.base import WORK_KEYS
 from rollwise.logging import MultiLogger, build_logger, truncate_metrics
 from rollwise.sampling import Budget
 from rollwise.train import checkpoint as ckpt
@@ -79,7 +80,9 @@ class Trainer:
         self.step_index = 0
         # generated and trained rollouts and tokens, kept apart: comparisons are at equal *generated* tokens
         self.ledger = {"ledger/rollouts": 0, "ledger/tokens": 0, "ledger/seconds": 0.0, "ledger/rollouts_trained": 0,
-                       "ledger/tokens_trained": 0, "ledger/empty_steps": 0}  # steps that trained nothing
+                       "ledger/tokens_trained": 0, "ledger/empty_steps": 0,  # steps that trained nothing
+                       # the engine's forwards for training rollouts (prefill tokens, decode steps, row-steps)
+                       **{f"ledger/{k}": 0 for k in WORK_KEYS}}
         self.nan_streak = 0
         self.empty_streak = 0
         self.resume_changes: list[str] = []
@@ -200,6 +203,8 @@ class Trainer:
     def _charge(self, got: StepRollouts, batch: TrainBatch) -> None:
         self.ledger["ledger/rollouts"] += got.num_rollouts + got.discarded_rollouts  # pruned ones were generated too
         self.ledger["ledger/tokens"] += got.decoded_tokens  # the engine's own count (pruned, tree, partial, resumed)
+        for k, v in got.work.items():  # what a projected GPU cost prices (cost.py)
+            self.ledger[f"ledger/{k}"] += v
         self.ledger["ledger/rollouts_trained"] += len(batch.rollouts)
         self.ledger["ledger/tokens_trained"] += batch.num_tokens
 
