@@ -19,6 +19,16 @@ from rollwise.train.warmstart import find_warmstart  # noqa: E402
 STEPS = 6
 
 
+def _progress(root) -> str:
+    """Each node's last logged step and checkpoints (what a failure message needs to be diagnosed)."""
+    out = []
+    for name in ("sw-node0", "sw-node1"):
+        steps = [r.get("step") for r in read_metrics(root / name)] if (root / name / "metrics.jsonl").exists() else []
+        ckpts = sorted(p.name for p in (root / name / "checkpoints").glob("step_*"))
+        out.append(f"{name}: last step {steps[-1] if steps else None}, checkpoints {ckpts}")
+    return "; ".join(out)
+
+
 def test_a_killed_node_restarts_resumes_and_rejoins(smoke_cfg, tmp_path):
     board = f"t-{uuid.uuid4().hex[:8]}"
     cfg = smoke_cfg("--run.name=sw", f"--trainer.steps={STEPS}", "--trainer.checkpoint_every=2",
@@ -34,10 +44,13 @@ def test_a_killed_node_restarts_resumes_and_rejoins(smoke_cfg, tmp_path):
         pid = ray.get(actors[1].pid.remote())
         runs = [a.train.remote() for a in actors]
         ckpt = tmp_path / "sw-node1" / "checkpoints" / "step_000002" / "COMPLETE"
-        deadline = time.time() + 300
+        deadline = time.time() + 420
         while not ckpt.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert ckpt.exists(), "node1 never reached its step-2 checkpoint"
+            done, _ = ray.wait(runs, timeout=0.2)
+            if done:  # a node's train() ended before node1's checkpoint: surface its error now, not at the deadline
+                ray.get(done)
+                pytest.fail(f"a node finished before node1's step-2 checkpoint: {_progress(tmp_path)}")
+        assert ckpt.exists(), f"node1 never reached its step-2 checkpoint: {_progress(tmp_path)}"
         os.kill(pid, signal.SIGKILL)
         finals = ray.get(runs, timeout=600)
         assert [f["steps"] for f in finals] == [STEPS, STEPS]

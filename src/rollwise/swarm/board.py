@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -161,14 +162,29 @@ class RayBoard:
             ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         self.ray, self.timeout_s = ray, timeout_s
-        self.actor = ray.remote(num_cpus=0, max_restarts=-1)(_BoardActor).options(
-            name=f"rollwise-swarm-{name}", get_if_exists=True, lifetime="detached").remote()
+        self.actor = _board_actor(ray, f"rollwise-swarm-{name}")
 
     def publish(self, agent: str, round: int, groups: list[SharedGroup]) -> None:
         self.ray.get(self.actor.publish.remote(agent, round, [asdict(g) for g in groups]), timeout=self.timeout_s)
 
     def read(self, exclude: str) -> tuple[list[SharedGroup], int]:
         return _parse_all(self.ray.get(self.actor.read.remote(exclude), timeout=self.timeout_s))
+
+
+def _board_actor(ray: Any, name: str, tries: int = 5) -> Any:
+    """The named board actor, created if no node has yet. Nodes that start together race to create it; a lookup
+    first, then ``get_if_exists``, then a lookup again (the name taken between the two) settles the race."""
+    for attempt in range(tries):
+        try:
+            return ray.get_actor(name)
+        except ValueError:  # no actor of that name (yet)
+            pass
+        try:
+            return ray.remote(num_cpus=0, max_restarts=-1)(_BoardActor).options(
+                name=name, get_if_exists=True, lifetime="detached").remote()
+        except ValueError:  # another node took the name between the lookup and the creation
+            time.sleep(0.1 * (attempt + 1))
+    return ray.get_actor(name)
 
 
 BOARDS: Registry[Any] = Registry("swarm board")

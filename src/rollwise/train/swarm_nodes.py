@@ -15,12 +15,16 @@ from its last checkpoint and rejoins the swarm, while the others go on.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from rollwise.config import Config, apply_override
+from rollwise.swarm.board import RayBoard
+
+log = logging.getLogger(__name__)
 
 
 def node_configs(cfg: Config, nodes: int | None = None) -> list[Config]:
@@ -79,6 +83,13 @@ def start_nodes(cfgs: list[Config], threads: int = 1) -> list[Any]:
                                "_node_ip_address": "127.0.0.1", "include_dashboard": False})
         os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(**kw, log_to_driver=False, configure_logging=False)
+    for c in cfgs:  # the shared board exists before any node asks for it (nodes then only look it up)
+        if c.swarm is not None and c.swarm.board == "ray":
+            RayBoard(c.swarm.name)
+    need, have = len(cfgs) * threads, ray.cluster_resources().get("CPU", 0)
+    if need > have:  # a node that cannot be placed waits for ever (a local Ray never grows): say so now
+        log.warning("swarm: %d nodes x %d CPUs need %d CPUs, the Ray cluster has %g; the rest wait for CPUs",
+                    len(cfgs), threads, need, have)
     actor = ray.remote(SwarmNode).options(max_restarts=3, max_task_retries=3, num_cpus=threads)
     return [actor.remote(c.model_dump(mode="json", by_alias=True)) for c in cfgs]
 
