@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rollwise.bench_cost import PROJECTED, cost_columns, cost_table, price_runs
 from rollwise.config import ConfigError, load_config
+from rollwise.cost import get_model, get_setup
 from rollwise.logging import read_metrics
 
 
@@ -52,6 +54,8 @@ class Grid:
     # ``rollwise bench --quick``: a smoke variant, keys replaced (seeds, arms by name, extra overrides)
     quick: dict[str, Any] = field(default_factory=dict)
     headline: bool = False  # also write the proving-ground summary (rollwise.bench_headline): headline.md + plots
+    # price each run's counted work on a GPU setup (rollwise.cost): {"setup": ..., "model": ...}; None = off
+    cost: dict[str, str] | None = None
 
 
 class GridError(ConfigError):
@@ -88,6 +92,18 @@ class QuickSpec(_Strict):
     overrides: list[str] = Field([], description="overrides appended to every arm's")
 
 
+class CostSpec(_Strict):
+    """``cost = {setup = ..., model = ...}``: projected GPU seconds per arm (rollwise.cost, bench_cost.py)."""
+
+    setup: str = Field("h100-vllm-fsdp", description="a named GPU setup of rollwise.cost")
+    model: str = Field(description="the model size it prices (e.g. smollm2-135m, qwen2.5-0.5b, tiny)")
+
+    @model_validator(mode="after")
+    def _known(self) -> CostSpec:
+        get_model(get_setup(self.setup), self.model)  # ValueError naming the options
+        return self
+
+
 class GridSpec(_Strict):
     """A bench grid file as written (every key of :class:`Grid`); unknown keys are errors."""
 
@@ -106,6 +122,7 @@ class GridSpec(_Strict):
     prepare: list[str] | None = None
     quick: QuickSpec = QuickSpec()
     headline: bool = False
+    cost: CostSpec | None = None
 
     @model_validator(mode="after")
     def _check_names(self) -> GridSpec:
@@ -166,7 +183,7 @@ def load_grid(path: str | Path) -> Grid:
     return Grid(spec.base, list(spec.seeds), arms, list(spec.overrides), Path(spec.out or f"bench/results/{p.stem}"),
                 spec.reference or arms[0].name, spec.metric, spec.reach, spec.interpolate, spec.at_step,
                 list(spec.report), spec.x, spec.prepare, spec.quick.model_dump(exclude_none=True, exclude_unset=True),
-                spec.headline)
+                spec.headline, spec.cost.model_dump() if spec.cost is not None else None)
 
 
 def quick_grid(grid: Grid) -> Grid:
@@ -316,7 +333,7 @@ def load_runs(grid: Grid, finished: bool = False) -> dict[str, list[list[dict[st
 def summarise(grid: Grid) -> list[dict[str, Any]]:
     """Per arm: final accuracy, tokens to reach the reference's target accuracy (its final, or ``reach`` of its
     gain; and the ratio to the reference's own tokens to it), mixed share, seconds per step; mean and spread
-    over seeds."""
+    over seeds. With ``cost``, also the projected GPU seconds to the same targets (bench_cost.py)."""
     runs = load_runs(grid)
 
     def curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -356,6 +373,14 @@ def summarise(grid: Grid) -> list[dict[str, Any]]:
             if steps else float("nan"),
             **{key: _report_value(rs, key) for key in grid.report},
         })
+    if grid.cost is not None:  # the same "to reach", a second time, on the projected GPU seconds (bench_cost.py)
+        priced = price_runs(runs, grid.cost)
+
+        def reach(rows: list[dict[str, Any]], goal: float) -> float:
+            return _tokens_to_reach(*_curve(rows, grid.metric, PROJECTED), goal, grid.interpolate)
+
+        for row in out:
+            row |= cost_columns(priced[row["arm"]], reach, target, ref_final)
     return out
 
 
@@ -402,6 +427,8 @@ def write_report(grid: Grid, rows: list[dict[str, Any]]) -> Path:
                      f"{r['reached']}/{r['seeds']} | {r['mixed_share']:.2f} | {r['generated_per_step']:.0f} | "
                      f"{r['seconds_per_step']:.2f} | {r['steps']:.0f} |{tail}"
                      + "".join(f" {r[k]:.3f} |" for k in grid.report))
+    if grid.cost is not None:
+        lines += cost_table(grid.cost, rows, what)
     md = grid.out / "results.md"
     md.write_text("\n".join(lines) + "\n")
     plot_grid(grid)

@@ -68,7 +68,9 @@ class CountingEngine:
         out = self.engine.generate(prompts, counts, params, **options)
         self.calls += 1
         self.decoded += sum(len(c.token_ids) - c.prefix_len for cs in out for c in cs)
-        self.add_work(self.engine.last_stats)
+        stats = getattr(self.engine, "last_stats", None)  # a bare test double may have none: no work to add
+        if stats is not None:
+            self.add_work(stats)
         return out
 
     def charge(self, tokens: int, stats: GenerateStats | None = None) -> None:
