@@ -81,6 +81,24 @@ def test_verifier_calls_the_datasets_own_score_answer():
     assert rgt.extract_answer("so <answer>12</answer>") == "12"
 
 
+def test_the_number_verifier_reads_an_untagged_replys_final_number_with_the_datasets_own_scorer():
+    s = rgt.build_rg_suite("reasoning_gym:chain_sum@1,leg_counting@0", train_size=4, eval_size=1, seed=0)
+    verify = get_verifier("reasoning_gym_number", bounded=False)
+    for p in s.pool:
+        gold, wrong = p.meta["answer"], str(int(p.meta["answer"]) + 1)
+        chatty = verify(f"The final answer is {gold}.", p.reference)
+        assert (chatty.score, chatty.parsed, chatty.info["where"]) == (1.0, True, "answer_line")
+        assert verify(f"First {wrong}, then {gold}", p.reference).info["where"] == "last_number"
+        assert verify(f"First {wrong}, then {gold}", p.reference).score == 1.0
+        assert verify(f"The answer is {wrong}.", p.reference).score == 0.0
+        tagged = verify(f"{gold} <answer>{wrong}</answer>", p.reference)  # a tag wins over any number
+        assert (tagged.score, tagged.info["where"]) == (0.0, "tag")
+        none = verify("I do not know.", p.reference)
+        assert (none.score, none.parsed) == (0.0, False)
+        # the strict verifier scores the whole untagged reply, so a chatty right answer is no answer
+        assert get_verifier("reasoning_gym", bounded=False)(f"The answer is {gold}.", p.reference).score < 0.5
+
+
 @pytest.mark.parametrize("bad", [float("nan"), 2.0, -0.5, "1", None, float("inf")])
 def test_a_scorer_returning_a_bad_score_raises_so_the_pool_counts_a_fault(monkeypatch, bad):
     s = rgt.build_rg_suite("reasoning_gym:chain_sum@0", train_size=1, eval_size=1, seed=0)
@@ -134,6 +152,9 @@ def test_train_task_from_the_config_and_eval_data(smoke_cfg):
     assert [p.uid for p in got] == [p.uid for ps in task.eval_sets.values() for p in ps]
     auto = smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum")
     assert auto.task.verifier_name() == "reasoning_gym"  # 'auto' reads the dataset family: its own scorer
+    number = smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum@0",
+                       "--task.verifier=reasoning_gym_number", "--task.train_size=2", "--task.eval_size=1")
+    assert len(build_task(number).pool) == 2
     with pytest.raises(ConfigError, match="set task.verifier = 'reasoning_gym'"):
         build_task(smoke_cfg("--task.suite=dataset", "--task.dataset=reasoning_gym:chain_sum",
                              "--task.verifier=math"))

@@ -24,6 +24,12 @@ so :func:`verify_reasoning_gym` (the verifier ``reasoning_gym``) scores a comple
 ``score_answer(answer, entry)`` in any process. The answer is the last ``<answer>...</answer>`` of the
 completion (reasoning-gym's own format), else the whole stripped completion. A scorer that raises or returns a
 score that is not a number in [0, 1] raises here, so the verifier pool counts it as a fault (``error``).
+
+:func:`verify_reasoning_gym_number` (the verifier ``reasoning_gym_number``) is for small chat models that never
+tag and rarely reply with the bare answer ("The final answer is 8."): the last tagged answer, else the reply's
+final number read as ``final_number`` reads word-problem replies (box, answer line, last number), still scored
+by the dataset's own ``score_answer``. Meant for mixes whose answers are numbers; ``parsed`` says whether an
+answer was found, ``info["where"]`` where (``tag``, ``boxed``, ``answer_line``, ``last_number``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from rollwise.rewards.core import VerifyResult
+from rollwise.rewards.final_number import extract_final_number
+from rollwise.rewards.gsm8k import _render
 from rollwise.types import Prompt
 
 try:  # imported with this module (which only a reasoning_gym spec or verifier imports): a verifier pool worker
@@ -251,14 +259,33 @@ def extract_answer(completion: str) -> str:
 
 def verify_reasoning_gym(completion: str, reference: str) -> VerifyResult:
     """Score ``completion`` with the dataset's own ``score_answer`` on the item ``reference`` names."""
+    answer = extract_answer(completion)
+    score, task = _score(reference, answer if answer else None)
+    return VerifyResult(score, bool(answer), {"task": task, "answer": answer[:200]})
+
+
+def _score(reference: str, answer: str | None) -> tuple[float, str]:
+    """The dataset's own score of ``answer`` on the item ``reference`` names (checked to be in [0, 1])."""
     key = json.loads(reference)
     if not isinstance(key, dict) or not {"task", "level", "config", "seed", "size", "index"} <= set(key):
         raise ValueError(f"not a reasoning_gym reference: {reference[:80]!r}")
     index = int(key.pop("index"))
-    entry = _entry(json.dumps(key, sort_keys=True), index)
-    answer = extract_answer(completion)
-    score = _dataset(json.dumps(key, sort_keys=True)).score_answer(answer if answer else None, entry)
+    dkey = json.dumps(key, sort_keys=True)
+    score = _dataset(dkey).score_answer(answer, _entry(dkey, index))
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score) \
             or not 0.0 <= score <= 1.0:
         raise ValueError(f"reasoning_gym {key['task']}: score_answer returned {score!r}, not a number in [0, 1]")
-    return VerifyResult(float(score), bool(answer), {"task": key["task"], "answer": answer[:200]})
+    return float(score), key["task"]
+
+
+def verify_reasoning_gym_number(completion: str, reference: str) -> VerifyResult:
+    """The last tagged answer, else the reply's final number (``final_number``'s reading), scored by the
+    dataset's own ``score_answer``; an untagged reply with no number scores 0, unparsed."""
+    tagged = _ANSWER.findall(completion)
+    if tagged:
+        answer, where = tagged[-1].strip(), "tag"
+    else:
+        value, where = extract_final_number(completion)
+        answer = "" if value is None else _render(value)
+    score, task = _score(reference, answer if answer else None)
+    return VerifyResult(score, bool(answer), {"task": task, "answer": answer[:200], "where": where})

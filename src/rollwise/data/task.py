@@ -85,13 +85,13 @@ def build_dataset_task(cfg: Any) -> TaskData:
 
 def _reasoning_gym_task(cfg: Any) -> TaskData:
     """A ``reasoning_gym:...`` mix (``data/reasoning_gym_tasks.py``): generated, so its held-out sets come with it
-    (``task.eval_size`` per entry; ``task.eval_dataset`` unused); scored only by the ``reasoning_gym`` verifier."""
+    (``task.eval_size`` per entry; ``task.eval_dataset`` unused); scored only by the ``reasoning_gym`` verifiers."""
     from rollwise.data.reasoning_gym_tasks import build_rg_suite  # lazy: imports reasoning-gym
 
     t = cfg.task
-    if t.verifier_name() != "reasoning_gym":
+    if t.verifier_name() not in ("reasoning_gym", "reasoning_gym_number"):
         raise ConfigError("task.verifier: reasoning_gym tasks are scored by their own score_answer; set "
-                          "task.verifier = 'reasoning_gym'")
+                          "task.verifier = 'reasoning_gym' (or 'reasoning_gym_number' for untagged numeric replies)")
     size = min(t.train_size, t.train_limit or t.train_size)
     return _suite_task(build_rg_suite(t.dataset, size, t.eval_size, t.seed))
 

@@ -116,6 +116,8 @@ VERIFIERS.register("synthetic_int", "rollwise.rewards.synthetic:verify_int", doc
 VERIFIERS.register("synthetic_scratch", "rollwise.rewards.synthetic:verify_scratch", doc="'<work>|<integer>'")
 VERIFIERS.register("reasoning_gym", "rollwise.data.reasoning_gym_tasks:verify_reasoning_gym",
                    doc="a reasoning-gym item's own score_answer (references from reasoning_gym:... specs)")
+VERIFIERS.register("reasoning_gym_number", "rollwise.data.reasoning_gym_tasks:verify_reasoning_gym_number",
+                   doc="reasoning_gym, reading an untagged reply's final number (small chat models)")
 VERIFIERS.register("synthetic_mixed", "rollwise.rewards.synthetic:verify_mixed", doc="'<int>' or '#<work>|<int>'")
 
 
