@@ -15,7 +15,7 @@ def model(tok):
     return build_tiny_model(tok, layers=2, hidden=32, heads=2, kv_heads=1, intermediate=64, seed=0)
 
 
-# ---- vLLM: one tiny model and one engine of each kind per session (building one takes tens of seconds)
+# ---- vLLM: one tiny model and one engine of each kind per run (building one takes tens of seconds)
 @pytest.fixture(scope="session")
 def vllm_tok():
     return build_char_tokenizer()
@@ -54,17 +54,22 @@ def _build_vllm(name: str, model, tok):
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
+# Package scope (this folder's __init__.py): the engines are closed when the run leaves tests/generation, while
+# the in-process engine's torch.distributed groups still exist; a later test that tears torch.distributed down
+# (tests/train/test_async.py's collective weight sync) would make vLLM's own exit-time shutdown fail.
+@pytest.fixture(scope="package")
 def vllm_engine(vllm_model, vllm_tok):
     """The offline engine (``vllm.LLM`` in this process); tests that change its weights restore them. The two
     engines may be built in either order (generation/vllm_async.py's docstring: the envs cache an in-process
-    ``LLM`` freezes); tests that take both name this one first, so the session builds the async engine after it."""
-    return _build_vllm("vllm", vllm_model, vllm_tok)
+    ``LLM`` freezes); tests that take both name this one first, so the async engine is built after it."""
+    engine = _build_vllm("vllm", vllm_model, vllm_tok)
+    yield engine
+    engine.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def vllm_async_engine(vllm_model, vllm_tok):
-    """The async engine (``vllm.AsyncLLM``, engine core in a child process), closed at the end of the session."""
+    """The async engine (``vllm.AsyncLLM``, engine core in a child process)."""
     engine = _build_vllm("vllm_async", vllm_model, vllm_tok)
     yield engine
     engine.close()

@@ -104,6 +104,18 @@ class VLLMEngine:
 
         return vllm.LLM(**engine_kwargs)
 
+    def close(self) -> None:
+        """Shut the in-process engine core down now: model, KV cache and vLLM's torch.distributed groups. Without it
+        vLLM's finalizer does so at exit, and fails (``ValueError: Invalid process group specified``) if something in
+        between tore down the process's torch.distributed state, as a collective weight sync's
+        ``destroy_process_group()`` does. The engine is unusable afterwards."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()  # InprocClient: detaches vLLM's finalizer, so it runs once
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
     @property
     def last_stats(self) -> GenerateStats:
         return self._stats

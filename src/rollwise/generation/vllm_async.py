@@ -161,6 +161,7 @@ class AsyncVLLMEngine(VLLMEngine):
         self._loop.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+            self._tmp = None
 
     def sync_weights(self, model: Any, version: int) -> None:
         """Send ``model``'s state dict (HF names, serialised by ``torch.save``) to the engine process, which loads

@@ -1,0 +1,1 @@
+"""Tests of rollwise.generation (a package, so that conftest.py's package-scoped vLLM engines close on leaving it)."""
