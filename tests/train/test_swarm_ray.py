@@ -16,7 +16,27 @@ from rollwise.train.swarm_nodes import node_configs, start_nodes  # noqa: E402
 from rollwise.train.trainer import Trainer  # noqa: E402
 from rollwise.train.warmstart import find_warmstart  # noqa: E402
 
-STEPS = 6
+STEPS = 12  # node1 is killed at step 2: ten steps after it leave a wide window for the kill
+
+
+def _steps(run_dir) -> int:
+    """The last step a run has logged (0 before its first)."""
+    if not (run_dir / "metrics.jsonl").exists():
+        return 0
+    return max((r.get("step", 0) for r in read_metrics(run_dir) if "rollout/reward_mean" in r), default=0)
+
+
+def _wait(runs, ready, what: str, root, timeout_s: float = 420.0) -> None:
+    """Poll ``ready()`` until it holds; one of ``runs`` ending first fails at once with its error and each node's
+    progress."""
+    deadline = time.time() + timeout_s
+    while not ready():
+        done, _ = ray.wait(runs, timeout=0.2)
+        if done and not ready():  # (ready may have come true during the wait)
+            ray.get(done)
+            pytest.fail(f"{what}: a node's train() ended first; {_progress(root)}")
+        if time.time() > deadline:
+            pytest.fail(f"{what} within {timeout_s:.0f} s; {_progress(root)}")
 
 
 def _progress(root) -> str:
@@ -32,8 +52,8 @@ def _progress(root) -> str:
 def test_a_killed_node_restarts_resumes_and_rejoins(smoke_cfg, tmp_path):
     board = f"t-{uuid.uuid4().hex[:8]}"
     cfg = smoke_cfg("--run.name=sw", f"--trainer.steps={STEPS}", "--trainer.checkpoint_every=2",
-                    "--trainer.eval_every=0", "--swarm.board=ray", f"--swarm.name={board}", "--swarm.external=2",
-                    "--run.threads=1")
+                    "--trainer.keep_checkpoints=100", "--trainer.eval_every=0", "--swarm.board=ray",
+                    f"--swarm.name={board}", "--swarm.external=2", "--run.threads=1")
     nodes = node_configs(cfg, 2)
     assert [c.swarm.agent for c in nodes] == ["node0", "node1"] and [c.run.seed for c in nodes] == [0, 1]
     assert node_configs(smoke_cfg("--swarm.external=1"), 1)[0].swarm.board == "ray"  # memory cannot cross processes
@@ -42,15 +62,15 @@ def test_a_killed_node_restarts_resumes_and_rejoins(smoke_cfg, tmp_path):
     try:
         actors = start_nodes(nodes)
         pid = ray.get(actors[1].pid.remote())
-        runs = [a.train.remote() for a in actors]
+        # node0 first, until it has trained a step (a node's process may start much later than the other's: CI saw
+        # node1 finish every step before node0 logged one), then node1, killed once its step-2 checkpoint is on disk
+        # (every checkpoint is kept: the old test waited for a step-2 checkpoint already pruned by step 6's)
+        runs = [actors[0].train.remote()]
+        _wait(runs, lambda: _steps(tmp_path / "sw-node0") >= 1, "node0 never trained a step", tmp_path)
+        runs.append(actors[1].train.remote())
         ckpt = tmp_path / "sw-node1" / "checkpoints" / "step_000002" / "COMPLETE"
-        deadline = time.time() + 420
-        while not ckpt.exists() and time.time() < deadline:
-            done, _ = ray.wait(runs, timeout=0.2)
-            if done:  # a node's train() ended before node1's checkpoint: surface its error now, not at the deadline
-                ray.get(done)
-                pytest.fail(f"a node finished before node1's step-2 checkpoint: {_progress(tmp_path)}")
-        assert ckpt.exists(), f"node1 never reached its step-2 checkpoint: {_progress(tmp_path)}"
+        _wait(runs[1:], ckpt.exists, "node1 never reached its step-2 checkpoint", tmp_path)
+        assert _steps(tmp_path / "sw-node1") < STEPS, f"node1 ended before the kill: {_progress(tmp_path)}"
         os.kill(pid, signal.SIGKILL)
         finals = ray.get(runs, timeout=600)
         assert [f["steps"] for f in finals] == [STEPS, STEPS]
