@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rollwise.bench import _curve, _tokens_to_reach, load_grid, load_runs
+from rollwise.bench_cost import PROJECTED, price_runs
 from rollwise.bench_headline import ci95
 
 Row = dict[str, Any]
@@ -28,44 +28,24 @@ PARTS = {"replayed groups": "sampler/replay/drawn", "LATR branches": "generation
          "rows skipped": "perf/update_rows_skipped", "mixed share": "sampler/mixed_share"}
 
 
-def gpu_pricer(cost: dict[str, str]) -> Callable[[Row], float] | None:
-    """The cost model's projected GPU seconds of a metrics row (its cumulative ledger) on ``cost``'s setup and
-    model size; None without the cost model."""
-    try:
-        from rollwise.cost import get_model, get_setup, project_row  # the cost model (issue 32 item 3)
-    except ImportError:
-        return None
-    setup = get_setup(cost["setup"])
-    model = get_model(setup, cost["model"])
-    return lambda row: project_row(row, setup, model).total_s
+AXES = {"tokens": "ledger/tokens", "trained tokens": "ledger/tokens_trained", "CPU s": "ledger/seconds",
+        "GPU s (projected)": PROJECTED}  # the cost axes: label -> the (cumulative) key of a metrics row
 
 
-def axes(pricer: Callable[[Row], float] | None) -> dict[str, str]:
-    out = {"tokens": "ledger/tokens", "trained tokens": "ledger/tokens_trained", "CPU s": "ledger/seconds"}
-    if pricer is not None:
-        out["GPU s (projected)"] = "gpu"
-    return out
-
-
-def crossings(run: list[Row], metric: str, x: str, target: float, pricer: Callable[[Row], float] | None) -> float:
-    if x == "gpu":
-        ev = [r for r in run if metric in r]
-        xs = np.array([pricer(r) if "ledger/tokens" in r else 0.0 for r in ev], float)  # type: ignore[misc]
-        return _tokens_to_reach(xs, np.array([r[metric] for r in ev], float), target, True)
+def crossings(run: list[Row], metric: str, x: str, target: float) -> float:
     return _tokens_to_reach(*_curve(run, metric, x), target, True)
 
 
-def _last(run: list[Row], x: str, pricer: Callable[[Row], float] | None) -> float:
+def _last(run: list[Row], x: str) -> float:
     """A run's whole cost on axis ``x`` (its last row)."""
-    last = [r for r in run if "ledger/tokens" in r][-1]
-    return pricer(last) if x == "gpu" else float(last[x])  # type: ignore[misc]
+    return float([r for r in run if "ledger/tokens" in r][-1][x])
 
 
 def table(grid_path: str, vs: str, cost_model: str | None = None) -> tuple[list[Row], dict[str, Any]]:
     grid = load_grid(grid_path)
-    runs = load_runs(grid, finished=True)
-    cost = getattr(grid, "cost", None) or {"setup": "h100-vllm-fsdp", "model": "tiny"}
-    pricer = gpu_pricer(cost if cost_model is None else {**cost, "model": cost_model})
+    cost = grid.cost or {"setup": "h100-vllm-fsdp", "model": "tiny"}
+    cost = cost if cost_model is None else {**cost, "model": cost_model}
+    runs = price_runs(load_runs(grid, finished=True), cost)  # every row with its projected GPU seconds
     ref = runs[grid.reference]
     start = float(np.mean([_curve(r, grid.metric)[1][0] for r in ref]))
     final = float(np.mean([_curve(r, grid.metric)[1][-1] for r in ref]))
@@ -77,20 +57,20 @@ def table(grid_path: str, vs: str, cost_model: str | None = None) -> tuple[list[
         row: Row = {"arm": name, "seeds": len(rs), "gain": float(gains.mean()), "gain_ci95": ci95(gains),
                     "final_acc": float(np.mean([_curve(r, grid.metric)[1][-1] for r in rs])),
                     "steps": float(np.mean([run[-1]["step"] for run in rs]))}
-        for label, x in axes(pricer).items():
+        for label, x in AXES.items():
             for frac in (0.9, 1.0):
-                hits = np.array([crossings(r, grid.metric, x, start + frac * gain, pricer) for r in rs])
+                hits = np.array([crossings(r, grid.metric, x, start + frac * gain) for r in rs])
                 ok = hits[np.isfinite(hits)]
                 row[f"{label}@{round(frac * 100)}"] = {
                     "mean": float(ok.mean()) if ok.size else math.nan, "reached": int(ok.size),
                     "min": float(ok.min()) if ok.size else math.nan, "max": float(ok.max()) if ok.size else math.nan}
         if vs in runs:  # the second baseline's own final accuracy: what it cost it (its whole run) and each arm
             vs_final = float(np.mean([_curve(r, grid.metric)[1][-1] for r in runs[vs]]))
-            for label, x in axes(pricer).items():
+            for label, x in AXES.items():
                 if name == vs:
-                    xs = [_last(r, x, pricer) for r in rs]
+                    xs = [_last(r, x) for r in rs]
                 else:
-                    xs = [crossings(r, grid.metric, x, vs_final, pricer) for r in rs]
+                    xs = [crossings(r, grid.metric, x, vs_final) for r in rs]
                 a = np.array(xs, float)
                 row[f"{label}@{vs}"] = {"mean": float(np.nanmean(a)) if np.isfinite(a).any() else math.nan,
                                         "reached": int(np.isfinite(a).sum()),
@@ -109,7 +89,7 @@ def table(grid_path: str, vs: str, cost_model: str | None = None) -> tuple[list[
     vs_final = float(np.mean([_curve(r, grid.metric)[1][-1] for r in runs[vs]])) if vs in runs else math.nan
     meta = {"vs_final_acc": vs_final, "reference": grid.reference, "vs": vs, "start_acc": start,
             "ref_final_acc": final, "ref_gain": gain, "seeds": grid.seeds,
-            "gpu_model": (cost_model or cost["model"]) if pricer else None}
+            "gpu_model": cost["model"]}
     return rows, meta
 
 
