@@ -83,9 +83,8 @@ def start_nodes(cfgs: list[Config], threads: int = 1) -> list[Any]:
                                "_node_ip_address": "127.0.0.1", "include_dashboard": False})
         os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(**kw, log_to_driver=False, configure_logging=False)
-    for c in cfgs:  # the shared board exists before any node asks for it (nodes then only look it up)
-        if c.swarm is not None and c.swarm.board == "ray":
-            RayBoard(c.swarm.name)
+    for name in {c.swarm.name for c in cfgs if c.swarm is not None and c.swarm.board == "ray"}:
+        RayBoard(name)  # the shared board exists before any node asks for it (nodes then only look it up)
     need, have = len(cfgs) * threads, ray.cluster_resources().get("CPU", 0)
     if need > have:  # a node that cannot be placed waits for ever (a local Ray never grows): say so now
         log.warning("swarm: %d nodes x %d CPUs need %d CPUs, the Ray cluster has %g; the rest wait for CPUs",
