@@ -49,7 +49,7 @@ import numpy as np
 
 from rollwise.rewards.core import VerifyResult
 from rollwise.rewards.final_number import extract_final_number
-from rollwise.rewards.gsm8k import _render
+from rollwise.rewards.gsm8k import render_number
 from rollwise.types import Prompt
 
 try:  # imported with this module (which only a reasoning_gym spec or verifier imports): a verifier pool worker
@@ -286,6 +286,6 @@ def verify_reasoning_gym_number(completion: str, reference: str) -> VerifyResult
         answer, where = tagged[-1].strip(), "tag"
     else:
         value, where = extract_final_number(completion)
-        answer = "" if value is None else _render(value)
+        answer = "" if value is None else render_number(value)
     score, task = _score(reference, answer if answer else None)
     return VerifyResult(score, bool(answer), {"task": task, "answer": answer[:200], "where": where})

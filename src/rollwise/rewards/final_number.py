@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from rollwise.rewards.base import VerifyResult, inline_safe
 from rollwise.rewards.extract import final_answer_line, last_boxed
-from rollwise.rewards.gsm8k import _last_number, _render, parse_number
+from rollwise.rewards.gsm8k import _last_number, parse_number, render_number
 
 __all__ = ["extract_final_number", "verify_final_number"]
 
@@ -52,4 +52,4 @@ def verify_final_number(completion: str, reference: str) -> VerifyResult:
     pred, where = extract_final_number(completion)
     if pred is None:
         return VerifyResult(0.0, False, {"reason": "no_number"})
-    return VerifyResult(float(pred == gold), True, {"extracted": _render(pred), "where": where})
+    return VerifyResult(float(pred == gold), True, {"extracted": render_number(pred), "where": where})

@@ -71,7 +71,8 @@ def extract_number(completion: str) -> tuple[Fraction | None, str]:
     return _last_number(completion), "last_number"
 
 
-def _render(value: Fraction) -> str:
+def render_number(value: Fraction) -> str:
+    """A parsed number as text: an integer plainly, else as a fraction (``3/4``)."""
     return str(value.numerator) if value.denominator == 1 else str(value)
 
 
@@ -84,4 +85,4 @@ def verify_gsm8k(completion: str, reference: str) -> VerifyResult:
     pred, where = extract_number(completion)
     if pred is None:
         return VerifyResult(0.0, False, {"reason": "no_number"})
-    return VerifyResult(float(pred == gold), True, {"extracted": _render(pred), "where": where})
+    return VerifyResult(float(pred == gold), True, {"extracted": render_number(pred), "where": where})
