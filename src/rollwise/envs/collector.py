@@ -91,7 +91,7 @@ class EpisodeCollector(EpisodeRounds):
     def __init__(self, engine: Engine, make_env: Callable[[], Any], limits: EnvKnobs, pool: list[Prompt],
                  fmt: TurnFormat, params: SamplingParams, runner: Any = None) -> None:
         self.engine, self.pool, self.params, self.limits = engine, pool, params, limits
-        self.runner = runner
+        self.runner, self.fmt = runner, fmt
         self.loop = runner if runner is not None else AgentLoop(engine, make_env, fmt, limits)
         self.strategy = PlainStrategy()  # the rollout source checkpoints its strategy's state (none here)
         self.last_episodes: list[Episode] = []

@@ -265,6 +265,21 @@ class Ledger:
             return 0.0
         return float(value.denominator == 1 and int(value) in needed_values(op, operands, done_values))
 
+    @staticmethod
+    def canonical_action(text: str) -> str | None:
+        """The action parsed out of a reply, for string matches with the expert's (UI-S1's ``extract_match``,
+        PivotRL's exact-match reward): ``CALC: 23 + 45 = 68`` -> ``CALC:23+45``, ``ANSWER: 1,056.`` ->
+        ``ANSWER:1056``; None when the reply holds no action. ``CALC: 45 + 23`` is a different string (the
+        functional check accepts it)."""
+        got = parse_action(text)
+        if got is None:
+            return None
+        kind, arg = got
+        if kind == "answer":
+            n = parse_answer(arg)
+            return None if n is None else f"ANSWER:{n}"
+        return "CALC:" + re.sub(r"\s+", "", arg)
+
     # ------------------------------------------------------------------ the warm start (plain-text models)
     def sft_pairs(self, seed: int, max_turns: int) -> Iterator[tuple[str, str]]:
         """Endless (context text, action text) pairs of the expert on random train problems, in plain text

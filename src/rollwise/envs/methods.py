@@ -6,7 +6,12 @@ samplers and losses stay as they are.
 - ``uis1`` (UI-S1 semi-online RL, arXiv 2509.11543): ``envs/semi_online.py``.
 
 Both need an environment with the step extensions of ``envs/base.py`` (:class:`rollwise.envs.base.StepEnv`:
-``expert``, ``action_reward``, ``snapshot``/``restore``), e.g. ``chain``.
+``expert``, ``action_reward``, ``snapshot``/``restore``), e.g. ``chain`` or ``ledger``. Contexts are token ids built
+with the run's turn format (the episode collector's: plain text, or the tokenizer's chat template opened by the
+system prompt, :class:`rollwise.envs.chat.ChatFormat`), so a step sample sees exactly what a free-running episode
+sees at that turn. An environment may define ``canonical_action(text) -> str | None`` (the action parsed out of a
+reply, as UI-S1's ``extract_match``): the string matches (UI-S1's match, PivotRL's exact-match reward) compare
+those; without it, the stripped texts.
 """
 
 from __future__ import annotations
@@ -95,16 +100,31 @@ class StepCollectorBase:
             raise ValueError(f"agentic {cfg.agentic.type!r}: environment {cfg.env.type!r} lacks the step "
                              "extensions (expert, action_reward, snapshot, restore); use e.g. env.type = 'chain'")
         self.checker = probe  # scores actions from snapshots (action_reward reads only the state it is given)
+        self.canon = getattr(probe, "canonical_action", None) or str.strip
         self.encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+        self.fmt = self.base.fmt
+        # the format's own stop tokens too (a chat template's end-of-turn token), as the episode loop does
+        self.stops = tuple(dict.fromkeys((*params.stop_token_ids, *sorted(getattr(self.fmt, "stop_ids", ())))))
         self.strategy = PlainStrategy()
         self.last: dict[str, float] = {}
 
-    def generate(self, contexts: list[str], counts: list[int], params: Any, seed: int | None) -> list[list[Any]]:
-        """``counts[i]`` one-turn completions from each text context (one engine call)."""
+    def matches(self, text: str, expert: str) -> bool:
+        """A string match of an action with the expert's (through ``canonical_action`` where the env has it)."""
+        got = self.canon(text)
+        return got is not None and got == self.canon(expert)
+
+    def after(self, action_ids: list[int] | None, action: str, obs: list[Any]) -> list[int]:
+        """What follows a context when ``action`` is played and ``obs`` comes back: the sampled tokens
+        (``action_ids``) or, for an action the policy did not sample (the expert's), its encoding."""
+        return self.fmt.after(list(action_ids) if action_ids is not None else self.encode(action), obs)
+
+    def generate(self, contexts: list[list[int]], counts: list[int], params: Any,
+                 seed: int | None) -> list[list[Any]]:
+        """``counts[i]`` one-turn completions from each context (token ids; one engine call)."""
         from rollwise.generation.base import SamplingParams
 
-        p = SamplingParams(params.temperature, params.top_p, params.max_new_tokens, params.stop_token_ids, seed)
-        return self.engine.generate([self.encode(c) for c in contexts], counts, p)
+        p = SamplingParams(params.temperature, params.top_p, params.max_new_tokens, self.stops, seed)
+        return self.engine.generate([list(c) for c in contexts], counts, p)
 
     def metrics(self) -> dict[str, float]:
         return dict(self.last)

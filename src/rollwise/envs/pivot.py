@@ -3,16 +3,17 @@ RL on the high-variance turns ("pivots") of expert trajectories, with a function
 
 **Pivot table** (built once, at the first step, from the weights the run starts with: the frozen pi_0): every
 assistant turn of every expert trajectory is a candidate, its context the task plus the expert's earlier actions
-(and the environment's answers). K actions of pi_0 are sampled at each candidate (one turn, never executed) and
-scored with the environment's functional step check (``action_reward``). A candidate is kept iff the variance of
-its K rewards is above 0 and their mean below ``lambda_diff`` (``algos/step_methods.py:pivot_keep``); ``filter =
-false`` keeps every candidate (the ablation). The table is static after profiling.
+(and the environment's answers), rendered with the run's turn format (the chat template where the episodes use
+it). K actions of pi_0 are sampled at each candidate (one turn, never executed) and scored with the environment's
+functional step check (``action_reward``). A candidate is kept iff the variance of its K rewards is above 0 and
+their mean below ``lambda_diff`` (``algos/step_methods.py:pivot_keep``); ``filter = false`` keeps every candidate
+(the ablation). The table is static after profiling.
 
 **Training**: a sampler request for task p trains one pivot: one of p's own (chosen per step with the run's seed),
 or, when p has none, one of the whole table's (so every request trains a pivot). G actions of the current policy
 are sampled there and scored with the functional check (``reward = "exact"``: a string match with the expert's
-action, the paper's ablation), and the trainer's GRPO takes them as p's group. The trajectory is not continued
-past the pivot turn.
+action, through the env's ``canonical_action`` where it has one; the paper's ablation), and the trainer's GRPO
+takes them as p's group. The trajectory is not continued past the pivot turn.
 
 Profiling turns are reported (``pivot/profile_turns``) but not charged to the step budget: PivotRL's cost
 comparison counts them separately.
@@ -42,7 +43,7 @@ class Candidate:
 
     task_index: int
     turn: int
-    context: str  # the conversation before the turn
+    context: list[int]  # the conversation before the turn, token ids in the run's turn format
     state: Any  # the environment's snapshot at the turn
     expert: str  # the expert's action there
     mu: float = 0.0  # profiling mean of the functional reward
@@ -55,13 +56,13 @@ def expert_candidates(coll: StepCollectorBase, tasks: list[Prompt], index: list[
     timeout = coll.limits.timeout_s
     for task, i in zip(tasks, index):
         env = coll.make_env()
-        context = "".join(m["content"] for m in check_messages(guarded_call(env.reset, task, timeout_s=timeout)))
+        context = coll.fmt.first(check_messages(guarded_call(env.reset, task, timeout_s=timeout)))
         for t, action in enumerate(env.expert(task) or []):
             out.append(Candidate(i, t, context, env.snapshot(), action))
             obs, _, done, _ = check_step(guarded_call(env.step, action, timeout_s=timeout), (-1e9, 1e9))
             if done:
                 break
-            context += action + "".join(m["content"] for m in obs)
+            context = context + coll.after(None, action, obs)
     return out
 
 
@@ -81,7 +82,7 @@ class PivotCollector(StepCollectorBase):
 
     def score(self, c: Candidate, text: str, how: str) -> float:
         if how == "exact":
-            return float(text.strip() == c.expert.strip())
+            return float(self.matches(text, c.expert))
         return float(self.checker.action_reward(c.state, text))
 
     def build_pivots(self, seed: int) -> list[Candidate]:
@@ -95,7 +96,7 @@ class PivotCollector(StepCollectorBase):
             got = self.generate([c.context for c in part], [self.K] * len(part), self.params, seed + s)
             for j, (c, comps) in enumerate(zip(part, got)):
                 rewards[s + j] = torch.tensor([self.score(c, x.text, "functional") for x in comps])
-                inexact += sum(x.text.strip() != c.expert.strip() for x in comps) - int((rewards[s + j] == 0).sum())
+                inexact += sum(not self.matches(x.text, c.expert) for x in comps) - int((rewards[s + j] == 0).sum())
         mu, var = pivot_stats(rewards)
         keep = pivot_keep(rewards, self.lambda_diff) if self.filter else torch.ones(len(cands), dtype=torch.bool)
         for c, m, v in zip(cands, mu.tolist(), var.tolist()):
@@ -138,10 +139,10 @@ class PivotCollector(StepCollectorBase):
             out.calls += 1
             decoded = 0
             for p, cand, comps in zip(req.prompts, chosen, got):
-                ids = self.encode(cand.context)
+                ids = list(cand.context)
                 rs = [self.score(cand, x.text, self.reward) for x in comps]
                 func = [self.score(cand, x.text, "functional") for x in comps]
-                skip_hits += sum(f == 1 and x.text.strip() != cand.expert.strip() for f, x in zip(func, comps))
+                skip_hits += sum(f == 1 and not self.matches(x.text, cand.expert) for f, x in zip(func, comps))
                 zero_var += len(set(rs)) <= 1
                 groups += 1
                 trained.add((cand.task_index, cand.turn))

@@ -2,12 +2,14 @@
 arXiv 2509.11543; X-PLUG MobileAgent ``MultiRoundGenerator``, ``core_uis1.py``) on an environment with an expert.
 
 **Rollout**: each task is played ``n`` times over its expert trajectory. At step t the policy generates one action
-from a history made of its *own* earlier actions. The action is scored against the expert's (``extract_match``:
-a string match, score 1 or 0). On a match the action is played. On a mismatch the **Patch Module** puts the
-expert's action into the history (and plays it) while the rollout's patches are under ``patch_threshold`` (-1 =
-unlimited); past the budget the rollout ends. The failed action is still a training sample with its own reward:
-a patch changes only the history. (Patch sources "thought-free / off-policy thought / on-policy thought" do not
-apply: a chain step has no thought; the patch is the expert's action.)
+from a history made of its *own* earlier actions (their sampled tokens, in the run's turn format). The action
+is scored against the expert's (``extract_match``: a string match, score 1 or 0, of the actions parsed out of the
+replies where the env has ``canonical_action``: ``ledger``'s ``CALC: 23+45`` matches ``CALC: 23 + 45``). On a
+match the action is played. On a mismatch the **Patch Module** puts the expert's action into the history (and
+plays it) while the rollout's patches are under ``patch_threshold`` (-1 = unlimited); past the budget the rollout
+ends. The failed action is still a training sample with its own reward: a patch changes only the history. (Patch
+sources "thought-free / off-policy thought / on-policy thought" do not apply: a chain step has no thought; the
+patch is the expert's action.)
 
 **Credit** (``algos/step_methods.py``): discounted step returns that break at a step that left the expert,
 ``A = w_ep A_ep + w_step A_step`` with both readings of the episode term (``episode``), the group filter on the
@@ -72,7 +74,7 @@ class _Live:
     roll: SemiOnlineRollout
     env: Any
     expert: list[str]
-    history: str
+    history: list[int]  # token ids in the run's turn format
     done: bool = False
 
 
@@ -87,7 +89,7 @@ def play_semi_online(coll: StepCollectorBase, tasks: list[Prompt], index: list[i
         expert = env.expert(task)
         if not expert:
             raise ValueError(f"uis1: task {task.uid!r} has no expert trajectory (env.expert returned {expert!r})")
-        live.append(_Live(SemiOnlineRollout(i, len(expert)), env, list(expert), "".join(m["content"] for m in first)))
+        live.append(_Live(SemiOnlineRollout(i, len(expert)), env, list(expert), coll.fmt.first(first)))
     for t in range(max((len(x.expert) for x in live), default=0)):
         act = [x for x in live if not x.done]
         if not act:
@@ -96,19 +98,19 @@ def play_semi_online(coll: StepCollectorBase, tasks: list[Prompt], index: list[i
                             None if seed is None else seed + 1_000_003 * t)
         for x, (c,) in zip(act, got):
             want = x.expert[t]
-            matched = c.text.strip() == want.strip()
-            x.roll.steps.append(StepSample(coll.encode(x.history), list(c.token_ids), list(c.logprobs),
+            matched = coll.matches(c.text, want)
+            x.roll.steps.append(StepSample(list(x.history), list(c.token_ids), list(c.logprobs),
                                            list(c.versions) or [version] * len(c.token_ids), c.finish_reason,
                                            c.text, t, float(matched), matched))
             if matched:
-                action = c.text.strip()
+                action, ids = c.text, list(c.token_ids)
             elif patch_threshold < 0 or x.roll.patches < patch_threshold:
-                action, x.roll.patches = want.strip(), x.roll.patches + 1  # the Patch Module
+                action, ids, x.roll.patches = want.strip(), None, x.roll.patches + 1  # the Patch Module
             else:
                 x.done = True
                 continue
             obs, _, done, _ = check_step(guarded_call(x.env.step, action, timeout_s=timeout), (-1e9, 1e9))
-            x.history += action + "".join(m["content"] for m in obs)
+            x.history = x.history + coll.after(ids, action, obs)
             x.done = done or t + 1 >= len(x.expert)
     return [x.roll for x in live]
 
