@@ -85,29 +85,44 @@ def compute_logprobs(model: torch.nn.Module, batch: SeqBatch, temperature: float
                      with_entropy: bool = False,
                      share_prefix: bool = False,
                      length_buckets: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(y_t | s_t) of every completion token ([B, C]) and optionally the full-vocabulary entropy."""
-    logits = None
+    """log pi(y_t | s_t) of every completion token ([B, C]) and optionally the full-vocabulary entropy.
+
+    Each length bucket's logits ([b, c, V]) are reduced to its tokens' log-probs ([b, c]) before the buckets are
+    put back in row order: the [B, C, V] tensor is never assembled (at a 49k vocabulary it is ~800 MB a copy).
+    """
+    parts = None
     buckets = length_buckets_of(batch.completion_mask.sum(-1).long().tolist(), length_buckets)
     checkpointing = model.training and getattr(model, "is_gradient_checkpointing", False)  # keeps no cache
     if share_prefix and not checkpointing and batch.num_distinct_prompts < batch.input_ids.shape[0]:
-        logits = _shared_prefix_logits(model, batch, buckets)
-    if logits is None:
+        parts = _shared_prefix_logits(model, batch, buckets)
+    if parts is None:
         P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
         parts = []
         for rows, c in buckets:
             out = model(input_ids=batch.input_ids[rows, : P + c], attention_mask=batch.attention_mask[rows, : P + c],
                         position_ids=batch.position_ids[rows, : P + c], use_cache=False, logits_to_keep=c + 1)
             parts.append(out.logits[:, :-1, :])  # [b, c, V]: position t predicts completion token t
-        logits = _assemble(parts, buckets, batch.completion_ids.shape[1])
+    C = batch.completion_ids.shape[1]
+    logps, ents = [], []
+    for (rows, c), logits in zip(buckets, parts, strict=True):
+        lp, ent = _token_logprobs(logits, batch.completion_ids[rows, :c], temperature, with_entropy)
+        logps.append(lp)
+        ents.append(ent)
+    logp = _assemble(logps, buckets, C)  # [B, C]
+    entropy = _assemble(ents, buckets, C) if with_entropy else None
+    return logp * batch.completion_mask, entropy
+
+
+def _token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float,
+                    with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[b, c, V] logits, [b, c] token ids -> the tokens' log-probs [b, c] and optionally the entropies [b, c]."""
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    logp_all = F.log_softmax(logits, dim=-1)  # [B, C, V]
-    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)  # [B, C]
-    entropy = None
-    if with_entropy:
-        entropy = -(logp_all.exp() * logp_all).sum(-1)  # [B, C]
-    return logp * batch.completion_mask, entropy
+    logp_all = F.log_softmax(logits, dim=-1)  # [b, c, V]
+    logp = logp_all.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # [b, c]
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None  # [b, c]
+    return logp, entropy
 
 
 def length_buckets_of(lengths: list[int], max_buckets: int,
@@ -148,19 +163,20 @@ def length_buckets_of(lengths: list[int], max_buckets: int,
 
 
 def _assemble(parts: list[torch.Tensor], buckets: list[tuple[torch.Tensor, int]], C: int) -> torch.Tensor:
-    """Per-bucket logits [b, c, V] -> [B, C, V] in the batch's row order (zeros past each bucket's length)."""
+    """Per-bucket values [b, c] -> [B, C] in the batch's row order (zeros past each bucket's length)."""
     if len(parts) == 1 and parts[0].shape[1] == C:
         return parts[0]
     rows = torch.cat([r for r, _ in buckets])
-    padded = torch.cat([F.pad(p, (0, 0, 0, C - p.shape[1])) for p in parts])
+    padded = torch.cat([F.pad(p, (0, C - p.shape[1])) for p in parts])
     inverse = torch.empty_like(rows)
     inverse[rows] = torch.arange(len(rows))
     return padded[inverse]
 
 
 def _shared_prefix_logits(model: torch.nn.Module, batch: SeqBatch,
-                          buckets: list[tuple[torch.Tensor, int]]) -> torch.Tensor | None:
-    """[B, C, V] completion logits with one prompt forward per distinct prompt; None if the model keeps no cache.
+                          buckets: list[tuple[torch.Tensor, int]]) -> list[torch.Tensor] | None:
+    """Each bucket's completion logits ([b, c, V]) with one prompt forward per distinct prompt; None if the model
+    keeps no cache.
 
     The prompt pass fills a KV cache for the U distinct prompts ([U, P]); each length bucket gathers it to its
     rows (autograd sums the rows' gradients back into each prompt); the completion pass ([b, c]) attends to
@@ -185,4 +201,4 @@ def _shared_prefix_logits(model: torch.nn.Module, batch: SeqBatch,
                      position_ids=batch.position_ids[rows_b, P : P + c], past_key_values=kv, use_cache=True,
                      logits_to_keep=c)
         parts.append(torch.cat([head.logits[at, -1:], tail.logits[:, :-1]], dim=1))  # [b, c, V]
-    return _assemble(parts, buckets, C)
+    return parts
