@@ -10,6 +10,11 @@ step of APRIL has no buffer yet, so the steady state is the later steps (reporte
     python bench/strategy_throughput.py configs/smollm2_arith.toml --calls 6 -- --generation.max_new_tokens=200
     python bench/strategy_throughput.py configs/longtail.toml --calls 20
     python bench/strategy_throughput.py configs/longtail.toml --calls 6 --arms plain april april_kv latr latr_kv
+    python bench/strategy_throughput.py configs/smollm2_arith.toml --train --calls 4 --arms plain april april_kv
+
+With ``--train`` each call is a whole training step (generate, verify, update, weight sync): the weights change
+at every step, so APRIL's buffered partials resume under newer weights and the KV cache is cleared at each sync;
+the generation seconds and tokens are the step's rollout phase, the update's seconds are recorded beside them.
 
 An arm ending in ``_kv`` is the same strategy with the HF engine's KV cache kept across calls (``kv_cache_mb``).
 The calls run round by round across arms (every arm's step 0, then every arm's step 1, ...; each arm keeps its own
@@ -45,7 +50,7 @@ ARMS |= {f"{arm}_kv": [*o, KV] for arm, o in list(ARMS.items())}  # the same wit
 class Arm:
     """One strategy's trainer, kept alive across its calls (APRIL's buffer and the KV cache carry over)."""
 
-    def __init__(self, config: str, overrides: list[str], batch_prompts: int | None) -> None:
+    def __init__(self, config: str, overrides: list[str], batch_prompts: int | None, train: bool = False) -> None:
         from rollwise.config import load_config
         from rollwise.train.trainer import Trainer
 
@@ -55,11 +60,22 @@ class Arm:
                                          *([f"--sampler.batch_prompts={batch_prompts}"] if batch_prompts else [])])
         self.trainer = Trainer(cfg)
         self.rows: list[dict[str, Any]] = []
+        self.train = train
+        self._got: list[Any] = []
+        if train:  # keep each step's StepRollouts: the trainer's step collects through this
+            collect = self.trainer.rollouts.collect
+            self.trainer.rollouts.collect = lambda *a, **k: self._got.append(collect(*a, **k)) or self._got[-1]
 
     def call(self, step: int) -> dict[str, Any]:
         tr = self.trainer
         t0 = time.perf_counter()
-        got = tr.rollouts.collect(tr.pipeline, step, version=step)  # version = step: APRIL resumes next step
+        if self.train:
+            stats = tr.train_step(step)  # collect + update + publish the new weights (clears the KV cache)
+            tr.step_index = step + 1
+            got = self._got.pop()
+        else:
+            got = tr.rollouts.collect(tr.pipeline, step, version=step)  # version = step: APRIL resumes next step
+            stats = {}
         wall = time.perf_counter() - t0
         rs = [r for v in got.rollouts.values() for r in v]
         row = {"step": step, "gen_seconds": got.gen_seconds, "wall_seconds": wall,
@@ -68,6 +84,7 @@ class Arm:
                "groups": len(got.rollouts), "length_mean": float(np.mean([r.num_tokens for r in rs])),
                "truncated_share": float(np.mean([r.finish_reason == "length" for r in rs])),
                "reward_mean": float(np.mean([r.reward for r in rs])), "load_avg_1m": os.getloadavg()[0],
+               "train_seconds": stats.get("perf/train_seconds", 0.0),
                **{k: v for k, v in tr.collector.metrics().items() if isinstance(v, int | float)}}
         self.rows.append(row)
         return row
@@ -134,6 +151,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
                     help="run the calls round by round across arms (default) instead of arm after arm")
+    ap.add_argument("--train", action="store_true",
+                    help="each call is a whole training step (the weights change; the update is timed apart)")
     ap.add_argument("--out", default=None)
     args, overrides = ap.parse_known_args(argv)
     overrides = [o for o in overrides if o != "--"]
@@ -143,7 +162,8 @@ def main(argv: list[str]) -> None:
     default = ROOT / "bench" / "results" / f"strategy_throughput_{Path(args.config).stem}.json"
     path = Path(args.out) if args.out else default
     out: dict[str, Any] = {"config": args.config, "overrides": overrides, "calls": args.calls,
-                           "interleave": args.interleave, "machine": platform.processor() or platform.machine(),
+                           "interleave": args.interleave, "train": args.train,
+                           "machine": platform.processor() or platform.machine(),
                            "load_avg": os.getloadavg(), "load_avg_after": None,
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "order": [], "arms": {}}
     arms: dict[str, Arm] = {}
@@ -151,7 +171,7 @@ def main(argv: list[str]) -> None:
         for name, step in schedule(args.arms, args.calls, args.interleave):
             if name not in arms:
                 bp = base.sampler.batch_prompts * OVER_SAMPLE if name.startswith("april") else None
-                arms[name] = Arm(args.config, [*overrides, *ARMS[name]], bp)
+                arms[name] = Arm(args.config, [*overrides, *ARMS[name]], bp, train=args.train)
             row = arms[name].call(step)
             print(f"  {name} step {step}: {row['groups']} groups, {row['decoded_tokens']} tokens in "
                   f"{row['gen_seconds']:.1f} s", file=sys.stderr)
