@@ -90,7 +90,8 @@ def compute_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float | t
         order, probs = None, logp.exp()
     cdf = probs.cumsum(-1)  # [B, V], unnormalised
     idx = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1])[:, None], right=True)  # [B, 1]
-    last = (probs > 0).cumsum(-1).argmax(-1, keepdim=True)  # [B, 1]: rounding never picks a zero-mass token
+    pos = torch.arange(probs.shape[-1], device=probs.device)  # [V]
+    last = torch.where(probs > 0, pos, 0).amax(-1, keepdim=True)  # [B, 1]: rounding never picks a zero-mass token
     idx = torch.minimum(idx, last)
     tok = (order.gather(-1, idx) if order is not None else idx).squeeze(-1)  # [B]
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
