@@ -55,8 +55,8 @@ def _build_vllm(name: str, model, tok):
 
 
 # Package scope (this folder's __init__.py): the engines are closed when the run leaves tests/generation, while
-# the in-process engine's torch.distributed groups still exist; a later test that tears torch.distributed down
-# (tests/train/test_async.py's collective weight sync) would make vLLM's own exit-time shutdown fail.
+# the in-process engine's torch.distributed groups still exist (the collective weight sync keeps a group of its own
+# and no longer tears torch.distributed down, but an engine left open would still hold its workers to the end).
 @pytest.fixture(scope="package")
 def vllm_engine(vllm_model, vllm_tok):
     """The offline engine (``vllm.LLM`` in this process); tests that change its weights restore them. The two

@@ -121,27 +121,28 @@ def test_a_worker_killed_during_a_weight_broadcast_is_restarted(smoke_cfg, monke
 
     broadcast, killed = CollectiveSync._broadcast, []
 
-    class KillFirst:  # torch.distributed whose next broadcast first kills worker 0
-        def __init__(self, dist, pid):
-            self.dist, self.pid = dist, pid
+    class KillFirst:  # the broadcast group whose next broadcast first kills worker 0
+        def __init__(self, group, pid):
+            self.group, self.pid = group, pid
 
         def broadcast(self, *args, **kwargs):
             if not killed:
                 os.kill(self.pid, signal.SIGKILL)
                 killed.append(self.pid)
-            return self.dist.broadcast(*args, **kwargs)
+            return self.group.broadcast(*args, **kwargs)
 
         def __getattr__(self, name):
-            return getattr(self.dist, name)
+            return getattr(self.group, name)
 
     def broadcast_with_kill(self, bufs, meta, version):
         if version != 2 or killed:
             return broadcast(self, bufs, meta, version)
-        real, self.dist = self.dist, KillFirst(self.dist, int(self.ask("pid")[0]))
+        real, self.group = self.group, KillFirst(self.group, int(self.ask("pid")[0]))
         try:
             return broadcast(self, bufs, meta, version)
         finally:
-            self.dist = real
+            if isinstance(self.group, KillFirst):  # not re-formed meanwhile
+                self.group = real
 
     monkeypatch.setattr(CollectiveSync, "_broadcast", broadcast_with_kill)
     steps = 3

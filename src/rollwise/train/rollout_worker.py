@@ -37,6 +37,7 @@ class RolloutWorker:
         self.shaper = parts.build_reward_shaper(cfg)
         self._problems: dict[int, tuple[str, Any]] = {}  # of the prompts the strategy holds (APRIL's buffer)
         self.version = -1  # no trainer weights yet
+        self._group: Any = None  # the collective weight sync's broadcast group (join_group)
         self._lock = threading.Lock()
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
         base = parts.build_engine(cfg, self.model, self.tok)
@@ -71,11 +72,12 @@ class RolloutWorker:
 
     def join_group(self, addr: str, port: int, rank: int, world: int, backend: str) -> None:
         """Join the trainer's weight-broadcast group (``async.weight_sync = "collective"``)."""
-        worker_join(addr, port, rank, world, backend)
+        self._group = None  # the old group first: its store and sockets go before the new rendezvous
+        self._group = worker_join(addr, port, rank, world, backend)
 
     def receive_weights(self, meta: Meta, version: int) -> int:
         """Take part in the trainer's broadcast of ``version`` and queue the weights as ``set_weights`` does."""
-        return self.set_weights(worker_receive(meta, next(self.model.parameters()).device), version)
+        return self.set_weights(worker_receive(meta, next(self.model.parameters()).device, self._group), version)
 
     def run(self, job: Any, latest: tuple[list[Any], int] | None = None) -> Any:
         """Generate and verify one round with the newest weights, at least the version the round was planned

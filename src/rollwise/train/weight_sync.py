@@ -62,12 +62,13 @@ class ObjectStoreSync:
 
 
 class CollectiveSync:
-    """Weights by torch.distributed broadcast from the trainer (rank 0) to the workers (ranks 1..n)."""
+    """Weights by a collective broadcast from the trainer (rank 0) to the workers (ranks 1..n), in a process group
+    of its own (``new_group``): torch.distributed's default group is left to whoever else uses it in the process
+    (an in-process vLLM engine does)."""
 
     def __init__(self, ray: Any, workers: list[Any], ask: Any) -> None:
-        import torch.distributed as dist
-
-        self.ray, self.workers, self.ask, self.dist = ray, workers, ask, dist
+        self.ray, self.workers, self.ask = ray, workers, ask
+        self.group: Any = None  # the broadcast group, formed at the first publish
         self._last: tuple[list[torch.Tensor], Meta, int] | None = None  # the newest broadcast, kept for a restart
         self._pids: list[int] = []  # the workers' processes when the group formed (none yet)
         self._broken = False  # a broadcast failed: the group must re-form even if no process changed yet
@@ -90,8 +91,7 @@ class CollectiveSync:
         """Rendezvous on a free port of the trainer's node address: every worker joins while the trainer does."""
         from ray.util import get_node_ip_address
 
-        if self.dist.is_initialized():
-            self.dist.destroy_process_group()
+        self.group = None  # the old group (if any) goes with its last reference
         addr = get_node_ip_address()  # 127.0.0.1 under the private local Ray
         with socket.socket() as s:
             s.bind((addr, 0))
@@ -99,8 +99,7 @@ class CollectiveSync:
         world = len(self.workers) + 1
         refs = [w.join_group.options(concurrency_group=CONTROL).remote(addr, port, i + 1, world, backend)
                 for i, w in enumerate(self.workers)]
-        self.dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=0, world_size=world,
-                                     timeout=GROUP_TIMEOUT)
+        self.group = new_group(addr, port, 0, world, backend)  # the store's server: waits for every worker
         self.ray.get(refs)
         self._pids, self.backend = pids, backend
 
@@ -130,7 +129,7 @@ class CollectiveSync:
     def _broadcast(self, bufs: list[torch.Tensor], meta: Meta, version: int) -> None:
         refs = [w.receive_weights.options(concurrency_group=CONTROL).remote(meta, version) for w in self.workers]
         for buf in bufs:
-            self.dist.broadcast(buf, src=0)
+            self.group.broadcast([buf]).wait()  # root rank 0 (the default options)
         self.ray.get(refs)
 
     def latest(self) -> tuple[list[Any], int] | None:
@@ -143,8 +142,7 @@ class CollectiveSync:
             self._send(self.backend)  # in the group just formed (re-formed again only if another member died)
 
     def close(self) -> None:
-        if self.dist.is_initialized():
-            self.dist.destroy_process_group()
+        self.group = None
 
 
 WEIGHT_SYNCS = {"object_store": ObjectStoreSync, "collective": CollectiveSync}
@@ -174,23 +172,29 @@ def unflatten(bufs: list[torch.Tensor], meta: Meta) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------ worker side
-def worker_join(addr: str, port: int, rank: int, world: int, backend: str) -> None:
+def new_group(addr: str, port: int, rank: int, world: int, backend: str) -> Any:
+    """A process group of ``world`` members over a TCP store served by rank 0 at ``addr:port``, private to its
+    holder: not torch.distributed's default group, so forming, re-forming or dropping it never touches another
+    user's (an in-process vLLM engine's) group. Gloo on CPU, NCCL between GPUs."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank, world_size=world,
-                            timeout=GROUP_TIMEOUT)
+    store = dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=GROUP_TIMEOUT)
+    if backend == "nccl":
+        return dist.ProcessGroupNCCL(store, rank, world)
+    return dist.ProcessGroupGloo(store, rank, world, GROUP_TIMEOUT)
 
 
-def worker_receive(meta: Meta, device: torch.device) -> dict[str, torch.Tensor]:
-    """Take part in the trainer's broadcast of one version; return the state dict."""
-    import torch.distributed as dist
+def worker_join(addr: str, port: int, rank: int, world: int, backend: str) -> Any:
+    """A worker's side of ``CollectiveSync``'s group: the group, to pass to ``worker_receive``."""
+    return new_group(addr, port, rank, world, backend)
 
+
+def worker_receive(meta: Meta, device: torch.device, group: Any) -> dict[str, torch.Tensor]:
+    """Take part in the trainer's broadcast of one version in ``group``; return the state dict."""
     bufs = []
     for dtype in sorted({d for _, _, d in meta}):
         n = sum(int(torch.Size(s).numel()) for _, s, d in meta if d == dtype)
         buf = torch.empty(n, dtype=getattr(torch, dtype), device=device)
-        dist.broadcast(buf, src=0)
+        group.broadcast([buf]).wait()
         bufs.append(buf)
     return unflatten(bufs, meta)
