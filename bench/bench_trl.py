@@ -33,12 +33,15 @@ Settings that could not be matched exactly:
   bookkeeping, ``logging_steps=1``). Evaluations are outside it. The median skips the first step.
 - Rollout tokens/s is completion tokens (EOS included) over generation seconds: rollwise's engine calls, and
   TRL's ``_generate_single_turn`` (padding the prompts, ``model.generate``, cutting at EOS).
-- The two runs execute one after the other in one process on the same (possibly shared) CPU threads.
+- The two runs execute one after the other in one process on the same (possibly shared) CPU threads; with
+  ``--interleave`` they run step by step in turn instead (rollwise's step k right after TRL's step k, inside TRL's
+  ``on_step_end`` once TRL's step timer has stopped), so a load that changes during the run meets both alike.
 
     PYTHONPATH=src python bench/bench_trl.py --steps 30 --out bench/results/trl.json
     PYTHONPATH=src python bench/bench_trl.py --steps 5 --quick --out /tmp/trl_quick.json
     PYTHONPATH=src python bench/bench_trl.py --steps 100 --algo.lr=1e-4 --out /tmp/trl_lr1e-4.json  # + overrides
     PYTHONPATH=src python bench/bench_trl.py --config configs/tiny.toml --steps 150 --out bench/results/trl_default.json
+    python bench/bench_trl.py --interleave --steps 3 --config configs/smollm2_arith.toml --task.eval_size=8
 """
 
 from __future__ import annotations
@@ -177,6 +180,56 @@ def run_trl(cfg: Config, warm: torch.nn.Module, tok: Any, task: Any, out_dir: Pa
     return result
 
 
+def run_interleaved(cfg: Config, warm: torch.nn.Module, tok: Any, task: Any, out_dir: Path,
+                    levels: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Both libraries step by step in turn: TRL's step k, then (in TRL's ``on_step_end``, after its step timer)
+    rollwise's step k. Returns rollwise's result, its step-0 eval and TRL's result."""
+    from transformers import TrainerCallback
+
+    rw = Trainer(cfg, run_dir=out_dir / "rollwise")
+    if not same_weights(rw.model, warm):
+        raise RuntimeError("rollwise's Trainer did not load the warm start the TRL run gets")
+    rw.rundir.acquire()  # as train() begins: lock the run directory, then prepare it and evaluate step 0
+    rw._start(resume=False, overwrite=False)
+    start = next(json.loads(line) for line in (out_dir / "rollwise" / "metrics.jsonl").read_text().splitlines()
+                 if '"eval/mean/pass@1"' in line)
+    secs: list[float] = []
+    steps: list[dict[str, Any]] = []
+
+    class RollwiseStep(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            t = time.perf_counter()
+            steps.append(rw.train_step(rw.step_index))
+            rw.step_index += 1
+            secs.append(time.perf_counter() - t)
+
+    model = copy.deepcopy(warm)
+    torch.manual_seed(cfg.run.seed)
+    trainer = build_trl_trainer(cfg, model, tok, task, out_dir / "trl")
+    trainer.add_callback(RollwiseStep())  # after the step timer: TRL's step is timed without rollwise's
+    try:
+        trainer.train()
+        final = rw.evaluate()
+    finally:
+        rw.rundir.release()
+        rw.close()
+        for fn in trainer.reward_funcs:
+            getattr(fn, "close", lambda: None)()
+    gen_s = sum(r["perf/generate_seconds"] for r in steps)
+    result = summarise("rollwise", secs, rw.ledger["ledger/tokens"] / gen_s if gen_s else None, final, levels,
+                       [r["rollout/reward_mean"] for r in steps])
+    result["weight_change_norm"] = weight_distance(rw.model, warm)
+    result["generate_calls"] = int(sum(r["perf/generate_calls"] for r in steps))
+    model.eval()
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    tgen = sum(trainer.gen_seconds)
+    tr = summarise("trl", trainer.step_timer.seconds, sum(trainer.gen_tokens) / tgen if tgen else None,
+                   evaluate_model(cfg, model, tok, task), levels, rewards)
+    tr["weight_change_norm"] = weight_distance(model, warm)
+    tr["generate_calls"] = len(trainer.gen_seconds)
+    return result, start, tr
+
+
 def evaluate_model(cfg: Config, model: torch.nn.Module, tok: Any, task: Any) -> dict[str, Any]:
     """rollwise's held-out evaluation (HF engine, greedy) of any model."""
     engine = setup.build_engine(cfg, model, tok)
@@ -243,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "trl.json")
     ap.add_argument("--quick", action="store_true", help="smoke-size model and batch (a fast check)")
     ap.add_argument("--config", default=None, help="base config (default: configs/direct.toml at 8 new tokens)")
+    ap.add_argument("--interleave", action="store_true",
+                    help="run the two step by step in turn (rollwise's step after each TRL step), not one after "
+                         "the other")
     a, overrides = ap.parse_known_args(argv)  # the rest: config overrides such as --algo.lr=1e-4
     try:
         import trl  # noqa: F401
@@ -262,10 +318,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "settings": grpo_config_kwargs(cfg),
                                  "eval_prompts_per_level": cfg.task.eval_size, "cpu_shared_note":
                                  "the CPU may be shared with other work; see load_average"}
-        rw, start = run_rollwise(cfg, warm, Path(tmp) / "rollwise", levels)
-        print(f"rollwise done: {rw['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
-        tr = run_trl(cfg, warm, tok, task, Path(tmp) / "trl", levels)
-        print(f"trl done: {tr['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
+        meta["interleave"] = a.interleave
+        if a.interleave:
+            rw, start, tr = run_interleaved(cfg, warm, tok, task, Path(tmp), levels)
+        else:
+            rw, start = run_rollwise(cfg, warm, Path(tmp) / "rollwise", levels)
+            print(f"rollwise done: {rw['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
+            tr = run_trl(cfg, warm, tok, task, Path(tmp) / "trl", levels)
+        print(f"rollwise {rw['seconds_per_step_median']:.3f} s/step, trl {tr['seconds_per_step_median']:.3f} s/step, "
+              f"ratio {rw['seconds_per_step_median'] / tr['seconds_per_step_median']:.3f}", file=sys.stderr)
     warm_row = summarise("warm start (step 0)", [], None, start, levels, [])
     meta["load_average_end"] = list(os.getloadavg())
     print(markdown([warm_row, rw, tr], levels))
