@@ -19,7 +19,10 @@ mismatch; success and progress). Arms:
 - ``uis1``: ``--recipe=uis1``, evaluated every ``--eval-every`` steps (SOP vs free-running across checkpoints).
 
 Rollout turns are counted from the ledger (``ledger/rollouts``: turns generated). Results go to
-``bench/results/agentic_chain.json``; docs/benchmarks.md has the table. Timings are not reported (2 shared cores).
+``bench/results/agentic_chain_<start>[_ws<N>].json`` (``--ws-steps N``: configs/chain.toml's warm start trained for
+N SFT steps instead of 1,500), one entry per ``--seed``; ``--summary`` adds mean [min-max] per arm over seeds and
+Spearman's rho of SOP against free-running success across checkpoints (each ``--curve-arms`` run is scored every
+``--eval-every`` steps). docs/benchmarks.md has the table. Timings are not reported (2 shared cores).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def trainer_for(args: argparse.Namespace, name: str, *overrides: str) -> Any:
     from rollwise.train.trainer import Trainer
 
     cfg = load_config(ROOT / "configs" / "chain.toml", [
-        f"--run.out_dir={args.out}", f"--run.name={name}", f"--run.seed={args.seed}",
+        f"--run.out_dir={args.out}", f"--run.name={name}", f"--run.seed={args.seed}", f"--run.threads={args.threads}",
         f"--warmstart.checkpoint={args.warmstart}", f"--task.train_size={args.pool}", *args.env,
         f"--task.eval_size={args.eval_size}", "--trainer.plots=false", "--trainer.progress=false",
         "--trainer.checkpoint_every=0", "--trainer.eval_every=0", f"--trainer.steps={args.steps}",
@@ -67,8 +70,11 @@ def run_rl(args: argparse.Namespace, name: str, *overrides: str, every: int = 0)
             row = t.train_step(s)
             t.step_index = s + 1
             if every and (s + 1) % every == 0:
-                curve.append({"step": s + 1, **score(t, args)})
-        out = {"turns": int(t.ledger["ledger/rollouts"]), **score(t, args),
+                curve.append({"step": s + 1, "turns": int(t.ledger["ledger/rollouts"]), **score(t, args)})
+        # the last checkpoint's scores when the curve has them (the eval is seeded: the same numbers again)
+        final = {k: v for k, v in curve[-1].items() if k not in ("step", "turns")} \
+            if curve and curve[-1]["step"] == t.cfg.trainer.steps else score(t, args)
+        out = {"turns": int(t.ledger["ledger/rollouts"]), **final,
                **{k: v for k, v in row.items() if k.startswith(("pivot/", "uis1/"))}}
         if curve:
             out["curve"] = curve
@@ -114,6 +120,48 @@ def run_sft(args: argparse.Namespace) -> dict[str, Any]:
         return {"turns": 0, "expert_pairs": len(pairs), **score(t, args)}
     finally:
         t.close()
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None when either side is constant."""
+    from scipy.stats import spearmanr
+
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return round(float(spearmanr(x, y).statistic), 4)
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Per arm over seeds: mean, min and max of each metric; and Spearman's rho of SOP (success, progress)
+    against free-running success across checkpoints: each seed's UI-S1 run (the start, then every scored step),
+    those pooled over seeds, and every checkpoint of the file (every arm's final weights and curve points)."""
+    seeds = sorted(k for k in results if k.isdigit())
+    arms: dict[str, Any] = {}
+    for arm in dict.fromkeys(a for s in seeds for a in results[s]):
+        rows = [results[s][arm] for s in seeds if arm in results[s]]
+        arms[arm] = {"seeds": len(rows), **{k: {"mean": round(sum(r[k] for r in rows) / len(rows), 4),
+                                                "min": min(r[k] for r in rows), "max": max(r[k] for r in rows)}
+                                            for k in ("turns", "success", "sop_success", "sop_progress",
+                                                      "turns_mean")}}
+    points: dict[str, list[dict[str, Any]]] = {"all": []}
+    for s in seeds:
+        start = results[s].get("start")
+        for arm, r in results[s].items():
+            points["all"].append({"seed": int(s), "arm": arm, "step": "final", **r})
+            # a curve's last point is the final weights (--eval-every divides --steps)
+            points["all"] += [{"seed": int(s), "arm": arm, **c} for c in r.get("curve", [])[:-1]]
+        if "uis1" in results[s]:
+            curve = ([{"step": 0, **start}] if start else []) + results[s]["uis1"].get("curve", [])
+            points[f"uis1_seed{s}"] = [{"seed": int(s), **c} for c in curve]
+    points["uis1_pooled"] = [c for k, v in points.items() if k.startswith("uis1_seed") for c in v]
+    rho = {}
+    for name, pts in points.items():
+        free = [p["success"] for p in pts]
+        rho[name] = {"n": len(pts), **{f"rho_{k}": spearman([p[k] for p in pts], free)
+                                       for k in ("sop_success", "sop_progress")}}
+        if name.startswith("uis1_seed"):
+            rho[name] |= {k: [p[k] for p in pts] for k in ("step", "success", "sop_success", "sop_progress")}
+    return {"seeds": seeds, "arms": arms, "spearman": rho}
 
 
 def prepare(args: argparse.Namespace) -> str:
@@ -175,6 +223,16 @@ def main() -> None:
     ap.add_argument("--warmstart", default=str(ROOT / ".cache" / "warmstart" / "chain_ws"),
                     help="the start policy's directory (longtail: made by prepare() when absent)")
     ap.add_argument("--prep-steps", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (run.threads; 0 = every core: two threads "
+                    "on a shared 2-core machine ran the warm start ~10x slower than one)")
+    ap.add_argument("--ws-steps", type=int, default=0,
+                    help="chain: SFT steps of configs/chain.toml's warm start (0 = the config's 1,500 and "
+                         "--warmstart); else that warm start is trained once with these steps (seeded by "
+                         "warmstart.seed, cached by its key) and results go to agentic_chain_chain_ws<N>.json")
+    ap.add_argument("--curve-arms", nargs="*", default=["uis1"],
+                    help="RL arms scored every --eval-every steps (SOP vs free-running across checkpoints)")
+    ap.add_argument("--summary", action="store_true", help="only summarise the results file (mean [min-max] per "
+                    "arm over seeds, Spearman of SOP vs free-running success across checkpoints)")
     ap.add_argument("--max-terms", type=int, default=6)
     ap.add_argument("--out", default="/tmp/rollwise_agentic_chain")
     ap.add_argument("--arms", nargs="+", default=["start", "pivotrl", "pivotrl_exact", "pivotrl_nofilter", "sft",
@@ -183,22 +241,35 @@ def main() -> None:
     if args.start == "longtail":
         args.warmstart = prepare(args)
         args.env = ["--env.max_term=29", f"--env.max_terms={args.max_terms}"]
+    elif args.ws_steps:  # configs/chain.toml's warm start with more SFT steps, built by the first arm's trainer
+        args.warmstart, args.env = "", [f"--warmstart.steps={args.ws_steps}"]
     else:  # configs/chain.toml's own warm start (SFT from scratch on the scripted play; its terms and model)
         args.warmstart = args.warmstart if Path(args.warmstart, "config.json").is_file() else ""
         args.env = []
-    res_path = ROOT / "bench" / "results" / f"agentic_chain_{args.start}.json"
+    tag = f"_ws{args.ws_steps}" if args.start == "chain" and args.ws_steps else ""
+    res_path = ROOT / "bench" / "results" / f"agentic_chain_{args.start}{tag}.json"
     results: dict[str, Any] = json.loads(res_path.read_text()) if res_path.is_file() else {}
+    if args.summary:
+        results["summary"] = summarise(results)
+        print(json.dumps(results["summary"], indent=1))
+        res_path.write_text(json.dumps(results, indent=1))
+        return
     pivot_turns = args.steps * args.batch * 8
+
+    def every(arm: str) -> int:
+        return args.eval_every if arm in args.curve_arms else 0
+
     arms = {
         "start": lambda: run_rl(args, "start", "--trainer.steps=0"),
-        "pivotrl": lambda: run_rl(args, "pivotrl", "--recipe=pivotrl"),
+        "pivotrl": lambda: run_rl(args, "pivotrl", "--recipe=pivotrl", every=every("pivotrl")),
         "pivotrl_exact": lambda: run_rl(args, "pivotrl_exact", "--recipe=pivotrl", "--agentic.reward=exact"),
         "pivotrl_nofilter": lambda: run_rl(args, "pivotrl_nofilter", "--recipe=pivotrl", "--agentic.filter=false"),
         "sft": lambda: run_sft(args),
         # episodes of ~3.5 turns: budgeted in turns through the token ledger is not possible, so episodes per
         # step = PivotRL's turns per step / mean turns of the start policy's episodes (measured, printed)
-        "e2e": lambda: run_rl(args, "e2e", f"--sampler.batch_prompts={max(1, round(args.batch / args.e2e_turns))}"),
-        "uis1": lambda: run_rl(args, "uis1", "--recipe=uis1", every=args.eval_every),
+        "e2e": lambda: run_rl(args, "e2e", f"--sampler.batch_prompts={max(1, round(args.batch / args.e2e_turns))}",
+                              every=every("e2e")),
+        "uis1": lambda: run_rl(args, "uis1", "--recipe=uis1", every=every("uis1")),
     }
     args.e2e_turns = 1.0
     for arm in args.arms:
