@@ -25,10 +25,10 @@ SMALL = ["--model.layers=1", "--model.hidden=32", "--model.heads=2", "--model.kv
 
 
 def state_of(text: str) -> tuple[list[int], int]:
-    """(terms, k summed) of a chain context ``sum(a,b,..)=t1,t2,``."""
+    """(terms, k summed) of a chain context ``sum(a,b,..)=t1, t2, ``."""
     head, _, done = text.partition("=")
     terms = [int(x) for x in head[4:-1].split(",")]
-    totals = [int(x) for x in done.split(",") if x]
+    totals = [int(x) for x in done.split(",") if x.strip()]
     k = [sum(terms[:j]) for j in range(len(terms) + 1)].index(totals[-1]) if totals else 0
     return terms, k
 

@@ -31,7 +31,7 @@ def test_expert_snapshot_restore_and_rewards() -> None:
     assert env.expert(task) == expert_actions([3, 14, 7, 25]) == ["3,", "17,", "24,", "49|"]
     assert isinstance(env, StepEnv)
     r = env.step("3,")
-    assert (r.reward, r.done, r.observation) == (0.0, False, "")
+    assert (r.reward, r.done, r.observation) == (0.0, False, " ")  # sep: the next turn's context differs
     s = env.snapshot()
     assert env.action_reward(s, "24,") == 1.0 and env.exact_reward(s, "24,") == 0.0  # functional, not exact
     assert env.action_reward(s, "17,") == 1.0 and env.exact_reward(s, "17,") == 1.0
@@ -60,6 +60,17 @@ def test_tasks_registry_and_scripted_play() -> None:
         j = step_target(terms, k, action)
         kinds["slip" if j is None else "exact" if j == k + 1 else "skip"] += 1
     assert kinds["exact"] > kinds["skip"] > 0 and kinds["slip"] > 0
+
+
+def test_turn_end_and_next_turn_contexts_differ() -> None:
+    """The loop drops an action's stop token, so a turn's context plus its action must not be the next turn's
+    context (else one prefix has two targets, stop and the next total); the warm start's contexts are the loop's."""
+    env = ChainSum(min_terms=3, max_terms=3, slip=0.0, skip=0.0)
+    pairs = list(itertools.islice(env.sft_pairs(0, 10), 3))
+    for (c0, a0), (c1, _) in zip(pairs, pairs[1:]):
+        assert c1 == c0 + a0 + env.sep != c0 + a0
+    env.reset(env.task("t", [3, 14]))
+    assert env.step("3,").observation == env.sep == " "
 
 
 def test_knobs_refuse_bad_terms() -> None:

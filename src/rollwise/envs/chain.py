@@ -4,12 +4,13 @@ environment of the step-level methods (PivotRL arXiv 2603.21383, UI-S1 arXiv 250
 A task is a sum of terms in ``1..max_term`` (the arith ``chain`` level's: 1..29, 2-10 terms; ``min_terms..max_terms``
 of them; configs/chain.toml sizes them for the tiny model). The
 episode opens with ``"sum(3,14,7,25)="``; each action is one running total ended by ``,`` (more to come) or ``|``
-(this is the final sum), and the model closes the turn with its end-of-sequence token. A played transcript is the
-arith level's worked answer without the repeated answer::
+(this is the final sum), and the model closes the turn with its end-of-sequence token. With ``sep = ""`` a played
+transcript is the arith level's worked answer without the repeated answer::
 
     sum(3,14,7,25)=3,17,24,49|
 
-The environment answers nothing (the next turn continues the working). The episode ends at a ``|`` (reward 1 if
+The environment answers ``sep`` (a space: the next turn continues the working; see the knob for why it is not
+empty), so the played context reads ``sum(3,14,7,25)=3, 17, 24, 49|``. The episode ends at a ``|`` (reward 1 if
 the total is the sum, ``info["success"]``), or at the first action that is not a correct step (reward 0, finish
 'done', ``info["valid"] = False``): free-running play stops at the first error.
 
@@ -60,6 +61,10 @@ class ChainKnobs(EnvKnobs):
                         "terms added in one step: functionally correct, not the expert's string)")
     slip: float = Field(0.1, ge=0, le=1, description="warm-start player: probability of a wrong total (1-5 off; "
                         "its episode ends there)")
+    sep: str = Field(" ", description="the environment's answer after a step that is not the last (the next turn's "
+                     "context starts with it). Not empty: the loop drops an action's stop token from the context, so "
+                     "with '' the prefix that ends turn t ('=3,' -> stop) is the prefix that opens turn t+1 ('=3,' "
+                     "-> '17,'), and no policy ends a turn and starts the next with probability above 1/4")
 
     @model_validator(mode="after")
     def _terms(self) -> ChainKnobs:
@@ -112,8 +117,9 @@ class ChainSum:
     Config = ChainKnobs
 
     def __init__(self, min_terms: int = 2, max_terms: int = 6, max_term: int = 29, skip: float = 0.15,
-                 slip: float = 0.1) -> None:
+                 slip: float = 0.1, sep: str = " ") -> None:
         self.min_terms, self.max_terms, self.max_term, self.skip, self.slip = min_terms, max_terms, max_term, skip, slip
+        self.sep = sep
         self.terms: tuple[int, ...] = ()
         self.k, self.total, self.done = 0, 0, False
 
@@ -144,7 +150,7 @@ class ChainSum:
         if j == len(self.terms):
             self.done = True
             return StepResult(None, 1.0, True, {"success": True, "valid": True, "k": j})
-        return StepResult("", 0.0, False, {"valid": True, "k": j})
+        return StepResult(self.sep, 0.0, False, {"valid": True, "k": j})
 
     # ------------------------------------------------------------------ the step-level methods' extensions
     def snapshot(self) -> ChainState:
@@ -186,7 +192,7 @@ class ChainSum:
                 yield context, a
                 if self.step(a).done:
                     break
-                context += a
+                context += a + self.sep
 
     def state_info(self) -> dict[str, Any]:
         return {"k": self.k, "total": self.total, "n": len(self.terms)}
