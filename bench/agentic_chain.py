@@ -16,6 +16,7 @@ mismatch; success and progress). Arms:
   updates and rows per update as PivotRL's (its groups' rows), the RL learning rate.
 - ``e2e``: end-to-end RL on whole episodes (the episode return on each turn) with the same rollout turns as
   PivotRL's training (``--turns`` per step; PivotRL spends steps x batch x G turns, plus its profiling).
+- ``e2e_4x``: the same with 4x the rollout turns (the paper's claim: PivotRL competitive at 4x fewer turns).
 - ``uis1``: ``--recipe=uis1``, evaluated every ``--eval-every`` steps (SOP vs free-running across checkpoints).
 
 Rollout turns are counted from the ledger (``ledger/rollouts``: turns generated). Results go to
@@ -87,7 +88,7 @@ def run_sft(args: argparse.Namespace) -> dict[str, Any]:
     """SFT on the pool's expert (context, action) pairs: steps x (batch x 8) rows, the RL learning rate."""
     import torch
 
-    from rollwise.envs.base import env_factory
+    from rollwise.envs.base import check_messages, env_factory
     from rollwise.train.policy import build_seq_batch, compute_logprobs
 
     t = trainer_for(args, "sft")
@@ -97,8 +98,8 @@ def run_sft(args: argparse.Namespace) -> dict[str, Any]:
         ctx = env.reset(task)
         for a in env.expert(task):
             pairs.append((ctx, a))
-            env.step(a)
-            ctx += a
+            # the environment's answer after the action, as the agent loop's context has it
+            ctx += a + "".join(m["content"] for m in check_messages(env.step(a).observation))
     rng = random.Random(args.seed)
     opt = torch.optim.AdamW([p for p in t.model.parameters() if p.requires_grad], lr=t.cfg.algo.lr,
                             weight_decay=t.cfg.algo.weight_decay, betas=(0.9, 0.99))
@@ -229,6 +230,8 @@ def main() -> None:
                     help="chain: SFT steps of configs/chain.toml's warm start (0 = the config's 1,500 and "
                          "--warmstart); else that warm start is trained once with these steps (seeded by "
                          "warmstart.seed, cached by its key) and results go to agentic_chain_chain_ws<N>.json")
+    ap.add_argument("--lr", type=float, default=0.0, help="algo.lr of every arm (SFT's too; 0 = the config's "
+                    "5e-4); a non-default value is part of the results file's name")
     ap.add_argument("--curve-arms", nargs="*", default=["uis1"],
                     help="RL arms scored every --eval-every steps (SOP vs free-running across checkpoints)")
     ap.add_argument("--summary", action="store_true", help="only summarise the results file (mean [min-max] per "
@@ -247,6 +250,9 @@ def main() -> None:
         args.warmstart = args.warmstart if Path(args.warmstart, "config.json").is_file() else ""
         args.env = []
     tag = f"_ws{args.ws_steps}" if args.start == "chain" and args.ws_steps else ""
+    if args.lr:
+        args.env.append(f"--algo.lr={args.lr}")
+        tag += f"_lr{args.lr:g}"
     res_path = ROOT / "bench" / "results" / f"agentic_chain_{args.start}{tag}.json"
     results: dict[str, Any] = json.loads(res_path.read_text()) if res_path.is_file() else {}
     if args.summary:
@@ -269,11 +275,15 @@ def main() -> None:
         # step = PivotRL's turns per step / mean turns of the start policy's episodes (measured, printed)
         "e2e": lambda: run_rl(args, "e2e", f"--sampler.batch_prompts={max(1, round(args.batch / args.e2e_turns))}",
                               every=every("e2e")),
+        # the paper's cost claim: PivotRL competitive with e2e RL given 4x PivotRL's rollout turns
+        "e2e_4x": lambda: run_rl(args, "e2e_4x",
+                                 f"--sampler.batch_prompts={max(1, round(4 * args.batch / args.e2e_turns))}",
+                                 every=every("e2e_4x")),
         "uis1": lambda: run_rl(args, "uis1", "--recipe=uis1", every=every("uis1")),
     }
     args.e2e_turns = 1.0
     for arm in args.arms:
-        if arm == "e2e" and "start" in results.get(str(args.seed), {}):
+        if arm.startswith("e2e") and "start" in results.get(str(args.seed), {}):
             args.e2e_turns = max(1.0, results[str(args.seed)]["start"].get("turns_mean", 1.0))
         got = arms[arm]()
         got["pivot_train_turns"] = pivot_turns
