@@ -1,7 +1,11 @@
 """PivotRL (arXiv 2603.21383) and UI-S1 (arXiv 2509.11543) on SmolLM2's calculator game, ``ledger`` (issue 29).
 
-    OMP_NUM_THREADS=1 nice -n 5 python bench/agentic_ledger.py [--steps 4] [--batch 8] [--pool 12] \\
-        [--sop-size 40] [--free 12] [--lr 2e-5] [--seed 0] [--arms start pivotrl ...]
+    OMP_NUM_THREADS=1 nice -n 5 python bench/agentic_ledger.py [--steps 6] [--batch 8] [--pool 24] \\
+        [--sop-size 40] [--free 12] [--eval-every 3] [--lr 2e-5] [--temperature 0.7] [--seed 0] [--arms start ...]
+
+The 2026-12-07 results (``agentic_s0.json``) are these defaults, every arm in one process; UI-S1 was rerun alone
+with ``--eval-every 6 --arms uis1`` after its first run stopped on four steps that trained nothing (every task
+filtered; such steps are now allowed).
 
 The arms of ``bench/agentic_chain.py`` (its ``run_rl`` loop, with this file's trainer and scorer) on
 ``configs/smollm2_ledger.toml`` (SmolLM2-135M-Instruct, the chat template opened by the preset's system prompt,
@@ -161,12 +165,12 @@ def run_sft(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=8, help="pivots per step (x 8 actions): the turn budget per step")
-    ap.add_argument("--pool", type=int, default=12, help="train problems (their expert turns are the candidates)")
+    ap.add_argument("--pool", type=int, default=24, help="train problems (their expert turns are the candidates)")
     ap.add_argument("--sop-size", type=int, default=40, help="held-out problems scored by SOP")
     ap.add_argument("--free", type=int, default=12, help="of them, played free-running (4 turns)")
-    ap.add_argument("--eval-every", type=int, default=2, help="UI-S1's curve: scored every N steps")
+    ap.add_argument("--eval-every", type=int, default=3, help="UI-S1's curve: scored every N steps")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--temperature", type=float, default=0.7, help="rollout temperature of every arm (profiling "
                     "too; the start model at 1.0 writes prose: 1 right action in 72 samples at 0.7, see the docs)")
