@@ -44,16 +44,21 @@ def _run(cfg, **kw):
 def test_eta_0_is_the_synchronous_run_exactly(smoke_cfg):
     """Same weights, seeds, prompts and engine code in the worker: at eta = 0 (one worker, one thread each, no
     weight update ever lands mid-round) async reproduces the sync run's rollouts token for token, and its updates
-    and evals to float32 rounding; only timings and the async/ counters differ."""
+    and evals to float32 rounding; only timings, the async/ counters and the engine's work counters differ."""
     common = ["--run.threads=1", "--trainer.steps=3", "--trainer.eval_every=3", "--trainer.checkpoint_every=0"]
     sync_t, sync_rows = _run(smoke_cfg("--run.name=sync", *common))
     async_t, async_rows = _run(smoke_cfg("--run.name=async0", *common, "--run.mode=async", "--async.max_staleness=0"))
     coll_t, coll_rows = _run(smoke_cfg("--run.name=async0c", *common, "--run.mode=async", "--async.max_staleness=0",
                                        "--async.weight_sync=collective"))  # weights by gloo broadcast
 
+    # The engine's work counters (prefill tokens, decode steps, decode row-steps) describe how the rows were batched
+    # into engine calls, like perf/: the async worker's rounds may group a step's rows differently from the sync
+    # call (CI's full suite saw prefill 191 vs 88 for token-identical rollouts), so they are not compared.
+    work = {f"ledger/{k}" for k in ("prefill_tokens", "decode_steps", "decode_row_steps")}
+
     def same(rows):
-        return [{k: v for k, v in r.items() if not k.startswith(("perf/", "async/")) and "seconds" not in k}
-                for r in rows]
+        return [{k: v for k, v in r.items()
+                 if not k.startswith(("perf/", "async/")) and "seconds" not in k and k not in work} for r in rows]
 
     # Tokens, rewards, counts and sampler decisions match exactly. Floats match to float32 rounding: the worker is
     # another process, and a BLAS may pick a kernel by the address of its buffers (bit for bit on the dev machine,
