@@ -108,12 +108,18 @@ def run_rollwise(cfg: Config, warm: torch.nn.Module, run_dir: Path,
         secs.append(r["ledger/seconds"] - prev_s)
         toks.append(r["ledger/tokens"] - prev_t)
         prev_s, prev_t = r["ledger/seconds"], r["ledger/tokens"]
+    return rollwise_result(steps, secs, sum(toks), final, trainer.model, warm, levels), start
+
+
+def rollwise_result(steps: list[dict[str, Any]], secs: list[float], tokens: int, final: dict[str, Any],
+                    model: torch.nn.Module, warm: torch.nn.Module, levels: list[str]) -> dict[str, Any]:
+    """rollwise's result from its step rows, step seconds and generated tokens."""
     gen_s = sum(r["perf/generate_seconds"] for r in steps)
-    result = summarise("rollwise", secs, sum(toks) / gen_s if gen_s else None, final, levels,
+    result = summarise("rollwise", secs, tokens / gen_s if gen_s else None, final, levels,
                        [r["rollout/reward_mean"] for r in steps])
-    result["weight_change_norm"] = weight_distance(trainer.model, warm)
+    result["weight_change_norm"] = weight_distance(model, warm)
     result["generate_calls"] = int(sum(r["perf/generate_calls"] for r in steps))
-    return result, start
+    return result
 
 
 def build_trl_trainer(cfg: Config, model: torch.nn.Module, tok: Any, task: Any, out_dir: Path) -> Any:
@@ -167,8 +173,18 @@ def run_trl(cfg: Config, warm: torch.nn.Module, tok: Any, task: Any, out_dir: Pa
     try:
         trainer.train()
     finally:
-        for fn in trainer.reward_funcs:
-            getattr(fn, "close", lambda: None)()
+        close_rewards(trainer)
+    return trl_result(cfg, trainer, model, warm, tok, task, levels)
+
+
+def close_rewards(trainer: Any) -> None:
+    for fn in trainer.reward_funcs:
+        getattr(fn, "close", lambda: None)()
+
+
+def trl_result(cfg: Config, trainer: Any, model: torch.nn.Module, warm: torch.nn.Module, tok: Any, task: Any,
+               levels: list[str]) -> dict[str, Any]:
+    """TRL's result: its timed steps and generation calls, and the trained model's eval by rollwise's code."""
     model.eval()
     final = evaluate_model(cfg, model, tok, task)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
@@ -213,21 +229,9 @@ def run_interleaved(cfg: Config, warm: torch.nn.Module, tok: Any, task: Any, out
     finally:
         rw.rundir.release()
         rw.close()
-        for fn in trainer.reward_funcs:
-            getattr(fn, "close", lambda: None)()
-    gen_s = sum(r["perf/generate_seconds"] for r in steps)
-    result = summarise("rollwise", secs, rw.ledger["ledger/tokens"] / gen_s if gen_s else None, final, levels,
-                       [r["rollout/reward_mean"] for r in steps])
-    result["weight_change_norm"] = weight_distance(rw.model, warm)
-    result["generate_calls"] = int(sum(r["perf/generate_calls"] for r in steps))
-    model.eval()
-    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    tgen = sum(trainer.gen_seconds)
-    tr = summarise("trl", trainer.step_timer.seconds, sum(trainer.gen_tokens) / tgen if tgen else None,
-                   evaluate_model(cfg, model, tok, task), levels, rewards)
-    tr["weight_change_norm"] = weight_distance(model, warm)
-    tr["generate_calls"] = len(trainer.gen_seconds)
-    return result, start, tr
+        close_rewards(trainer)
+    result = rollwise_result(steps, secs, int(rw.ledger["ledger/tokens"]), final, rw.model, warm, levels)
+    return result, start, trl_result(cfg, trainer, model, warm, tok, task, levels)
 
 
 def evaluate_model(cfg: Config, model: torch.nn.Module, tok: Any, task: Any) -> dict[str, Any]:
