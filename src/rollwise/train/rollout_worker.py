@@ -21,7 +21,7 @@ from rollwise.config import Config
 from rollwise.generation.interrupt import InterruptibleEngine
 from rollwise.train import rollout_parts as parts
 from rollwise.train.rollout import run_job
-from rollwise.train.weight_sync import Meta, worker_join, worker_receive
+from rollwise.train.weight_sync import Meta, new_group, worker_receive
 
 
 class RolloutWorker:
@@ -73,7 +73,7 @@ class RolloutWorker:
     def join_group(self, addr: str, port: int, rank: int, world: int, backend: str) -> None:
         """Join the trainer's weight-broadcast group (``async.weight_sync = "collective"``)."""
         self._group = None  # the old group first: its store and sockets go before the new rendezvous
-        self._group = worker_join(addr, port, rank, world, backend)
+        self._group = new_group(addr, port, rank, world, backend)
 
     def receive_weights(self, meta: Meta, version: int) -> int:
         """Take part in the trainer's broadcast of ``version`` and queue the weights as ``set_weights`` does."""

@@ -184,11 +184,6 @@ def new_group(addr: str, port: int, rank: int, world: int, backend: str) -> Any:
     return dist.ProcessGroupGloo(store, rank, world, GROUP_TIMEOUT)
 
 
-def worker_join(addr: str, port: int, rank: int, world: int, backend: str) -> Any:
-    """A worker's side of ``CollectiveSync``'s group: the group, to pass to ``worker_receive``."""
-    return new_group(addr, port, rank, world, backend)
-
-
 def worker_receive(meta: Meta, device: torch.device, group: Any) -> dict[str, torch.Tensor]:
     """Take part in the trainer's broadcast of one version in ``group``; return the state dict."""
     bufs = []
